@@ -1,0 +1,72 @@
+//! What an emulator route answers, and its errors, mapped to HTTP in one place.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::{json, Value};
+
+/// A successful answer.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    Json(StatusCode, Value),
+    Redirect(String),
+}
+
+impl Reply {
+    pub(crate) fn ok(body: impl serde::Serialize) -> Result<Self, ApiError> {
+        Self::with_status(StatusCode::OK, body)
+    }
+
+    pub(crate) fn with_status(status: StatusCode, body: impl serde::Serialize) -> Result<Self, ApiError> {
+        let body = serde_json::to_value(body).map_err(|err| ApiError::internal(err.to_string()))?;
+        Ok(Self::Json(status, body))
+    }
+
+    pub(crate) fn into_response(self) -> HttpResponse {
+        match self {
+            Self::Json(status, body) => HttpResponse::build(status).json(body),
+            Self::Redirect(location) => HttpResponse::Found()
+                .insert_header((header::LOCATION, location))
+                .finish(),
+        }
+    }
+}
+
+/// An error answer: `{"error": message, "message": message}`, as the platform sends them (the
+/// official client reads `message`, then `error`).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status).json(json!({"error": self.message, "message": self.message}))
+    }
+}

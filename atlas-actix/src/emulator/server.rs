@@ -1,0 +1,399 @@
+//! The emulator's HTTP server: one catch-all handler that counts, injects faults, checks the
+//! key, parses the body and hands the request to [`Platform`].
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::http::StatusCode;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use tokio::sync::broadcast;
+
+use super::data::{AtlasData, DataFileError};
+use super::faults::Fault;
+use super::platform::{Platform, Push, Query};
+use super::reply::{ApiError, Reply};
+use super::router::{is_admin, match_route, Match, Route};
+
+/// Request bodies above this size are refused with 413, as the platform does.
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+struct Shared {
+    platform: Mutex<Platform>,
+    data_file: Option<PathBuf>,
+    pushes: broadcast::Sender<Push>,
+}
+
+impl Shared {
+    fn platform(&self) -> MutexGuard<'_, Platform> {
+        // Every operation leaves the state consistent before it can fail, so a panic elsewhere
+        // while the lock was held leaves nothing half-done.
+        self.platform.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A local Atlas platform for tests and examples.
+///
+/// It serves the platform API the SDK calls (`/external/*`, checking `x-api-key`), checkout
+/// pages (`/__checkout/{id}`) that complete a purchase when visited, and an admin API
+/// (`/__admin/*`) to inspect and change its state; see the [module docs](super).
+///
+/// ```
+/// use atlas_actix::emulator::{AtlasData, Emulator};
+///
+/// let data = AtlasData::from_json(r#"{
+///     "apiKey": "sk_test_123",
+///     "merchant": {"mode": "test", "isStripeConfigured": false, "trialDurationInDays": 0},
+///     "pricingModel": {"entitlements": [], "plans": []},
+///     "customers": []
+/// }"#)?;
+/// let emulator = Emulator::start(data)?;
+/// assert!(emulator.url().starts_with("http://127.0.0.1:"));
+/// emulator.stop();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Emulator;
+
+impl Emulator {
+    /// Starts an emulator serving `data` on a free port of 127.0.0.1, on a thread of its own,
+    /// so it works from any runtime or none.
+    pub fn start(data: AtlasData) -> io::Result<EmulatorHandle> {
+        Self::builder(data).start()
+    }
+
+    /// An emulator to configure before starting it.
+    pub fn builder(data: AtlasData) -> EmulatorBuilder {
+        EmulatorBuilder {
+            data,
+            data_file: None,
+            api_key: None,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
+
+    /// An emulator seeded from a data file, which `POST /__admin/reset` reads again.
+    pub fn from_file(path: impl Into<PathBuf>) -> Result<EmulatorBuilder, DataFileError> {
+        let path = path.into();
+        let data = AtlasData::from_file(&path)?;
+        let mut builder = Self::builder(data);
+        builder.data_file = Some(path);
+        Ok(builder)
+    }
+}
+
+/// Configures an emulator; made by [`Emulator::builder`] or [`Emulator::from_file`].
+#[derive(Debug)]
+pub struct EmulatorBuilder {
+    data: AtlasData,
+    data_file: Option<PathBuf>,
+    api_key: Option<String>,
+    addr: SocketAddr,
+}
+
+impl EmulatorBuilder {
+    /// Accept this key instead of the data file's `apiKey`.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// Listen on this address (default `127.0.0.1:0`, a free port). The admin API needs no
+    /// key: never expose the emulator beyond the machine.
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.addr = addr;
+        self
+    }
+
+    /// Starts the emulator on a thread of its own with its own actix runtime. It stops when the
+    /// handle is stopped or dropped, and ignores process signals.
+    pub fn start(self) -> io::Result<EmulatorHandle> {
+        let (listener, addr) = self.listen()?;
+        let (shared, api_key) = self.shared();
+        let for_server = Arc::clone(&shared);
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("atlas-emulator".to_owned())
+            .spawn(move || {
+                actix_rt::System::new().block_on(async move {
+                    match server(for_server, listener, false) {
+                        Ok(server) => {
+                            let _ = sender.send(Ok(server.handle()));
+                            server.await
+                        }
+                        Err(err) => {
+                            let _ = sender.send(Err(err));
+                            Ok(())
+                        }
+                    }
+                })
+            })?;
+        let server = receiver
+            .recv()
+            .map_err(|_| io::Error::other("the emulator thread ended before starting"))??;
+        Ok(EmulatorHandle {
+            url: format!("http://{addr}"),
+            addr,
+            api_key,
+            shared,
+            server,
+            thread: Some(thread),
+        })
+    }
+
+    /// Binds the address and returns the server, to be awaited inside a running actix system
+    /// (as `#[actix_web::main]` gives); it stops on SIGINT and SIGTERM. This is how the
+    /// `atlas-emulator` binary runs.
+    pub fn into_server(self) -> io::Result<(Server, SocketAddr)> {
+        let (listener, addr) = self.listen()?;
+        let (shared, _) = self.shared();
+        Ok((server(shared, listener, true)?, addr))
+    }
+
+    fn listen(&self) -> io::Result<(TcpListener, SocketAddr)> {
+        let listener = TcpListener::bind(self.addr)?;
+        let addr = listener.local_addr()?;
+        Ok((listener, addr))
+    }
+
+    fn shared(self) -> (Arc<Shared>, String) {
+        let api_key = self.api_key.unwrap_or_else(|| self.data.api_key.clone());
+        // Pushes are only for connected clients: a slow one misses old ones, as on socket.io.
+        let (pushes, _) = broadcast::channel(256);
+        let platform = Platform::new(self.data, api_key.clone(), pushes.clone());
+        let shared = Shared {
+            platform: Mutex::new(platform),
+            data_file: self.data_file,
+            pushes,
+        };
+        (Arc::new(shared), api_key)
+    }
+}
+
+fn server(shared: Arc<Shared>, listener: TcpListener, handle_signals: bool) -> io::Result<Server> {
+    let data = web::Data::from(shared);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .default_service(web::to(dispatch))
+    })
+    .workers(1)
+    .shutdown_timeout(1)
+    .listen(listener)?;
+    let server = if handle_signals {
+        server
+    } else {
+        server.disable_signals()
+    };
+    Ok(server.run())
+}
+
+/// A running emulator. Dropping it stops the emulator.
+#[derive(Debug)]
+pub struct EmulatorHandle {
+    url: String,
+    addr: SocketAddr,
+    api_key: String,
+    shared: Arc<Shared>,
+    server: ServerHandle,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("data_file", &self.data_file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmulatorHandle {
+    /// Base URL, such as `http://127.0.0.1:41235`: the SDK's platform host.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The API key it accepts.
+    pub fn api_key(&self) -> &str {
+        &self.api_key
+    }
+
+    /// Every push the emulator sends from now on (`invalidateCustomer` after a customer
+    /// changes, and what `/__admin/invalidate` asks for).
+    pub fn pushes(&self) -> broadcast::Receiver<Push> {
+        self.shared.pushes.subscribe()
+    }
+
+    /// Stops the emulator and waits for its thread to end.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            // The stop command is sent when `stop` is called; its future only reports the end.
+            drop(self.server.stop(false));
+            if thread.join().is_err() {
+                tracing::error!("the emulator thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for EmulatorHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+async fn dispatch(
+    req: HttpRequest,
+    payload: web::Payload,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
+    let path = req.uri().path().to_owned();
+    let method = req.method().as_str().to_owned();
+    let matched = match_route(&method, &path);
+    if !is_admin(&path) {
+        let fault = {
+            let mut platform = shared.platform();
+            let template = match &matched {
+                Match::Found { template, .. } | Match::MethodNotAllowed { template } => template,
+                Match::NotFound => path.as_str(),
+            };
+            platform.count_request(format!("{method} {template}"));
+            platform.faults.take(&method, &path)
+        };
+        if let Some(fault) = fault {
+            if let Some(delay) = fault.delay() {
+                actix_rt::time::sleep(delay).await;
+            }
+            if let Some(status) = fault.status {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                return ApiError::new(status, "injected fault").error_response();
+            }
+            if fault.invalid_json {
+                return HttpResponse::Ok()
+                    .content_type("application/json")
+                    .body("{\"injected\": not json");
+            }
+        }
+    }
+    match handle(&req, payload, &shared, matched, &path).await {
+        Ok(reply) => reply.into_response(),
+        Err(err) => err.error_response(),
+    }
+}
+
+async fn handle(
+    req: &HttpRequest,
+    payload: web::Payload,
+    shared: &Shared,
+    matched: Match,
+    path: &str,
+) -> Result<Reply, ApiError> {
+    if path == "/external" || path.starts_with("/external/") {
+        let key = req.headers().get("x-api-key").map(|v| v.as_bytes());
+        if key != Some(shared.platform().api_key().as_bytes()) {
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized"));
+        }
+    }
+    let (route, params) = match matched {
+        Match::Found { route, params, .. } => (route, params),
+        Match::MethodNotAllowed { .. } => {
+            return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"))
+        }
+        Match::NotFound => return Err(ApiError::not_found("Not found")),
+    };
+    let body = if req.method() == "GET" || req.method() == "HEAD" {
+        None
+    } else {
+        read_json(payload).await?
+    };
+    let query = Query::parse(req.query_string());
+    let param = |i: usize| params.get(i).map_or("", String::as_str);
+    let base_url = format!("http://{}", req.connection_info().host());
+
+    // The data file is read before taking the lock, so other requests do not wait on the disk.
+    let reloaded = match (&shared.data_file, route) {
+        (Some(file), Route::AdminReset) => {
+            Some(AtlasData::from_file(file).map_err(|err| ApiError::internal(err.to_string()))?)
+        }
+        _ => None,
+    };
+
+    let mut platform = shared.platform();
+    match route {
+        Route::MerchantMe => platform.merchant(),
+        Route::PricingModel => platform.pricing_model(),
+        Route::Customer => platform.get_customer(param(0)),
+        Route::CreateCustomer => platform.post_customer(body),
+        Route::PaymentMethod => platform.payment_method(&base_url, param(0), body),
+        Route::CreditUsage => platform.credit_usage(param(0), param(1)),
+        Route::Invoices => platform.invoices(&query),
+        Route::LineItems => platform.line_items(&query),
+        Route::Transactions => platform.transactions(&query),
+        Route::Subscription => platform.subscription(param(0)),
+        Route::Cancel => platform.cancel(param(0), body),
+        Route::Renew => platform.renew(param(0), body),
+        Route::Subscribe => platform.subscribe(&base_url, param(0), body),
+        Route::Events => platform.post_events(body),
+        Route::RegisterFeatures => platform.register_features(body),
+        Route::SdkVersion => platform.sdk_version(body),
+        Route::Checkout => platform.complete_checkout(param(0)),
+        Route::AdminEvents => platform.admin_events(),
+        Route::AdminRegistrations => platform.admin_registrations(),
+        Route::AdminSdkVersions => platform.admin_sdk_versions(),
+        Route::AdminCustomers => platform.admin_customers(),
+        Route::AdminRequests => platform.admin_requests(),
+        Route::AdminPutCustomer => platform.admin_put_customer(param(0), body),
+        Route::AdminInvalidate => platform.admin_invalidate(body),
+        Route::AdminFaults => Reply::ok(platform.faults.list()),
+        Route::AdminAddFault => {
+            let fault: Fault = serde_json::from_value(body.unwrap_or(Value::Null))
+                .map_err(|err| ApiError::bad_request(format!("invalid fault: {err}")))?;
+            fault.check().map_err(ApiError::bad_request)?;
+            platform.faults.add(fault);
+            Reply::ok(json!({ "faults": platform.faults.list().len() }))
+        }
+        Route::AdminClearFaults => {
+            platform.faults.clear();
+            Reply::ok(json!({}))
+        }
+        Route::AdminReset => {
+            platform.reset(reloaded);
+            Reply::ok(json!({}))
+        }
+    }
+}
+
+/// Reads a JSON body of at most [`MAX_BODY_BYTES`]; an empty body is `None`.
+async fn read_json(mut payload: web::Payload) -> Result<Option<Value>, ApiError> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|err| ApiError::bad_request(format!("could not read the body: {err}")))?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body larger than {MAX_BODY_BYTES} bytes"),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|err| ApiError::bad_request(format!("malformed JSON body: {err}")))
+}

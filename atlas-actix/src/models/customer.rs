@@ -1,0 +1,164 @@
+use serde::{Deserialize, Serialize};
+
+use super::Extra;
+
+/// A customer with its subscriptions and balances, as
+/// `GET /external/customers/external-id/{id}/with-active-and-upcoming-subscriptions` returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Customer {
+    /// Internal Atlas id; usage events name the customer by it.
+    pub id: String,
+    /// The id the app knows the customer by (a user or organisation id).
+    pub external_id: String,
+    /// Email, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Name, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Subscriptions in force. The platform does not filter out those whose `endDate` has
+    /// passed: see [`Subscription::is_valid_at`].
+    #[serde(default)]
+    pub active_subscriptions: Vec<Subscription>,
+    /// Subscriptions that start later (a scheduled downgrade, say).
+    #[serde(default)]
+    pub upcoming_subscriptions: Vec<Subscription>,
+    /// Per subscription and usage-based feature: whether the customer may go on using it.
+    #[serde(default)]
+    pub conditional_billable_access: Vec<BillableAccess>,
+    /// Balances in the merchant's credit currencies.
+    #[serde(default)]
+    pub custom_pricing_units: Vec<CustomerBalance>,
+    /// Private plans this customer may see and buy.
+    #[serde(default)]
+    pub customer_private_plans: Vec<PrivatePlan>,
+    /// Fields this type does not name (`status`, `merchantId`, dates, `stripeId`, ...).
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl Customer {
+    /// Active and upcoming subscriptions, in that order.
+    pub fn subscriptions(&self) -> impl Iterator<Item = &Subscription> {
+        self.active_subscriptions
+            .iter()
+            .chain(&self.upcoming_subscriptions)
+    }
+
+    /// The customer's balance in a credit currency (0 when it has none).
+    pub fn balance(&self, unit_id: &str) -> f64 {
+        self.custom_pricing_units
+            .iter()
+            .find(|b| b.custom_pricing_unit_id == unit_id)
+            .map_or(0.0, |b| b.balance)
+    }
+
+    /// Whether this customer may see and buy a private plan.
+    pub fn has_private_plan(&self, plan_id: &str) -> bool {
+        self.customer_private_plans
+            .iter()
+            .any(|p| p.plan_id == plan_id)
+    }
+}
+
+/// A customer's subscription to a plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Subscription {
+    /// Subscription id.
+    pub id: String,
+    /// Whether the customer may change or cancel it from the app; only an explicit `false`
+    /// forbids it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_customer_changes: Option<bool>,
+    /// `active`, `ended`, `pendingActivation`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// When it started (ISO-8601).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_date: Option<String>,
+    /// When it ends (ISO-8601), if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_date: Option<String>,
+    /// The plan subscribed to.
+    pub plan_id: String,
+    /// A summary of the plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<SubscriptionPlan>,
+    /// Fields this type does not name (`customerId`, `merchantId`, `isTrial`, ...).
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl Subscription {
+    /// Whether the subscription is in force at `now`: it has no end date, or one after `now`.
+    /// An end date that cannot be read counts as in force, as it does for the official client.
+    pub fn is_valid_at(&self, now: time::OffsetDateTime) -> bool {
+        let Some(end) = self.end_date.as_deref() else {
+            return true;
+        };
+        match time::OffsetDateTime::parse(end, &time::format_description::well_known::Rfc3339) {
+            Ok(end) => end > now,
+            Err(_) => true,
+        }
+    }
+}
+
+/// The plan summary inside a [`Subscription`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionPlan {
+    /// Plan id.
+    pub id: String,
+    /// Plan name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Fields this type does not name.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// Whether a customer may use a usage-based feature under a subscription, and how much it has.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BillableAccess {
+    /// The [`Entitlement::id`](super::Entitlement::id) of the feature.
+    pub billable_id: String,
+    /// The subscription it applies to.
+    pub subscription_id: String,
+    /// `Some(false)` when the customer has used up what it may.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<bool>,
+    /// Usage in the current period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_usage: Option<f64>,
+    /// Fields this type does not name.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// A customer's balance in one credit currency.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerBalance {
+    /// The [`CustomPricingUnit::id`](super::CustomPricingUnit::id).
+    pub custom_pricing_unit_id: String,
+    /// Credits left; may be negative after overage.
+    #[serde(default)]
+    pub balance: f64,
+    /// Fields this type does not name.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// A private plan offered to one customer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrivatePlan {
+    /// The plan's id.
+    pub plan_id: String,
+    /// Fields this type does not name.
+    #[serde(flatten)]
+    pub extra: Extra,
+}

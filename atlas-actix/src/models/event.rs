@@ -1,0 +1,33 @@
+use serde::{Deserialize, Serialize};
+
+use super::Extra;
+
+/// A usage event, as `POST /external/event` takes it (in an array).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageEvent {
+    /// The customer's internal Atlas id ([`Customer::id`](super::Customer::id)).
+    pub customer_id: String,
+    /// The feature's internal id ([`Entitlement::id`](super::Entitlement::id)).
+    pub event_name: String,
+    /// When the usage happened (ISO-8601).
+    pub generated_at: String,
+    /// A key the platform deduplicates by; a retried event keeps its key.
+    pub idempotency_key: String,
+    /// The usage.
+    pub data: EventData,
+    /// Fields this type does not name.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// What a [`UsageEvent`] measures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventData {
+    /// How much was used; finite and above zero.
+    pub quantity: f64,
+    /// Fields this type does not name.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
