@@ -36,8 +36,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     match run() {
@@ -52,7 +51,9 @@ fn main() -> ExitCode {
 fn run() -> Result<(), String> {
     let file = env("ATLAS_FIXTURE")
         .or_else(|| env("ATLAS_DATA_FILE"))
-        .ok_or("set ATLAS_FIXTURE to the Atlas data file to serve (see examples/atlas-data.json)")?;
+        .ok_or(
+            "set ATLAS_FIXTURE to the Atlas data file to serve (see examples/atlas-data.json)",
+        )?;
     let mut emulator = Emulator::from_file(file)
         .map_err(|err| err.to_string())?
         .bind(address()?);

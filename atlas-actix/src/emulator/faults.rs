@@ -104,7 +104,9 @@ mod tests {
     #[test]
     fn a_counted_fault_is_used_up() {
         let mut faults = Faults::default();
-        faults.add(fault(r#"{"path": "/external/pricing", "times": 2, "status": 500}"#));
+        faults.add(fault(
+            r#"{"path": "/external/pricing", "times": 2, "status": 500}"#,
+        ));
         assert!(faults.take("GET", "/external/merchants/me").is_none());
         assert!(faults.take("GET", "/external/pricingModel").is_some());
         assert!(faults.take("GET", "/external/pricingModel").is_some());
@@ -126,7 +128,9 @@ mod tests {
     #[test]
     fn rejects_contradictions() {
         assert!(fault(r#"{"status": 42}"#).check().is_err());
-        assert!(fault(r#"{"status": 500, "invalidJson": true}"#).check().is_err());
+        assert!(fault(r#"{"status": 500, "invalidJson": true}"#)
+            .check()
+            .is_err());
         assert!(fault(r#"{"times": 0}"#).check().is_err());
         assert!(serde_json::from_str::<Fault>(r#"{"stauts": 500}"#).is_err());
     }

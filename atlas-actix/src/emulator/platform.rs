@@ -12,8 +12,8 @@ use super::data::AtlasData;
 use super::faults::Faults;
 use super::reply::{ApiError, Reply};
 use crate::models::{
-    CreditUsage, Customer, Invoice, InvoiceLineItem, Merchant, Plan, PricingModel, Subscription,
-    Transaction,
+    number, CreditUsage, Customer, Invoice, InvoiceLineItem, Merchant, Plan, PricingModel,
+    Subscription, Transaction,
 };
 
 const BILLING_CADENCES: [&str; 3] = ["monthly", "quarterly", "annually"];
@@ -43,8 +43,13 @@ impl Push {
 /// What completing a checkout session does.
 #[derive(Debug, Clone)]
 enum Completion {
-    ActivatePlan { external_id: String, plan_id: String },
-    SetPaymentMethod { external_id: String },
+    ActivatePlan {
+        external_id: String,
+        plan_id: String,
+    },
+    SetPaymentMethod {
+        external_id: String,
+    },
 }
 
 #[derive(Debug)]
@@ -375,7 +380,11 @@ impl Platform {
         Reply::ok(session)
     }
 
-    pub(crate) fn credit_usage(&self, customer_key: &str, unit_id: &str) -> Result<Reply, ApiError> {
+    pub(crate) fn credit_usage(
+        &self,
+        customer_key: &str,
+        unit_id: &str,
+    ) -> Result<Reply, ApiError> {
         let customer = self
             .customer(customer_key)
             .or_else(|| self.customers.iter().find(|c| c.id == customer_key))
@@ -395,9 +404,9 @@ impl Platform {
         Reply::ok(json!({
             "customPricingUnitId": unit_id,
             "displayName": unit.display_name,
-            "totalAllocated": balance.max(0.0),
+            "totalAllocated": number::to_json(balance.max(0.0)),
             "totalUsed": 0,
-            "remaining": balance,
+            "remaining": number::to_json(balance),
             "nextExpiring": null,
         }))
     }
@@ -412,7 +421,10 @@ impl Platform {
             .map(|invoice| {
                 let mut invoice = invoice.clone();
                 if invoice.amount.is_none() {
-                    let items = self.line_items.get(&invoice.id).map_or(&[][..], Vec::as_slice);
+                    let items = self
+                        .line_items
+                        .get(&invoice.id)
+                        .map_or(&[][..], Vec::as_slice);
                     invoice.amount = Some(items.iter().filter_map(|item| item.amount).sum());
                 }
                 invoice
@@ -579,8 +591,8 @@ impl Platform {
             "customer": customer.extra.get("stripeId").cloned().unwrap_or(Value::Null),
             "customer_email": customer_email,
             "client_reference_id": customer.external_id,
-            "amount_subtotal": amount,
-            "amount_total": amount,
+            "amount_subtotal": number::to_json(amount),
+            "amount_total": number::to_json(amount),
             "currency": "usd",
             "livemode": false,
             "created": created,
@@ -717,11 +729,15 @@ impl Platform {
             return Err(ApiError::bad_request("body must be a JSON array of events"));
         };
         for (i, event) in events.iter().enumerate() {
-            check_event(event).map_err(|problem| ApiError::bad_request(format!("event {i}{problem}")))?;
+            check_event(event)
+                .map_err(|problem| ApiError::bad_request(format!("event {i}{problem}")))?;
         }
         let received = events.len();
         for event in events {
-            let key = event["idempotencyKey"].as_str().unwrap_or_default().to_owned();
+            let key = event["idempotencyKey"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             if self.seen_idempotency_keys.insert(key) {
                 self.events.push(event);
             }
@@ -804,8 +820,9 @@ impl Platform {
         };
         merged.extend(patch);
         merged.insert("externalId".into(), json!(external_id));
-        let updated: Customer = serde_json::from_value(Value::Object(merged))
-            .map_err(|err| ApiError::bad_request(format!("the customer would be invalid: {err}")))?;
+        let updated: Customer = serde_json::from_value(Value::Object(merged)).map_err(|err| {
+            ApiError::bad_request(format!("the customer would be invalid: {err}"))
+        })?;
         *customer = updated;
         Reply::ok(&*customer)
     }
@@ -874,10 +891,10 @@ fn check_event(event: &Value) -> Result<(), String> {
         return Err(" must be an object".to_owned());
     };
     for key in ["customerId", "eventName", "idempotencyKey", "generatedAt"] {
-        if !event
+        if event
             .get(key)
             .and_then(Value::as_str)
-            .is_some_and(|s| !s.is_empty())
+            .is_none_or(str::is_empty)
         {
             return Err(format!(": {key} must be a non-empty string"));
         }
@@ -899,7 +916,9 @@ fn positive_int(query: &Query, name: &str, fallback: u64) -> Result<u64, ApiErro
     };
     match text.parse::<f64>() {
         Ok(n) if n >= 1.0 && n.fract() == 0.0 && n <= u64::MAX as f64 => Ok(n as u64),
-        _ => Err(ApiError::bad_request(format!("{name} must be a positive integer"))),
+        _ => Err(ApiError::bad_request(format!(
+            "{name} must be a positive integer"
+        ))),
     }
 }
 
@@ -976,7 +995,10 @@ mod tests {
     }
 
     fn numbers(values: &[Value]) -> Vec<i64> {
-        values.iter().map(|v| v["n"].as_i64().unwrap_or(-1)).collect()
+        values
+            .iter()
+            .map(|v| v["n"].as_i64().unwrap_or(-1))
+            .collect()
     }
 
     #[test]
@@ -1019,7 +1041,9 @@ mod tests {
         assert!(check_event(&no_key).unwrap_err().contains("idempotencyKey"));
         let mut text_quantity = good.clone();
         text_quantity["data"]["quantity"] = json!("2");
-        assert!(check_event(&text_quantity).unwrap_err().contains("quantity"));
+        assert!(check_event(&text_quantity)
+            .unwrap_err()
+            .contains("quantity"));
         assert!(check_event(&json!([])).is_err());
     }
 

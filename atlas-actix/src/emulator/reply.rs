@@ -16,7 +16,10 @@ impl Reply {
         Self::with_status(StatusCode::OK, body)
     }
 
-    pub(crate) fn with_status(status: StatusCode, body: impl serde::Serialize) -> Result<Self, ApiError> {
+    pub(crate) fn with_status(
+        status: StatusCode,
+        body: impl serde::Serialize,
+    ) -> Result<Self, ApiError> {
         let body = serde_json::to_value(body).map_err(|err| ApiError::internal(err.to_string()))?;
         Ok(Self::Json(status, body))
     }
@@ -67,6 +70,7 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(json!({"error": self.message, "message": self.message}))
+        HttpResponse::build(self.status)
+            .json(json!({"error": self.message, "message": self.message}))
     }
 }

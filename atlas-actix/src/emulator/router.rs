@@ -58,14 +58,30 @@ const PLATFORM: &[(&str, &str, Route)] = &[
         Route::CreditUsage,
     ),
     ("GET", "/external/invoices/amounts", Route::Invoices),
-    ("GET", "/external/invoiceLineItems/expanded", Route::LineItems),
+    (
+        "GET",
+        "/external/invoiceLineItems/expanded",
+        Route::LineItems,
+    ),
     ("GET", "/external/transactions", Route::Transactions),
-    ("GET", "/external/subscriptions/:id/expanded", Route::Subscription),
+    (
+        "GET",
+        "/external/subscriptions/:id/expanded",
+        Route::Subscription,
+    ),
     ("POST", "/external/subscriptions/:id/cancel", Route::Cancel),
     ("POST", "/external/subscriptions/:id/renew", Route::Renew),
-    ("POST", "/external/plans/:id/subscribe/standard", Route::Subscribe),
+    (
+        "POST",
+        "/external/plans/:id/subscribe/standard",
+        Route::Subscribe,
+    ),
     ("POST", "/external/event", Route::Events),
-    ("PUT", "/external/billables/register", Route::RegisterFeatures),
+    (
+        "PUT",
+        "/external/billables/register",
+        Route::RegisterFeatures,
+    ),
     ("POST", "/external/sdk/version", Route::SdkVersion),
     ("GET", "/__checkout/:id", Route::Checkout),
 ];
@@ -177,7 +193,8 @@ mod tests {
             found,
             Match::Found {
                 route: Route::Customer,
-                template: "/external/customers/external-id/:id/with-active-and-upcoming-subscriptions",
+                template:
+                    "/external/customers/external-id/:id/with-active-and-upcoming-subscriptions",
                 params: vec!["a/b?c&d#e".to_owned()],
             }
         );
@@ -203,7 +220,10 @@ mod tests {
             }
         );
         assert_eq!(match_route("GET", "/external/nothing"), Match::NotFound);
-        assert_eq!(match_route("GET", "/external/subscriptions//expanded"), Match::NotFound);
+        assert_eq!(
+            match_route("GET", "/external/subscriptions//expanded"),
+            Match::NotFound
+        );
     }
 
     #[test]

@@ -279,7 +279,8 @@ async fn dispatch(
                 actix_rt::time::sleep(delay).await;
             }
             if let Some(status) = fault.status {
-                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let status =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 return ApiError::new(status, "injected fault").error_response();
             }
             if fault.invalid_json {
@@ -311,7 +312,10 @@ async fn handle(
     let (route, params) = match matched {
         Match::Found { route, params, .. } => (route, params),
         Match::MethodNotAllowed { .. } => {
-            return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"))
+            return Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Method not allowed",
+            ))
         }
         Match::NotFound => return Err(ApiError::not_found("Not found")),
     };
@@ -360,7 +364,10 @@ async fn handle(
         Route::AdminInvalidate => platform.admin_invalidate(body),
         Route::AdminFaults => Reply::ok(platform.faults.list()),
         Route::AdminAddFault => {
-            let fault: Fault = serde_json::from_value(body.unwrap_or(Value::Null))
+            let Some(fault @ Value::Object(_)) = body else {
+                return Err(ApiError::bad_request("a fault is a JSON object"));
+            };
+            let fault: Fault = serde_json::from_value(fault)
                 .map_err(|err| ApiError::bad_request(format!("invalid fault: {err}")))?;
             fault.check().map_err(ApiError::bad_request)?;
             platform.faults.add(fault);
@@ -381,7 +388,8 @@ async fn handle(
 async fn read_json(mut payload: web::Payload) -> Result<Option<Value>, ApiError> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|err| ApiError::bad_request(format!("could not read the body: {err}")))?;
+        let chunk = chunk
+            .map_err(|err| ApiError::bad_request(format!("could not read the body: {err}")))?;
         if body.len() + chunk.len() > MAX_BODY_BYTES {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -12,7 +12,11 @@ pub struct Invoice {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
     /// Total amount; the platform fills it in from the line items when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "super::number::serialize_option"
+    )]
     pub amount: Option<f64>,
     /// Fields this type does not name (dates, `vanityId`, `subscriptionId`, ...).
     #[serde(flatten)]
@@ -26,7 +30,11 @@ pub struct InvoiceLineItem {
     /// Line item id.
     pub id: String,
     /// Amount of the line.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "super::number::serialize_option"
+    )]
     pub amount: Option<f64>,
     /// The invoice the line belongs to, as the expanded listing adds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

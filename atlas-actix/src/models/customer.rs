@@ -131,7 +131,11 @@ pub struct BillableAccess {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<bool>,
     /// Usage in the current period.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "super::number::serialize_option"
+    )]
     pub current_usage: Option<f64>,
     /// Fields this type does not name.
     #[serde(flatten)]
@@ -145,7 +149,7 @@ pub struct CustomerBalance {
     /// The [`CustomPricingUnit::id`](super::CustomPricingUnit::id).
     pub custom_pricing_unit_id: String,
     /// Credits left; may be negative after overage.
-    #[serde(default)]
+    #[serde(default, serialize_with = "super::number::serialize")]
     pub balance: f64,
     /// Fields this type does not name.
     #[serde(flatten)]

@@ -26,6 +26,7 @@ pub struct UsageEvent {
 #[serde(rename_all = "camelCase")]
 pub struct EventData {
     /// How much was used; finite and above zero.
+    #[serde(serialize_with = "super::number::serialize")]
     pub quantity: f64,
     /// Fields this type does not name.
     #[serde(flatten)]

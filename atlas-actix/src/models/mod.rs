@@ -22,3 +22,38 @@ pub use pricing::{
 
 /// Fields of a platform object that its Rust type does not name, kept as they came.
 pub type Extra = serde_json::Map<String, serde_json::Value>;
+
+/// Writes whole numbers held as `f64` without a fraction (`29`, not `29.0`), so numbers read
+/// from the platform are written back as they came.
+pub(crate) mod number {
+    use serde::Serializer;
+
+    // 2^53: every integer up to here is exact in an f64.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+
+    pub(crate) fn serialize<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+        if value.fract() == 0.0 && value.abs() <= EXACT {
+            // In range and whole: the cast is exact.
+            #[allow(clippy::cast_possible_truncation)]
+            serializer.serialize_i64(*value as i64)
+        } else {
+            serializer.serialize_f64(*value)
+        }
+    }
+
+    /// `value` as a JSON number, written as [`serialize`] writes it.
+    #[cfg(feature = "emulator")]
+    pub(crate) fn to_json(value: f64) -> serde_json::Value {
+        serialize(&value, serde_json::value::Serializer).unwrap_or(serde_json::Value::Null)
+    }
+
+    pub(crate) fn serialize_option<S: Serializer>(
+        value: &Option<f64>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(value) => serialize(value, serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+}

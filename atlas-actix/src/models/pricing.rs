@@ -18,7 +18,7 @@ pub struct Merchant {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_plan_id: Option<String>,
     /// Length of a trial, in days.
-    #[serde(default)]
+    #[serde(default, serialize_with = "super::number::serialize")]
     pub trial_duration_in_days: f64,
     /// Fields this type does not name.
     #[serde(flatten)]
@@ -140,7 +140,11 @@ impl Plan {
 #[serde(rename_all = "camelCase")]
 pub struct PlanPrice {
     /// Amount per period.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "super::number::serialize_option"
+    )]
     pub price: Option<f64>,
     /// Fields this type does not name (`priceId`, `status`, ...).
     #[serde(flatten)]
@@ -157,10 +161,18 @@ pub struct PlanEntitlement {
     #[serde(default)]
     pub included: bool,
     /// Maximum usage, checked against the app's limit callback.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "super::number::serialize_option"
+    )]
     pub limit: Option<f64>,
     /// Usage cap of a usage-based feature.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "super::number::serialize_option"
+    )]
     pub max_usage: Option<f64>,
     /// How the feature is charged; absent for a plain entitlement.
     #[serde(default, skip_serializing_if = "Option::is_none")]

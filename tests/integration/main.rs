@@ -1,0 +1,5 @@
+//! The workspace's integration tests, in one binary (each `tests/*.rs` file would be a link of
+//! its own, slow on small machines).
+
+mod common;
+mod emulator;
