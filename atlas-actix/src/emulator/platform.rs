@@ -12,7 +12,7 @@ use super::data::AtlasData;
 use super::faults::Faults;
 use super::reply::{ApiError, Reply};
 use crate::models::{
-    number, CreditUsage, Customer, Invoice, InvoiceLineItem, Merchant, Plan, PricingModel,
+    now_iso, number, CreditUsage, Customer, Invoice, InvoiceLineItem, Merchant, Plan, PricingModel,
     Subscription, Transaction,
 };
 
@@ -852,16 +852,6 @@ fn touch(customer: &mut Customer, now: &str) {
 
 fn to_value(value: impl serde::Serialize) -> Value {
     serde_json::to_value(value).expect("models serialise to JSON")
-}
-
-/// The time now as the platform writes it: `2024-01-15T08:30:00.000Z`.
-pub(crate) fn now_iso() -> String {
-    const FORMAT: &[time::format_description::BorrowedFormatItem<'_>] = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    time::OffsetDateTime::now_utc()
-        .format(FORMAT)
-        .expect("the format has only fields a UTC date has")
 }
 
 fn object(body: Option<Value>) -> Result<Map<String, Value>, ApiError> {

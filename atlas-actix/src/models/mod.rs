@@ -20,6 +20,17 @@ pub use pricing::{
     PriceKind, PricingModel,
 };
 
+/// The time now as the platform writes dates: `2024-01-15T08:30:00.000Z`.
+pub(crate) fn now_iso() -> String {
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'_>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    // Formatting a UTC date with these fields cannot fail.
+    time::OffsetDateTime::now_utc()
+        .format(FORMAT)
+        .unwrap_or_default()
+}
+
 /// Fields of a platform object that its Rust type does not name, kept as they came.
 pub type Extra = serde_json::Map<String, serde_json::Value>;
 

@@ -52,6 +52,78 @@ impl PricingModel {
         self.entitlements.iter().find(|e| e.id == entitlement_id)
     }
 
+    /// What a pricing page may show, as the official SDK's `getPublicPricingModel` gives it:
+    /// available plans only, private ones only when `customer` is offered them, and no
+    /// internal ids (`crossEnvironmentId`, `priceId`).
+    pub fn public_view(&self, customer: Option<&super::Customer>) -> PricingModel {
+        let without = |extra: &Extra, key: &str| {
+            let mut extra = extra.clone();
+            extra.remove(key);
+            extra
+        };
+        let public_price = |price: &PlanPrice| PlanPrice {
+            price: price.price,
+            extra: without(&price.extra, "priceId"),
+        };
+        let plans = self
+            .plans
+            .iter()
+            .filter(|plan| plan.status == "available")
+            .filter(|plan| {
+                !plan.is_private || customer.is_some_and(|c| c.has_private_plan(&plan.id))
+            })
+            .map(|plan| Plan {
+                status: "available".to_owned(),
+                price: Some(plan.price.as_ref().map_or_else(
+                    || PlanPrice {
+                        price: None,
+                        extra: Extra::new(),
+                    },
+                    public_price,
+                )),
+                prices: Some(
+                    ["monthly", "quarterly", "annually"]
+                        .into_iter()
+                        .filter_map(|cadence| {
+                            let price = plan.prices.as_ref()?.get(cadence)?;
+                            Some((cadence.to_owned(), public_price(price)))
+                        })
+                        .collect(),
+                ),
+                entitlements: plan
+                    .entitlements
+                    .iter()
+                    .map(|grant| PlanEntitlement {
+                        extra: without(&grant.extra, "priceId"),
+                        ..grant.clone()
+                    })
+                    .collect(),
+                extra: without(&plan.extra, "crossEnvironmentId"),
+                ..plan.clone()
+            })
+            .collect();
+        PricingModel {
+            custom_pricing_units: self
+                .custom_pricing_units
+                .iter()
+                .map(|unit| CustomPricingUnit {
+                    extra: without(&unit.extra, "crossEnvironmentId"),
+                    ..unit.clone()
+                })
+                .collect(),
+            entitlements: self
+                .entitlements
+                .iter()
+                .map(|entitlement| Entitlement {
+                    extra: without(&entitlement.extra, "crossEnvironmentId"),
+                    ..entitlement.clone()
+                })
+                .collect(),
+            plans,
+            extra: Extra::new(),
+        }
+    }
+
     /// The credit currency with this id.
     pub fn custom_pricing_unit(&self, unit_id: &str) -> Option<&CustomPricingUnit> {
         self.custom_pricing_units.iter().find(|u| u.id == unit_id)

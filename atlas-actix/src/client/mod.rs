@@ -1,0 +1,826 @@
+//! The Atlas client: every call of the official SDK, over the platform API, with caches,
+//! limits and usage events.
+
+pub(crate) mod api;
+pub(crate) mod transport;
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::json;
+use time::OffsetDateTime;
+use tokio::sync::{watch, Notify};
+
+use self::api::PlatformApi;
+pub use self::api::{CustomerInfo, Pagination};
+use self::transport::{ApiKey, Transport, TransportConfig};
+use crate::cache::Cache;
+use crate::config::AtlasBuilder;
+use crate::entitlements::{customer_features, limited_features, CustomerFeature};
+use crate::error::{AtlasError, BuildError};
+use crate::events::EventQueue;
+use crate::limits::Limits;
+use crate::models::{
+    now_iso, CheckoutSession, CreditUsage, Customer, EventData, Invoice, InvoiceLineItem, Merchant,
+    Page, PricingModel, Subscription, Transaction, UsageEvent,
+};
+use crate::registration::Registrations;
+
+/// The SDK's name in the platform's SDK version reports.
+const SDK_LIBRARY: &str = "actix";
+
+/// The client of the Atlas platform. Cheap to clone: clones share caches, queues and the
+/// connection. Build it once, outside `HttpServer::new`, and hand it to the app as
+/// `web::Data`.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let atlas = atlas_actix::Atlas::builder().build()?; // ATLAS_API_KEY from the environment
+/// let check = atlas.allowed("user_123", ["data-explorer"]).await?;
+/// if check.ok {
+///     // serve the feature
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Atlas {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Atlas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Atlas")
+            .field("platform", &self.inner.base_url)
+            .field("limits", &self.inner.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What initialisation learnt: the merchant, and the limited features the app registered no
+/// limit callback for. `/atlas-api/status` serves it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    /// The merchant the API key belongs to.
+    #[serde(flatten)]
+    pub merchant: Merchant,
+    /// Limit-based features without a limit callback: denied unless `allow_unknown_limits`.
+    pub unconfigured_limits: Vec<String>,
+}
+
+/// The answer of [`Atlas::allowed`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Allowed {
+    /// Whether every feature checked is allowed.
+    pub ok: bool,
+    /// Each feature checked, and whether it is allowed.
+    pub features: BTreeMap<String, bool>,
+}
+
+impl Allowed {
+    /// The features checked that are not allowed.
+    pub fn denied(&self) -> impl Iterator<Item = &str> {
+        self.features
+            .iter()
+            .filter(|(_, allowed)| !**allowed)
+            .map(|(feature, _)| feature.as_str())
+    }
+}
+
+/// How often a plan is paid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BillingCadence {
+    /// Every month.
+    Monthly,
+    /// Every three months.
+    Quarterly,
+    /// Every year.
+    Annually,
+}
+
+/// Which of the customer's subscriptions a cancellation ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CancelType {
+    /// The subscription in force; the merchant's default plan, if any, follows it.
+    Active,
+    /// A subscription that has not started; the one in force then runs on.
+    Upcoming,
+}
+
+/// A request to subscribe a customer to a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscribeRequest {
+    /// How often the plan is paid.
+    pub billing_cadence: BillingCadence,
+    /// Where the checkout sends the customer afterwards.
+    pub success_url: String,
+    /// The customer's email, for the checkout.
+    pub email: Option<String>,
+    /// The customer's name, for the checkout.
+    pub name: Option<String>,
+}
+
+enum InitState {
+    Pending,
+    Ready(Arc<Status>),
+    Failed(AtlasError),
+}
+
+struct Inner {
+    base_url: String,
+    api: Arc<PlatformApi>,
+    allow_unknown_limits: bool,
+    limits: Limits,
+    customers: Cache<String, Customer>,
+    pricing_model: Cache<(), PricingModel>,
+    invoices: Cache<String, Vec<Invoice>>,
+    line_items: Cache<(String, String), Vec<InvoiceLineItem>>,
+    credit_usage: Cache<(String, String), CreditUsage>,
+    subscriptions: Cache<String, Subscription>,
+    events: EventQueue,
+    registrations: Registrations,
+    init: watch::Sender<InitState>,
+    sdk_versions: Mutex<HashSet<(String, String)>>,
+    shutdown_timeout: Duration,
+}
+
+impl Atlas {
+    /// Starts configuring a client.
+    pub fn builder() -> AtlasBuilder {
+        AtlasBuilder::default()
+    }
+
+    pub(crate) fn start(
+        builder: AtlasBuilder,
+        api_key: ApiKey,
+        base_url: String,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> Result<Self, BuildError> {
+        let transport = Transport::start(TransportConfig {
+            base_url: base_url.clone(),
+            api_key,
+            timeout: builder.timeout,
+            backoff: builder.backoff,
+            tls,
+        })?;
+        let capacity = builder.cache_capacity;
+        let inner = Arc::new(Inner {
+            base_url,
+            api: Arc::new(PlatformApi::new(transport)),
+            allow_unknown_limits: builder.allow_unknown_limits,
+            limits: Limits::new(builder.limits, builder.limit_timeout),
+            customers: Cache::new(builder.customer_ttl, capacity),
+            pricing_model: Cache::new(builder.pricing_model_ttl, 1),
+            invoices: Cache::new(builder.invoice_ttl, capacity),
+            line_items: Cache::new(builder.invoice_ttl, capacity),
+            credit_usage: Cache::new(builder.credit_usage_ttl, capacity),
+            subscriptions: Cache::new(builder.subscription_ttl, capacity),
+            events: EventQueue::new(
+                builder.events_queue_capacity,
+                builder.events_flush_at,
+                builder.events_flush_interval,
+            ),
+            registrations: Registrations::new(builder.registration_debounce),
+            init: watch::Sender::new(InitState::Pending),
+            sdk_versions: Mutex::new(HashSet::new()),
+            shutdown_timeout: builder.shutdown_timeout,
+        });
+        let atlas = Self { inner };
+        atlas.spawn_initialisation();
+        atlas.spawn_when_due(
+            atlas.inner.events.wake(),
+            |inner| inner.events.due_at(),
+            |atlas| async move { atlas.flush().await },
+        );
+        atlas.spawn_when_due(
+            atlas.inner.registrations.wake(),
+            |inner| inner.registrations.due_at(),
+            |atlas| async move { atlas.send_registrations().await },
+        );
+        Ok(atlas)
+    }
+
+    fn transport(&self) -> &Transport {
+        self.inner.api.transport()
+    }
+
+    /// Initialises in the background: the merchant check, then the pricing model. A refused
+    /// key is final; any other failure is retried with backoff until it succeeds.
+    fn spawn_initialisation(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        self.transport().spawn(move || async move {
+            let mut failures: u32 = 0;
+            loop {
+                let Some(atlas) = upgrade(&weak) else { return };
+                match atlas.initialise().await {
+                    Ok(status) => {
+                        atlas.inner.init.send_replace(InitState::Ready(Arc::new(status)));
+                        atlas.report_sdk_version(SDK_LIBRARY, env!("CARGO_PKG_VERSION"));
+                        return;
+                    }
+                    Err(AtlasError::InvalidApiKey) => {
+                        tracing::error!("the Atlas platform refused the API key; every call will fail until ATLAS_API_KEY is fixed");
+                        atlas.inner.init.send_replace(InitState::Failed(AtlasError::InvalidApiKey));
+                        return;
+                    }
+                    Err(err) => {
+                        failures += 1;
+                        let wait = retry_delay(failures);
+                        tracing::warn!(%err, ?wait, "Atlas initialisation failed; retrying");
+                        atlas.inner.init.send_replace(InitState::Failed(err));
+                        drop(atlas);
+                        actix_rt::time::sleep(wait).await;
+                    }
+                }
+            }
+        });
+    }
+
+    async fn initialise(&self) -> Result<Status, AtlasError> {
+        let merchant = self.inner.api.merchant().await?;
+        let model = self.fetch_pricing_model().await?;
+        let mut unconfigured_limits: Vec<String> = model
+            .entitlements
+            .iter()
+            .filter(|entitlement| {
+                model.plans.iter().any(|plan| {
+                    plan.entitlements
+                        .iter()
+                        .any(|grant| grant.id == entitlement.id && grant.limit.is_some())
+                })
+            })
+            .map(|entitlement| entitlement.slug.clone())
+            .filter(|slug| !self.inner.limits.has(slug))
+            .collect();
+        unconfigured_limits.dedup();
+        if !unconfigured_limits.is_empty() {
+            tracing::warn!(
+                features = %unconfigured_limits.join(", "),
+                "these features are limit-based but have no limit callback: they are denied unless allow_unknown_limits is set"
+            );
+        }
+        tracing::info!(mode = %merchant.mode, "Atlas client initialised");
+        Ok(Status {
+            merchant,
+            unconfigured_limits,
+        })
+    }
+
+    /// Runs `work` on the I/O thread whenever `due` says it is time, woken by `wake`; after a
+    /// failure it waits with backoff before trying again.
+    fn spawn_when_due<D, W, Fut>(&self, wake: Arc<Notify>, due: D, work: W)
+    where
+        D: Fn(&Inner) -> Option<Instant> + Send + 'static,
+        W: Fn(Atlas) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), AtlasError>>,
+    {
+        let weak = Arc::downgrade(&self.inner);
+        self.transport().spawn(move || async move {
+            let mut failures: u32 = 0;
+            loop {
+                let next = match weak.upgrade() {
+                    Some(inner) => due(&inner),
+                    None => return,
+                };
+                match next {
+                    None => wake.notified().await,
+                    Some(at) if at > Instant::now() => {
+                        let _ = tokio::time::timeout_at(at.into(), wake.notified()).await;
+                    }
+                    Some(_) => {
+                        let Some(atlas) = upgrade(&weak) else { return };
+                        match work(atlas).await {
+                            Ok(()) => failures = 0,
+                            Err(AtlasError::Shutdown) => return,
+                            Err(err) => {
+                                failures += 1;
+                                let wait = retry_delay(failures);
+                                tracing::warn!(%err, ?wait, "Atlas background work failed; retrying");
+                                actix_rt::time::sleep(wait).await;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// Waits for initialisation: the merchant, and the limited features lacking a callback.
+    /// While the platform is unreachable this answers the last failure at once (initialisation
+    /// keeps retrying in the background).
+    pub async fn status(&self) -> Result<Arc<Status>, AtlasError> {
+        let mut state = self.inner.init.subscribe();
+        let state = state
+            .wait_for(|state| !matches!(state, InitState::Pending))
+            .await
+            .map_err(|_| AtlasError::Shutdown)?;
+        match &*state {
+            InitState::Ready(status) => Ok(Arc::clone(status)),
+            InitState::Failed(err) => Err(err.clone()),
+            InitState::Pending => Err(AtlasError::Shutdown),
+        }
+    }
+
+    /// The customer's details, created on the platform (with `info`) when it has none.
+    pub async fn customer(
+        &self,
+        customer_id: &str,
+        info: Option<&CustomerInfo>,
+    ) -> Result<Arc<Customer>, AtlasError> {
+        check_id("customer id", customer_id)?;
+        self.status().await?;
+        let api = Arc::clone(&self.inner.api);
+        let external_id = customer_id.to_owned();
+        let info = info.cloned().unwrap_or_default();
+        self.inner
+            .customers
+            .get_or_fetch(customer_id.to_owned(), move || async move {
+                if let Some(customer) = api.customer(&external_id).await? {
+                    return Ok(customer);
+                }
+                tracing::info!(customer = %external_id, "creating the customer on the Atlas platform");
+                api.create_customer(&external_id, &info).await
+            })
+            .await
+    }
+
+    async fn fetch_pricing_model(&self) -> Result<Arc<PricingModel>, AtlasError> {
+        let api = Arc::clone(&self.inner.api);
+        self.inner
+            .pricing_model
+            .get_or_fetch((), move || async move { api.pricing_model().await })
+            .await
+    }
+
+    /// The merchant's whole pricing model.
+    pub async fn pricing_model(&self) -> Result<Arc<PricingModel>, AtlasError> {
+        self.status().await?;
+        self.fetch_pricing_model().await
+    }
+
+    /// The pricing model a pricing page may show: available plans only, private plans only to
+    /// the customer they are offered to, internal ids removed.
+    pub async fn public_pricing_model(
+        &self,
+        customer_id: Option<&str>,
+    ) -> Result<PricingModel, AtlasError> {
+        let model = self.pricing_model().await?;
+        let customer = match customer_id {
+            Some(id) => match self.customer(id, None).await {
+                Ok(customer) => Some(customer),
+                Err(err) => {
+                    tracing::warn!(customer = %id, %err, "no customer for the public pricing model; showing public plans only");
+                    None
+                }
+            },
+            None => None,
+        };
+        Ok(model.public_view(customer.as_deref()))
+    }
+
+    /// Everything the customer's plans grant, with limits counted by the app's callbacks. The
+    /// customer is created (with `info`) when the platform does not know it.
+    pub async fn features(
+        &self,
+        customer_id: &str,
+        info: Option<&CustomerInfo>,
+    ) -> Result<Vec<CustomerFeature>, AtlasError> {
+        self.features_of(customer_id, info, None).await
+    }
+
+    /// Features of the customer; with `only`, limit callbacks run for those features alone.
+    async fn features_of(
+        &self,
+        customer_id: &str,
+        info: Option<&CustomerInfo>,
+        only: Option<&[&str]>,
+    ) -> Result<Vec<CustomerFeature>, AtlasError> {
+        let customer = self.customer(customer_id, info).await?;
+        let model = self.fetch_pricing_model().await?;
+        let now = OffsetDateTime::now_utc();
+        let limited = limited_features(&customer, &model, now)
+            .into_iter()
+            .filter(|slug| only.is_none_or(|only| only.contains(slug)));
+        let outcomes = self.inner.limits.outcomes(customer_id, limited).await;
+        Ok(customer_features(
+            &customer,
+            &model,
+            now,
+            self.inner.allow_unknown_limits,
+            &outcomes,
+        ))
+    }
+
+    /// Whether the customer may use each of the features (by id, such as `data-explorer`):
+    /// granted by a valid plan, within its limit, with access or credits left. It also tells
+    /// the platform which features the code checks (debounced), for its dashboard.
+    pub async fn allowed<I, S>(
+        &self,
+        customer_id: &str,
+        feature_ids: I,
+    ) -> Result<Allowed, AtlasError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let feature_ids: Vec<S> = feature_ids.into_iter().collect();
+        let slugs: Vec<&str> = feature_ids.iter().map(AsRef::as_ref).collect();
+        self.status().await?;
+        self.inner.registrations.register(slugs.iter().copied());
+        let features = self.features_of(customer_id, None, Some(&slugs)).await?;
+        let features: BTreeMap<String, bool> = slugs
+            .iter()
+            .map(|slug| {
+                let allowed = features.iter().any(|f| f.id == *slug && f.allowed);
+                ((*slug).to_owned(), allowed)
+            })
+            .collect();
+        Ok(Allowed {
+            ok: features.values().all(|allowed| *allowed),
+            features,
+        })
+    }
+
+    /// Queues a usage event for each feature the customer has that reports usage
+    /// (usage-based and credit-based ones; others are skipped), sent in batches by the
+    /// background flusher. Returns once queued. `quantity` must be finite and above zero.
+    pub async fn enqueue<I, S>(
+        &self,
+        customer_id: &str,
+        feature_ids: I,
+        quantity: f64,
+    ) -> Result<(), AtlasError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        if !quantity.is_finite() || quantity <= 0.0 {
+            return Err(AtlasError::InvalidInput(
+                "quantity must be a positive number".to_owned(),
+            ));
+        }
+        let feature_ids: Vec<S> = feature_ids.into_iter().collect();
+        let features = self.features_of(customer_id, None, Some(&[])).await?;
+        let customer = self.customer(customer_id, None).await?;
+        let events: Vec<UsageEvent> = feature_ids
+            .iter()
+            .filter_map(|slug| {
+                features
+                    .iter()
+                    .find(|f| f.id == slug.as_ref() && f.should_report_events)
+            })
+            .map(|feature| UsageEvent {
+                customer_id: customer.id.clone(),
+                event_name: feature.internal_id.clone(),
+                generated_at: now_iso(),
+                idempotency_key: uuid::Uuid::new_v4().to_string(),
+                data: EventData {
+                    quantity,
+                    extra: Default::default(),
+                },
+                extra: Default::default(),
+            })
+            .collect();
+        if events.is_empty() {
+            return Ok(());
+        }
+        let count = events.len();
+        self.inner.events.push(events).inspect_err(|err| {
+            tracing::error!(customer = %customer_id, %err, count, "usage events refused");
+        })
+    }
+
+    /// Sends every queued usage event now, after a flush under way, and returns once the
+    /// platform accepted them.
+    pub async fn flush(&self) -> Result<(), AtlasError> {
+        let api = &self.inner.api;
+        self.inner
+            .events
+            .flush(|batch| async move { api.send_events(&batch).await })
+            .await
+    }
+
+    async fn send_registrations(&self) -> Result<(), AtlasError> {
+        let slugs = self.inner.registrations.take();
+        if slugs.is_empty() {
+            return Ok(());
+        }
+        match self.inner.api.register_features(&slugs).await {
+            Ok(()) => {
+                tracing::debug!(features = %slugs.join(", "), "features registered with Atlas");
+                Ok(())
+            }
+            Err(err) => {
+                self.inner.registrations.put_back(slugs);
+                Err(err)
+            }
+        }
+    }
+
+    /// Reports an SDK's version to the platform, once per library and version (the scope's
+    /// `sdk-version` route relays the frontend's).
+    pub fn report_sdk_version(&self, library: &str, version: &str) {
+        let first = self
+            .inner
+            .sdk_versions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((library.to_owned(), version.to_owned()));
+        if !first {
+            return;
+        }
+        let api = Arc::clone(&self.inner.api);
+        let (library, version) = (library.to_owned(), version.to_owned());
+        self.transport().spawn(move || async move {
+            if let Err(err) = api.report_sdk_version(&library, &version).await {
+                tracing::warn!(%library, %version, %err, "could not report the SDK version to Atlas");
+            }
+        });
+    }
+
+    /// The customer's invoices (void and paused ones left out), a page of them: `page` from 1
+    /// (default 1), `page_size` items (default 10). All are fetched once and cached.
+    pub async fn invoices(
+        &self,
+        customer_id: &str,
+        page: Option<u32>,
+        page_size: Option<u32>,
+    ) -> Result<Page<Invoice>, AtlasError> {
+        check_id("customer id", customer_id)?;
+        self.status().await?;
+        let api = Arc::clone(&self.inner.api);
+        let external_id = customer_id.to_owned();
+        let invoices = self
+            .inner
+            .invoices
+            .get_or_fetch(customer_id.to_owned(), move || async move {
+                api.invoices(&external_id).await
+            })
+            .await?;
+        Ok(paginate(&invoices, page, page_size))
+    }
+
+    /// The line items of one of the customer's invoices (empty when the invoice is not the
+    /// customer's).
+    pub async fn invoice_line_items(
+        &self,
+        customer_id: &str,
+        invoice_id: &str,
+    ) -> Result<Arc<Vec<InvoiceLineItem>>, AtlasError> {
+        check_id("customer id", customer_id)?;
+        check_id("invoice id", invoice_id)?;
+        self.status().await?;
+        let api = Arc::clone(&self.inner.api);
+        let key = (customer_id.to_owned(), invoice_id.to_owned());
+        let (external_id, invoice) = key.clone();
+        self.inner
+            .line_items
+            .get_or_fetch(key, move || async move {
+                api.line_items(&external_id, &invoice).await
+            })
+            .await
+    }
+
+    /// The customer's credit transactions, a page of them.
+    pub async fn transactions(
+        &self,
+        customer_id: &str,
+        pagination: &Pagination,
+    ) -> Result<Page<Transaction>, AtlasError> {
+        check_id("customer id", customer_id)?;
+        self.status().await?;
+        self.inner.api.transactions(customer_id, pagination).await
+    }
+
+    /// A subscription, with its plan. Any customer's: check ownership before showing it to a
+    /// user (the Atlas scope does).
+    pub async fn subscription(
+        &self,
+        subscription_id: &str,
+    ) -> Result<Arc<Subscription>, AtlasError> {
+        check_id("subscription id", subscription_id)?;
+        self.status().await?;
+        let api = Arc::clone(&self.inner.api);
+        let id = subscription_id.to_owned();
+        self.inner
+            .subscriptions
+            .get_or_fetch(subscription_id.to_owned(), move || async move {
+                api.subscription(&id).await
+            })
+            .await
+    }
+
+    /// The customer's usage of a credit currency.
+    pub async fn credit_usage(
+        &self,
+        customer_id: &str,
+        unit_id: &str,
+    ) -> Result<Arc<CreditUsage>, AtlasError> {
+        check_id("customer id", customer_id)?;
+        check_id("custom pricing unit id", unit_id)?;
+        self.status().await?;
+        let api = Arc::clone(&self.inner.api);
+        let key = (customer_id.to_owned(), unit_id.to_owned());
+        let (external_id, unit) = key.clone();
+        self.inner
+            .credit_usage
+            .get_or_fetch(key, move || async move {
+                api.credit_usage(&external_id, &unit).await
+            })
+            .await
+    }
+
+    /// Checks that none of the customer's subscriptions forbids changes by the customer.
+    async fn check_changes_allowed(&self, customer_id: &str) -> Result<(), AtlasError> {
+        let customer = self.customer(customer_id, None).await?;
+        // As the official client: only an explicit `allowCustomerChanges: true` allows.
+        if customer
+            .subscriptions()
+            .all(|subscription| subscription.allow_customer_changes == Some(true))
+        {
+            Ok(())
+        } else {
+            Err(AtlasError::SubscriptionChangesNotAllowed)
+        }
+    }
+
+    /// Subscribes the customer to a plan: a checkout session to send the customer to, or, when
+    /// no payment is needed (a free plan, a downgrade), `{url: success_url}`.
+    pub async fn subscribe(
+        &self,
+        customer_id: &str,
+        plan_id: &str,
+        request: &SubscribeRequest,
+    ) -> Result<CheckoutSession, AtlasError> {
+        check_id("plan id", plan_id)?;
+        self.check_changes_allowed(customer_id).await?;
+        let body = json!({
+            "billingCadence": request.billing_cadence,
+            "email": request.email,
+            "id": customer_id,
+            "name": request.name,
+            "successUrl": request.success_url,
+        });
+        let result = self.inner.api.subscribe(plan_id, body).await;
+        // The customer may change before the checkout completes: refetch it next time.
+        self.invalidate_customer(customer_id);
+        result
+    }
+
+    /// Cancels one of the customer's subscriptions.
+    pub async fn cancel_subscription(
+        &self,
+        customer_id: &str,
+        subscription_id: &str,
+        kind: CancelType,
+    ) -> Result<(), AtlasError> {
+        check_id("subscription id", subscription_id)?;
+        self.check_changes_allowed(customer_id).await?;
+        let body = json!({"externalCustomerId": customer_id, "type": kind});
+        let result = self.inner.api.cancel(subscription_id, body).await;
+        self.invalidate_customer(customer_id);
+        result
+    }
+
+    /// Renews one of the customer's subscriptions that was set to end.
+    pub async fn renew_subscription(
+        &self,
+        customer_id: &str,
+        subscription_id: &str,
+    ) -> Result<Subscription, AtlasError> {
+        check_id("subscription id", subscription_id)?;
+        self.check_changes_allowed(customer_id).await?;
+        let body = json!({"externalCustomerId": customer_id});
+        let result = self.inner.api.renew(subscription_id, body).await;
+        self.invalidate_customer(customer_id);
+        result
+    }
+
+    /// A checkout session in which the customer sets a new payment method.
+    pub async fn update_payment_method(
+        &self,
+        customer_id: &str,
+        success_url: &str,
+        info: Option<&CustomerInfo>,
+    ) -> Result<CheckoutSession, AtlasError> {
+        check_id("customer id", customer_id)?;
+        self.status().await?;
+        let info = info.cloned().unwrap_or_default();
+        let body = json!({"email": info.email, "name": info.name, "successUrl": success_url});
+        self.inner.api.payment_method(customer_id, body).await
+    }
+
+    /// Forgets what is cached about the customer (details, invoices, line items, credit
+    /// usage, subscriptions): the next call refetches it. The platform's pushes do this.
+    pub fn invalidate_customer(&self, customer_id: &str) {
+        let inner = &self.inner;
+        inner.customers.invalidate(&customer_id.to_owned());
+        inner.invoices.invalidate(&customer_id.to_owned());
+        inner
+            .line_items
+            .invalidate_where(|(customer, _)| customer == customer_id);
+        inner
+            .credit_usage
+            .invalidate_where(|(customer, _)| customer == customer_id);
+        inner.subscriptions.invalidate_all();
+    }
+
+    /// Forgets the cached pricing model: the next call refetches it.
+    pub fn invalidate_plans(&self) {
+        self.inner.pricing_model.invalidate(&());
+    }
+
+    /// Sends the queued usage events (waiting at most the shutdown timeout), then stops the
+    /// client's background work and connection. Later calls answer
+    /// [`AtlasError::Shutdown`]. Call it when the server stops.
+    pub async fn shutdown(&self) -> Result<(), AtlasError> {
+        let left = self.inner.events.len();
+        let flushed = match actix_rt::time::timeout(self.inner.shutdown_timeout, self.flush()).await
+        {
+            Ok(result) => result,
+            Err(_) => Err(AtlasError::unavailable("the final flush timed out")),
+        };
+        if let Err(err) = &flushed {
+            tracing::error!(%err, events = self.inner.events.len(), "usage events could not be sent before shutdown");
+        } else if left > 0 {
+            tracing::info!(events = left, "queued usage events sent before shutdown");
+        }
+        self.inner
+            .init
+            .send_replace(InitState::Failed(AtlasError::Shutdown));
+        self.transport().stop();
+        flushed
+    }
+
+    /// Number of usage events queued and not yet accepted by the platform.
+    pub fn queued_events(&self) -> usize {
+        self.inner.events.len()
+    }
+}
+
+fn upgrade(weak: &Weak<Inner>) -> Option<Atlas> {
+    weak.upgrade().map(|inner| Atlas { inner })
+}
+
+/// Backoff of background retries: 1 s doubling to at most 60 s, with full jitter.
+fn retry_delay(failures: u32) -> Duration {
+    let ceiling = Duration::from_secs(1)
+        .saturating_mul(1 << failures.saturating_sub(1).min(6))
+        .min(Duration::from_secs(60));
+    ceiling.mul_f64(0.5 + fastrand::f64() / 2.0)
+}
+
+fn check_id(what: &str, id: &str) -> Result<(), AtlasError> {
+    if id.is_empty() {
+        Err(AtlasError::InvalidInput(format!("the {what} is empty")))
+    } else {
+        Ok(())
+    }
+}
+
+fn paginate<T: Clone>(items: &[T], page: Option<u32>, page_size: Option<u32>) -> Page<T> {
+    let page = page.filter(|p| *p > 0).unwrap_or(1);
+    let page_size = page_size.filter(|s| *s > 0).unwrap_or(10);
+    let start = (page as usize - 1).saturating_mul(page_size as usize);
+    Page {
+        results: items
+            .iter()
+            .skip(start)
+            .take(page_size as usize)
+            .cloned()
+            .collect(),
+        count: items.len() as u64,
+        pages: (items.len() as u64).div_ceil(u64::from(page_size)),
+        current_page: u64::from(page),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paginates_locally() {
+        let items: Vec<u32> = (1..=23).collect();
+        let page = paginate(&items, Some(3), Some(10));
+        assert_eq!(page.results, [21, 22, 23]);
+        assert_eq!((page.count, page.pages, page.current_page), (23, 3, 3));
+        let default = paginate(&items, None, Some(0));
+        assert_eq!(default.results.len(), 10);
+        assert_eq!(default.current_page, 1);
+        assert!(paginate(&items, Some(9), None).results.is_empty());
+    }
+
+    #[test]
+    fn background_retries_back_off_to_a_minute() {
+        assert!(retry_delay(1) <= Duration::from_secs(1));
+        assert!(retry_delay(1) >= Duration::from_millis(500));
+        assert!(retry_delay(30) <= Duration::from_secs(60));
+        assert!(retry_delay(30) >= Duration::from_secs(30));
+    }
+}

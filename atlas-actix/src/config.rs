@@ -1,0 +1,381 @@
+//! Building a client: every option, its default, and where the environment fills in.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::client::transport::{ApiKey, Backoff};
+use crate::client::Atlas;
+use crate::error::BuildError;
+use crate::limits::{IntoUsage, LimitCallback};
+
+/// The public Atlas platform.
+pub const DEFAULT_PLATFORM_URL: &str = "https://platform.runonatlas.com";
+
+/// Configures and builds an [`Atlas`] client; made by [`Atlas::builder`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use atlas_actix::Atlas;
+///
+/// let atlas = Atlas::builder()
+///     // Without this, the ATLAS_API_KEY environment variable.
+///     .api_key("sk_test_...")
+///     .timeout(Duration::from_secs(5))
+///     .limit("seats", |customer: String| async move {
+///         // Count the customer's seats in the app's own store.
+///         Ok::<_, std::io::Error>(3)
+///     })
+///     .build()?;
+/// # Ok::<(), atlas_actix::BuildError>(())
+/// ```
+pub struct AtlasBuilder {
+    pub(crate) api_key: Option<String>,
+    pub(crate) base_url: Option<String>,
+    pub(crate) timeout: Duration,
+    pub(crate) backoff: Backoff,
+    pub(crate) customer_ttl: Duration,
+    pub(crate) invoice_ttl: Duration,
+    pub(crate) credit_usage_ttl: Duration,
+    pub(crate) pricing_model_ttl: Duration,
+    pub(crate) subscription_ttl: Duration,
+    pub(crate) cache_capacity: usize,
+    pub(crate) allow_unknown_limits: bool,
+    pub(crate) limits: HashMap<String, LimitCallback>,
+    pub(crate) limit_timeout: Duration,
+    pub(crate) events_flush_interval: Duration,
+    pub(crate) events_flush_at: usize,
+    pub(crate) events_queue_capacity: usize,
+    pub(crate) registration_debounce: Duration,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) root_certificates: Vec<Vec<u8>>,
+}
+
+impl std::fmt::Debug for AtlasBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut limits: Vec<&String> = self.limits.keys().collect();
+        limits.sort();
+        f.debug_struct("AtlasBuilder")
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field("base_url", &self.base_url)
+            .field("timeout", &self.timeout)
+            .field("customer_ttl", &self.customer_ttl)
+            .field("cache_capacity", &self.cache_capacity)
+            .field("allow_unknown_limits", &self.allow_unknown_limits)
+            .field("limits", &limits)
+            .field("events_flush_interval", &self.events_flush_interval)
+            .field("events_flush_at", &self.events_flush_at)
+            .field("events_queue_capacity", &self.events_queue_capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for AtlasBuilder {
+    fn default() -> Self {
+        Self {
+            api_key: None,
+            base_url: None,
+            timeout: Duration::from_secs(10),
+            backoff: Backoff::default(),
+            customer_ttl: Duration::from_secs(10),
+            invoice_ttl: Duration::from_secs(10),
+            credit_usage_ttl: Duration::from_secs(10),
+            pricing_model_ttl: Duration::from_secs(5 * 60),
+            subscription_ttl: Duration::from_secs(5 * 60),
+            cache_capacity: 100_000,
+            allow_unknown_limits: false,
+            limits: HashMap::new(),
+            limit_timeout: Duration::from_secs(5),
+            events_flush_interval: Duration::from_secs(3),
+            events_flush_at: 20,
+            events_queue_capacity: 100_000,
+            registration_debounce: Duration::from_secs(3),
+            shutdown_timeout: Duration::from_secs(10),
+            root_certificates: Vec::new(),
+        }
+    }
+}
+
+/// The environment variable's value, an empty one counting as unset.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
+impl AtlasBuilder {
+    /// The platform API key. Default: the `ATLAS_API_KEY` environment variable.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// The platform's base URL, such as an emulator's. Default: the `ATLAS_HOST` environment
+    /// variable, else [`DEFAULT_PLATFORM_URL`].
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = Some(url.into());
+        self
+    }
+
+    /// The longest a platform call may take, its retries included (default 10 s). A call that
+    /// runs out answers [`AtlasError::Unavailable`](crate::AtlasError::Unavailable).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The backoff between retries of a failed call (default: from 100 ms, doubling, at most
+    /// 5 s, with full jitter).
+    pub fn retry_backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.backoff = Backoff { base, max };
+        self
+    }
+
+    /// How long customer details stay fresh (default 10 s). Push invalidations and the
+    /// client's own subscription changes refresh them sooner.
+    pub fn customer_ttl(mut self, ttl: Duration) -> Self {
+        self.customer_ttl = ttl;
+        self
+    }
+
+    /// How long invoices and their line items stay fresh (default 10 s).
+    pub fn invoice_ttl(mut self, ttl: Duration) -> Self {
+        self.invoice_ttl = ttl;
+        self
+    }
+
+    /// How long credit usage stays fresh (default 10 s).
+    pub fn credit_usage_ttl(mut self, ttl: Duration) -> Self {
+        self.credit_usage_ttl = ttl;
+        self
+    }
+
+    /// How long the pricing model stays fresh (default 5 min).
+    pub fn pricing_model_ttl(mut self, ttl: Duration) -> Self {
+        self.pricing_model_ttl = ttl;
+        self
+    }
+
+    /// How long subscriptions stay fresh (default 5 min).
+    pub fn subscription_ttl(mut self, ttl: Duration) -> Self {
+        self.subscription_ttl = ttl;
+        self
+    }
+
+    /// The most entries each cache holds (default 100,000), so any number of distinct
+    /// customers uses bounded memory; beyond it the least useful entries are evicted.
+    pub fn cache_capacity(mut self, entries: usize) -> Self {
+        self.cache_capacity = entries;
+        self
+    }
+
+    /// Whether a limited feature is allowed when its limit cannot be counted: no callback is
+    /// registered, or the callback failed or timed out (default `false`: denied).
+    pub fn allow_unknown_limits(mut self, allow: bool) -> Self {
+        self.allow_unknown_limits = allow;
+        self
+    }
+
+    /// Registers the usage callback of a limited feature: given the customer id the check was
+    /// made for, it counts what the customer uses in the app's own store (seats, projects,
+    /// ...), and Atlas allows the feature while the count is below the plan's limit.
+    ///
+    /// The callback may return any number type, or a `Result` of one with any error; a failing
+    /// callback is logged and falls back to
+    /// [`allow_unknown_limits`](Self::allow_unknown_limits). It can use application state by
+    /// capturing it (a database pool is cheap to clone). The [`limit!`](crate::limit) macro
+    /// writes the same with the feature id checked at compile time.
+    ///
+    /// ```no_run
+    /// # #[derive(Clone)] struct Pool;
+    /// # impl Pool { async fn count_seats(&self, _: &str) -> Result<i64, std::io::Error> { Ok(1) } }
+    /// # let pool = Pool;
+    /// let atlas = atlas_actix::Atlas::builder()
+    ///     .limit("seats", move |customer: String| {
+    ///         let pool = pool.clone();
+    ///         async move { pool.count_seats(&customer).await }
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), atlas_actix::BuildError>(())
+    /// ```
+    pub fn limit<F, Fut>(mut self, feature: impl Into<String>, callback: F) -> Self
+    where
+        F: Fn(String) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: IntoUsage,
+    {
+        self.limits
+            .insert(feature.into(), LimitCallback::new(callback));
+        self
+    }
+
+    /// The longest a limit callback may take before it counts as failed (default 5 s).
+    pub fn limit_timeout(mut self, timeout: Duration) -> Self {
+        self.limit_timeout = timeout;
+        self
+    }
+
+    /// How long usage events wait before they are sent, counted from the first one queued
+    /// (default 3 s). Zero sends at each [`enqueue`](Atlas::enqueue).
+    pub fn events_flush_interval(mut self, interval: Duration) -> Self {
+        self.events_flush_interval = interval;
+        self
+    }
+
+    /// How many queued usage events trigger a send at once (default 20).
+    pub fn events_flush_at(mut self, events: usize) -> Self {
+        self.events_flush_at = events;
+        self
+    }
+
+    /// The most usage events held while the platform is unreachable (default 100,000); past
+    /// it, [`enqueue`](Atlas::enqueue) answers
+    /// [`AtlasError::QueueFull`](crate::AtlasError::QueueFull) rather than drop anything.
+    pub fn events_queue_capacity(mut self, events: usize) -> Self {
+        self.events_queue_capacity = events;
+        self
+    }
+
+    /// The longest [`shutdown`](Atlas::shutdown) waits for queued events to be sent
+    /// (default 10 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Trusts this certificate authority (DER) besides the public roots, for a platform behind
+    /// a private CA, or a local one in tests.
+    pub fn add_root_certificate(mut self, der: impl Into<Vec<u8>>) -> Self {
+        self.root_certificates.push(der.into());
+        self
+    }
+
+    /// Builds the client and starts its initialisation in the background (merchant check,
+    /// pricing model); calls wait for it. Needs no runtime: the client's I/O runs on a thread
+    /// of its own.
+    pub fn build(self) -> Result<Atlas, BuildError> {
+        let api_key = self
+            .api_key
+            .clone()
+            .filter(|key| !key.is_empty())
+            .or_else(|| env("ATLAS_API_KEY"))
+            .ok_or(BuildError::MissingApiKey)?;
+        let base_url = self
+            .base_url
+            .clone()
+            .or_else(|| env("ATLAS_HOST"))
+            .unwrap_or_else(|| DEFAULT_PLATFORM_URL.to_owned());
+        let base_url = check_url(&base_url)?;
+        if self.timeout.is_zero() {
+            return Err(BuildError::InvalidOption {
+                option: "timeout",
+                reason: "must be above zero".to_owned(),
+            });
+        }
+        if self.events_queue_capacity == 0 {
+            return Err(BuildError::InvalidOption {
+                option: "events_queue_capacity",
+                reason: "must be above zero".to_owned(),
+            });
+        }
+        let tls = self.tls_config()?;
+        Atlas::start(self, ApiKey::new(api_key), base_url, tls)
+    }
+
+    fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, BuildError> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for der in &self.root_certificates {
+            roots
+                .add(rustls::pki_types::CertificateDer::from(der.clone()))
+                .map_err(|err| BuildError::InvalidOption {
+                    option: "add_root_certificate",
+                    reason: err.to_string(),
+                })?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|err| BuildError::InvalidOption {
+                option: "tls",
+                reason: err.to_string(),
+            })?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Arc::new(config))
+    }
+}
+
+/// Checks that the URL is absolute http(s) with a host and no query, and strips a trailing
+/// slash.
+fn check_url(url: &str) -> Result<String, BuildError> {
+    let invalid = |reason: &str| BuildError::InvalidUrl {
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let uri: actix_web::http::Uri = url.parse().map_err(|_| invalid("not a URL"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => return Err(invalid("the scheme must be http or https")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(invalid("it has no host"));
+    }
+    if uri.query().is_some() {
+        return Err(invalid("it must not have a query"));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_must_be_absolute_http() {
+        assert_eq!(
+            check_url("https://platform.runonatlas.com/").unwrap(),
+            "https://platform.runonatlas.com"
+        );
+        assert_eq!(
+            check_url("http://127.0.0.1:4010").unwrap(),
+            "http://127.0.0.1:4010"
+        );
+        for bad in [
+            "platform.runonatlas.com",
+            "ftp://x",
+            "http://",
+            "https://x?y=1",
+            "",
+        ] {
+            assert!(check_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn debug_hides_the_key() {
+        let builder = AtlasBuilder::default().api_key("sk_live_very_secret");
+        let debug = format!("{builder:?}");
+        assert!(!debug.contains("very_secret"), "{debug}");
+        assert!(debug.contains("***"));
+    }
+
+    #[test]
+    fn options_are_checked() {
+        let zero = AtlasBuilder::default()
+            .api_key("k")
+            .timeout(Duration::ZERO)
+            .build();
+        assert!(matches!(
+            zero,
+            Err(BuildError::InvalidOption {
+                option: "timeout",
+                ..
+            })
+        ));
+        let url = AtlasBuilder::default()
+            .api_key("k")
+            .base_url("nope")
+            .build();
+        assert!(matches!(url, Err(BuildError::InvalidUrl { .. })));
+    }
+}
