@@ -265,7 +265,7 @@ async fn operation(
                     r.customer_info.as_ref(),
                 )
                 .await?;
-            ok(&json!({ "features": features }))
+            ok(json!({ "features": features }))
         }
         "allowed" => {
             let feature_ids = r

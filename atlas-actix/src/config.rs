@@ -197,14 +197,17 @@ impl AtlasBuilder {
     ///     .build()?;
     /// # Ok::<(), atlas_actix::BuildError>(())
     /// ```
-    pub fn limit<F, Fut>(mut self, feature: impl Into<String>, callback: F) -> Self
+    pub fn limit<F, Fut>(self, feature: impl Into<String>, callback: F) -> Self
     where
         F: Fn(String) -> Fut + Send + Sync + 'static,
         Fut: Future + Send + 'static,
         Fut::Output: IntoUsage,
     {
-        self.limits
-            .insert(feature.into(), LimitCallback::new(callback));
+        self.with_limit(feature.into(), LimitCallback::new(callback))
+    }
+
+    pub(crate) fn with_limit(mut self, feature: String, callback: LimitCallback) -> Self {
+        self.limits.insert(feature, callback);
         self
     }
 
@@ -232,6 +235,13 @@ impl AtlasBuilder {
     /// [`AtlasError::QueueFull`](crate::AtlasError::QueueFull) rather than drop anything.
     pub fn events_queue_capacity(mut self, events: usize) -> Self {
         self.events_queue_capacity = events;
+        self
+    }
+
+    /// How long feature registrations wait for more checked features before they are sent
+    /// together (default 3 s).
+    pub fn registration_debounce(mut self, delay: Duration) -> Self {
+        self.registration_debounce = delay;
         self
     }
 

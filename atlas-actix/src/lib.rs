@@ -7,6 +7,8 @@
 //! - [`models`]: the platform's JSON objects as Rust types.
 //! - [`emulator`] (feature `emulator`): a local Atlas platform for tests and development.
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
+// Library code logs through `tracing`, never to the terminal.
+#![warn(clippy::print_stdout, clippy::print_stderr)]
 
 mod cache;
 mod client;
@@ -29,3 +31,55 @@ pub use config::{AtlasBuilder, DEFAULT_PLATFORM_URL};
 pub use entitlements::{CustomerFeature, FeatureType};
 pub use error::{AtlasError, BuildError};
 pub use limits::{IntoUsage, LimitError};
+
+/// The README's snippets, compiled and run as doctests.
+#[cfg(all(doctest, feature = "emulator"))]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
+/// Registers the usage callback of a limited feature on an [`AtlasBuilder`] and returns the
+/// builder; the same as [`AtlasBuilder::limit`], with the feature id checked at compile time.
+///
+/// ```no_run
+/// use atlas_actix::{limit, Atlas};
+///
+/// # #[derive(Clone)] struct Db;
+/// # impl Db { async fn seats_of(&self, _: &str) -> Result<u32, std::io::Error> { Ok(2) } }
+/// let db = Db;
+/// let builder = limit!(Atlas::builder(), "seats", move |customer| {
+///     let db = db.clone();
+///     async move { db.seats_of(&customer).await }
+/// });
+/// let atlas = builder.build()?;
+/// # Ok::<(), atlas_actix::BuildError>(())
+/// ```
+pub use atlas_actix_macros::limit;
+
+/// What the macros' expansions call. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    use std::future::Future;
+
+    use crate::limits::LimitCallback;
+    use crate::{AtlasBuilder, IntoUsage};
+
+    /// A limit callback whose type was checked where the user wrote it.
+    pub struct CheckedLimit(LimitCallback);
+
+    pub fn limit_callback<F, Fut>(callback: F) -> CheckedLimit
+    where
+        F: Fn(String) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: IntoUsage,
+    {
+        CheckedLimit(LimitCallback::new(callback))
+    }
+
+    pub fn register_limit(
+        builder: AtlasBuilder,
+        feature: &'static str,
+        callback: CheckedLimit,
+    ) -> AtlasBuilder {
+        builder.with_limit(feature.to_owned(), callback.0)
+    }
+}

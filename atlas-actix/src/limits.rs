@@ -16,6 +16,11 @@ type LimitFuture = Pin<Box<dyn Future<Output = Result<f64, LimitError>> + Send>>
 
 /// What a limit callback may return: a count (any integer or float type), or a `Result` of a
 /// count and any error.
+#[diagnostic::on_unimplemented(
+    message = "a limit callback must return a count or a Result of one, not `{Self}`",
+    label = "this callback's future returns `{Self}`",
+    note = "return the usage as a number (`u32`, `i64`, `f64`, ...) or a `Result<number, E>`"
+)]
 pub trait IntoUsage {
     /// The usage as a number, or why there is none.
     fn into_usage(self) -> Result<f64, LimitError>;

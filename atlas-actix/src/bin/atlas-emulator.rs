@@ -62,10 +62,8 @@ fn run() -> Result<(), String> {
     }
     actix_rt::System::new().block_on(async move {
         let (server, addr) = emulator.into_server().map_err(|err| format!("{err}"))?;
-        #[allow(clippy::print_stdout)] // the harness and scripts wait for this line
-        {
-            println!("listening {}", addr.port());
-        }
+        // The harness and scripts wait for this line.
+        println!("listening {}", addr.port());
         tracing::info!(%addr, "Atlas emulator ready");
         server.await.map_err(|err| err.to_string())
     })
