@@ -1,11 +1,11 @@
 //! Generating the macros' code.
 
-use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned};
+use proc_macro2::{Literal, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{Expr, Pat, PatType};
+use syn::{Expr, FnArg, ItemFn, Pat, PatType};
 
-use crate::parse::LimitArgs;
+use crate::parse::{LimitArgs, RequiresFeatureArgs};
 
 pub(crate) fn limit(args: LimitArgs) -> TokenStream {
     let LimitArgs {
@@ -33,4 +33,91 @@ pub(crate) fn limit(args: LimitArgs) -> TokenStream {
     quote! {
         ::atlas_actix::__private::register_limit(#builder, #feature, #callback)
     }
+}
+
+/// Rewrites an async handler so the entitlement check runs first: the new handler takes the
+/// request and the payload, checks, and only then runs the original extractors and body
+/// (kept as an inner function), so a denied request has neither its body read nor a costly
+/// extractor called.
+pub(crate) fn requires_feature(
+    args: RequiresFeatureArgs,
+    item: ItemFn,
+) -> syn::Result<TokenStream> {
+    check_handler(&item)?;
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = item;
+    let name = &sig.ident;
+    let output = &sig.output;
+    let inputs = &sig.inputs;
+    let mut arg_names = Vec::new();
+    let mut arg_types = Vec::new();
+    let mut checks = Vec::new();
+    for (index, input) in inputs.iter().enumerate() {
+        let FnArg::Typed(typed) = input else {
+            return Err(syn::Error::new_spanned(
+                input,
+                "#[requires_feature] goes on a free function, not a method",
+            ));
+        };
+        let ty = &typed.ty;
+        arg_names.push(format_ident!("__atlas_arg{}", index));
+        arg_types.push(ty.clone());
+        checks.push(quote_spanned! {ty.span()=>
+            ::atlas_actix::__private::assert_extractor::<#ty>();
+        });
+    }
+    let features = &args.features;
+    let shadow = args.shadow;
+    let usage = match args.usage {
+        Some(quantity) => {
+            let quantity = Literal::f64_suffixed(quantity);
+            quote!(::core::option::Option::Some(#quantity))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    Ok(quote! {
+        #(#attrs)*
+        #vis async fn #name(
+            __atlas_request: ::atlas_actix::__private::HttpRequest,
+            __atlas_payload: ::atlas_actix::__private::Payload,
+        ) -> ::atlas_actix::__private::HttpResponse {
+            #(#checks)*
+            async fn __atlas_handler(#inputs) #output #block
+            ::atlas_actix::__private::guarded(
+                __atlas_request,
+                __atlas_payload,
+                &[#(#features),*],
+                ::atlas_actix::__private::GuardOptions::new(#shadow, #usage),
+                |(#(#arg_names,)*): (#(#arg_types,)*)| __atlas_handler(#(#arg_names),*),
+            )
+            .await
+        }
+    })
+}
+
+fn check_handler(item: &ItemFn) -> syn::Result<()> {
+    let sig = &item.sig;
+    if sig.asyncness.is_none() {
+        return Err(syn::Error::new(
+            sig.fn_token.span(),
+            "#[requires_feature] needs an async handler: write `async fn`",
+        ));
+    }
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        return Err(syn::Error::new_spanned(
+            &sig.generics,
+            "#[requires_feature] does not support generic handlers; write a handler per type",
+        ));
+    }
+    if let Some(variadic) = &sig.variadic {
+        return Err(syn::Error::new_spanned(
+            variadic,
+            "a handler cannot be variadic",
+        ));
+    }
+    Ok(())
 }

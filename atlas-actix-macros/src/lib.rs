@@ -10,6 +10,50 @@ use proc_macro::TokenStream;
 mod expand;
 mod parse;
 
+/// Guards an async actix-web handler: the request's user must have every feature named, or
+/// the handler does not run. Without a user the answer is 401; when the plan lacks a feature,
+/// 403 `{"error": ..., "features": {"<id>": <allowed>}}` (or the app's custom answer). The
+/// handler's own extractors run only after the check passed, so a denied request never has
+/// its body read.
+///
+/// ```no_run
+/// use actix_web::{get, web, HttpResponse};
+/// use atlas_actix::requires_feature;
+///
+/// #[get("/api/data-explorer")]
+/// #[requires_feature("data-explorer")]
+/// async fn data_explorer(query: web::Query<std::collections::HashMap<String, String>>) -> HttpResponse {
+///     HttpResponse::Ok().finish()
+/// }
+/// ```
+///
+/// Options, after the feature ids: `usage = <quantity>` reports that usage of the features
+/// when the handler answers 2xx (for usage- and credit-based features); `shadow` runs the
+/// check and logs a would-be denial but lets the request through, to roll gating out safely.
+/// It works stacked above or below a route attribute and with `web::resource(..).to(..)`.
+/// The app needs its `Atlas` client in its data (`App::app_data(web::Data::new(atlas))`).
+#[proc_macro_attribute]
+pub fn requires_feature(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let original = proc_macro2::TokenStream::from(item.clone());
+    let expanded = syn::parse::<parse::RequiresFeatureArgs>(attr).and_then(|args| {
+        let function = syn::parse::<syn::ItemFn>(item).map_err(|err| {
+            syn::Error::new(
+                err.span(),
+                "#[requires_feature] goes on an async handler function",
+            )
+        })?;
+        expand::requires_feature(args, function)
+    });
+    match expanded {
+        Ok(tokens) => tokens.into(),
+        // The item as written, plus one error: no cascade of errors about a missing handler.
+        Err(err) => {
+            let error = err.to_compile_error();
+            quote::quote!(#original #error).into()
+        }
+    }
+}
+
 /// Registers the usage callback of a limited feature on an `AtlasBuilder`, and returns the
 /// builder:
 ///

@@ -81,3 +81,128 @@ impl Parse for LimitArgs {
         })
     }
 }
+
+/// `#[requires_feature("a", "b", usage = 1, shadow)]`.
+pub(crate) struct RequiresFeatureArgs {
+    pub(crate) features: Vec<LitStr>,
+    pub(crate) shadow: bool,
+    pub(crate) usage: Option<f64>,
+}
+
+const OPTIONS: &str = "expected one of: `usage`, `shadow`";
+
+impl Parse for RequiresFeatureArgs {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let mut features: Vec<LitStr> = Vec::new();
+        let mut shadow: Option<(proc_macro2::Span, bool)> = None;
+        let mut usage: Option<(proc_macro2::Span, f64)> = None;
+        while !input.is_empty() {
+            if input.peek(LitStr) {
+                let lit: LitStr = input.parse()?;
+                let id = feature_id(&lit)?;
+                if shadow.is_some() || usage.is_some() {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        "feature ids come first, options after them",
+                    ));
+                }
+                if features.iter().any(|other| other.value() == id) {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        format!("feature \"{id}\" is listed twice"),
+                    ));
+                }
+                features.push(lit);
+            } else if input.peek(syn::Ident) {
+                let key: syn::Ident = input.parse()?;
+                match key.to_string().as_str() {
+                    "shadow" => {
+                        if shadow.is_some() {
+                            return Err(syn::Error::new(key.span(), "`shadow` is given twice"));
+                        }
+                        let value = if input.peek(Token![=]) {
+                            input.parse::<Token![=]>()?;
+                            input
+                                .parse::<syn::LitBool>()
+                                .map_err(|err| {
+                                    syn::Error::new(err.span(), "`shadow` takes `true` or `false`")
+                                })?
+                                .value
+                        } else {
+                            true
+                        };
+                        shadow = Some((key.span(), value));
+                    }
+                    "usage" => {
+                        if usage.is_some() {
+                            return Err(syn::Error::new(key.span(), "`usage` is given twice"));
+                        }
+                        if !input.peek(Token![=]) {
+                            return Err(syn::Error::new(
+                                key.span(),
+                                "`usage` takes a quantity: `usage = 1`",
+                            ));
+                        }
+                        input.parse::<Token![=]>()?;
+                        usage = Some((key.span(), quantity(input)?));
+                    }
+                    other => {
+                        let hint = closest(other)
+                            .map(|o| format!(" (did you mean `{o}`?)"))
+                            .unwrap_or_default();
+                        return Err(syn::Error::new(
+                            key.span(),
+                            format!("unknown option `{other}`{hint}; {OPTIONS}"),
+                        ));
+                    }
+                }
+            } else {
+                let token: proc_macro2::TokenTree = input.parse()?;
+                return Err(syn::Error::new_spanned(
+                    token,
+                    "expected a feature id string, such as \"data-explorer\", or an option (`usage = 1`, `shadow`)",
+                ));
+            }
+            if !input.is_empty() {
+                input.parse::<Token![,]>()?;
+            }
+        }
+        if features.is_empty() {
+            return Err(input.error(
+                "name the features the handler needs: #[requires_feature(\"data-explorer\")]",
+            ));
+        }
+        Ok(Self {
+            features,
+            shadow: shadow.is_some_and(|(_, value)| value),
+            usage: usage.map(|(_, value)| value),
+        })
+    }
+}
+
+/// A usage quantity: a number literal above zero.
+fn quantity(input: ParseStream<'_>) -> syn::Result<f64> {
+    let lit: syn::Lit = input.parse().map_err(|err| {
+        syn::Error::new(err.span(), "`usage` takes a number above zero: `usage = 1`")
+    })?;
+    let value = match &lit {
+        syn::Lit::Int(int) => int.base10_parse::<u64>().map(|v| v as f64),
+        syn::Lit::Float(float) => float.base10_parse::<f64>(),
+        _ => Err(syn::Error::new(lit.span(), "")),
+    };
+    match value {
+        Ok(value) if value.is_finite() && value > 0.0 => Ok(value),
+        _ => Err(syn::Error::new(
+            lit.span(),
+            "`usage` takes a number above zero: `usage = 1`",
+        )),
+    }
+}
+
+/// The option a misspelt one most likely meant.
+fn closest(name: &str) -> Option<&'static str> {
+    ["usage", "shadow"].into_iter().find(|option| {
+        let shared = option.chars().filter(|c| name.contains(*c)).count();
+        shared + 1 >= option.len() && name.len().abs_diff(option.len()) <= 2
+    })
+}

@@ -5,9 +5,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::{HttpRequest, HttpResponse};
+
+use crate::auth::UserResolver;
 use crate::client::transport::{ApiKey, Backoff};
 use crate::client::Atlas;
 use crate::error::BuildError;
+use crate::guard::Denial;
 use crate::limits::{IntoUsage, LimitCallback};
 
 /// The public Atlas platform.
@@ -50,7 +54,13 @@ pub struct AtlasBuilder {
     pub(crate) registration_debounce: Duration,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) root_certificates: Vec<Vec<u8>>,
+    pub(crate) resolver: Option<Arc<dyn UserResolver>>,
+    pub(crate) deny: Option<DenyHandler>,
+    pub(crate) body_limit: usize,
 }
+
+/// A custom answer to a guard's denial.
+pub(crate) type DenyHandler = Arc<dyn Fn(&HttpRequest, &Denial) -> HttpResponse + Send + Sync>;
 
 impl std::fmt::Debug for AtlasBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -93,6 +103,9 @@ impl Default for AtlasBuilder {
             registration_debounce: Duration::from_secs(3),
             shutdown_timeout: Duration::from_secs(10),
             root_certificates: Vec::new(),
+            resolver: None,
+            deny: None,
+            body_limit: 64 * 1024,
         }
     }
 }
@@ -252,6 +265,45 @@ impl AtlasBuilder {
         self
     }
 
+    /// How the Atlas scope and the guards tell who the user of a request is: a function from
+    /// the request to the Atlas customer id (a user id, or an organisation id so every member
+    /// shares its plan), or [`ClerkAuth`](crate::ClerkAuth). Without one, the scope's user
+    /// routes and the guards answer 500 and log that it is missing.
+    pub fn user_resolver(mut self, resolver: impl UserResolver) -> Self {
+        self.resolver = Some(Arc::new(resolver));
+        self
+    }
+
+    /// A custom answer when a guard refuses a request (no user: [`Denial::Unauthenticated`];
+    /// plan without the feature: [`Denial::NotEntitled`]), such as a redirect to the pricing
+    /// page. Default: [`Denial::default_response`], JSON.
+    ///
+    /// ```
+    /// use actix_web::{http::header, HttpResponse};
+    /// use atlas_actix::{Atlas, Denial};
+    ///
+    /// let builder = Atlas::builder().deny_with(|_request, denial| match denial {
+    ///     Denial::NotEntitled { .. } => HttpResponse::SeeOther()
+    ///         .insert_header((header::LOCATION, "/pricing"))
+    ///         .finish(),
+    ///     other => other.default_response(),
+    /// });
+    /// ```
+    pub fn deny_with<F>(mut self, answer: F) -> Self
+    where
+        F: Fn(&HttpRequest, &Denial) -> HttpResponse + Send + Sync + 'static,
+    {
+        self.deny = Some(Arc::new(answer));
+        self
+    }
+
+    /// The largest request body the Atlas scope reads (default 64 KiB); larger ones answer
+    /// 413.
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
     /// Trusts this certificate authority (DER) besides the public roots, for a platform behind
     /// a private CA, or a local one in tests.
     pub fn add_root_certificate(mut self, der: impl Into<Vec<u8>>) -> Self {
@@ -287,32 +339,33 @@ impl AtlasBuilder {
                 reason: "must be above zero".to_owned(),
             });
         }
-        let tls = self.tls_config()?;
+        let tls = tls_config(&self.root_certificates)?;
         Atlas::start(self, ApiKey::new(api_key), base_url, tls)
     }
+}
 
-    fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, BuildError> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        for der in &self.root_certificates {
-            roots
-                .add(rustls::pki_types::CertificateDer::from(der.clone()))
-                .map_err(|err| BuildError::InvalidOption {
-                    option: "add_root_certificate",
-                    reason: err.to_string(),
-                })?;
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
+/// rustls with the ring provider, trusting the webpki roots and `extra_roots` (DER).
+pub(crate) fn tls_config(extra_roots: &[Vec<u8>]) -> Result<Arc<rustls::ClientConfig>, BuildError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for der in extra_roots {
+        roots
+            .add(rustls::pki_types::CertificateDer::from(der.clone()))
             .map_err(|err| BuildError::InvalidOption {
-                option: "tls",
+                option: "add_root_certificate",
                 reason: err.to_string(),
-            })?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Ok(Arc::new(config))
+            })?;
     }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|err| BuildError::InvalidOption {
+            option: "tls",
+            reason: err.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// Checks that the URL is absolute http(s) with a host and no query, and strips a trailing

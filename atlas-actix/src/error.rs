@@ -123,3 +123,53 @@ pub enum BuildError {
     #[error("could not start the Atlas I/O thread: {0}")]
     Io(#[from] std::io::Error),
 }
+
+/// Why a request to the Atlas scope or a guarded handler was refused. Its
+/// [`ResponseError`] impl gives every answer's status and `{"error": ...}` body.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// No user: the resolver found none in the request. 401.
+    #[error("Unauthorized")]
+    Unauthorized,
+    /// No such route. 404.
+    #[error("Not found")]
+    NotFound,
+    /// The route exists, not with this method. 405.
+    #[error("Method not allowed")]
+    MethodNotAllowed,
+    /// The body or query is not what the route expects. 400.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The body is larger than the limit. 413.
+    #[error("request body larger than {0} bytes")]
+    BodyTooLarge(usize),
+    /// The app is set up wrong (the reason is logged, with the fix). An opaque 500.
+    #[error("Internal server error")]
+    Misconfigured(&'static str),
+    /// The Atlas call failed; answers as [`AtlasError`] does.
+    #[error(transparent)]
+    Atlas(#[from] AtlasError),
+}
+
+impl ResponseError for RequestError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Misconfigured(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Atlas(err) => err.status_code(),
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            Self::Atlas(err) => err.error_response(),
+            other => HttpResponse::build(other.status_code())
+                .json(serde_json::json!({ "error": other.to_string() })),
+        }
+    }
+}

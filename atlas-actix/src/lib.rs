@@ -10,26 +10,35 @@
 // Library code logs through `tracing`, never to the terminal.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+mod auth;
 mod cache;
+#[cfg(feature = "clerk")]
+mod clerk;
 mod client;
 mod config;
 pub mod entitlements;
 mod error;
 mod events;
+mod guard;
 mod limits;
 mod registration;
+pub mod scope;
 
 #[cfg(feature = "emulator")]
 pub mod emulator;
 pub mod models;
 
+pub use auth::{ResolveFuture, UserResolver};
+#[cfg(feature = "clerk")]
+pub use clerk::{ClerkAuth, ClerkError, ClerkSession};
 pub use client::transport::Backoff;
 pub use client::{
     Allowed, Atlas, BillingCadence, CancelType, CustomerInfo, Pagination, Status, SubscribeRequest,
 };
 pub use config::{AtlasBuilder, DEFAULT_PLATFORM_URL};
 pub use entitlements::{CustomerFeature, FeatureType};
-pub use error::{AtlasError, BuildError};
+pub use error::{AtlasError, BuildError, RequestError};
+pub use guard::{Denial, Entitlements, GuardOptions, RequireFeatures, RequireFeaturesService};
 pub use limits::{IntoUsage, LimitError};
 
 /// The README's snippets, compiled and run as doctests.
@@ -55,13 +64,23 @@ pub struct ReadmeDoctests;
 /// ```
 pub use atlas_actix_macros::limit;
 
+#[doc(inline)]
+pub use atlas_actix_macros::requires_feature;
+
 /// What the macros' expansions call. Not public API.
 #[doc(hidden)]
 pub mod __private {
     use std::future::Future;
 
+    pub use actix_web::web::Payload;
+    pub use actix_web::{HttpRequest, HttpResponse};
+
+    pub use crate::guard::{guarded, GuardOptions};
     use crate::limits::LimitCallback;
     use crate::{AtlasBuilder, IntoUsage};
+
+    /// Checks, where the user wrote the argument, that a handler argument is an extractor.
+    pub fn assert_extractor<T: actix_web::FromRequest>() {}
 
     /// A limit callback whose type was checked where the user wrote it.
     pub struct CheckedLimit(LimitCallback);

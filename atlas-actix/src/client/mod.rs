@@ -17,11 +17,14 @@ use tokio::sync::{watch, Notify};
 use self::api::PlatformApi;
 pub use self::api::{CustomerInfo, Pagination};
 use self::transport::{ApiKey, Transport, TransportConfig};
+use crate::auth::UserResolver;
 use crate::cache::Cache;
-use crate::config::AtlasBuilder;
+use crate::config::{AtlasBuilder, DenyHandler};
 use crate::entitlements::{customer_features, limited_features, CustomerFeature};
+use crate::error::RequestError;
 use crate::error::{AtlasError, BuildError};
 use crate::events::EventQueue;
+use crate::guard::Denial;
 use crate::limits::Limits;
 use crate::models::{
     now_iso, CheckoutSession, CreditUsage, Customer, EventData, Invoice, InvoiceLineItem, Merchant,
@@ -147,6 +150,9 @@ struct Inner {
     init: watch::Sender<InitState>,
     sdk_versions: Mutex<HashSet<(String, String)>>,
     shutdown_timeout: Duration,
+    resolver: Option<Arc<dyn UserResolver>>,
+    deny: Option<DenyHandler>,
+    body_limit: usize,
 }
 
 impl Atlas {
@@ -189,6 +195,9 @@ impl Atlas {
             init: watch::Sender::new(InitState::Pending),
             sdk_versions: Mutex::new(HashSet::new()),
             shutdown_timeout: builder.shutdown_timeout,
+            resolver: builder.resolver,
+            deny: builder.deny,
+            body_limit: builder.body_limit,
         });
         let atlas = Self { inner };
         atlas.spawn_initialisation();
@@ -755,6 +764,57 @@ impl Atlas {
             .send_replace(InitState::Failed(AtlasError::Shutdown));
         self.transport().stop();
         flushed
+    }
+
+    /// The Atlas customer id of the request's user, from the configured
+    /// [`user_resolver`](AtlasBuilder::user_resolver); `Ok(None)` when the request has no
+    /// user, an error when no resolver is configured.
+    pub async fn resolve_user(
+        &self,
+        request: &actix_web::HttpRequest,
+    ) -> Result<Option<String>, RequestError> {
+        let Some(resolver) = &self.inner.resolver else {
+            tracing::error!("no user resolver: call AtlasBuilder::user_resolver (with ClerkAuth or a function of the request)");
+            return Err(RequestError::Misconfigured("no user resolver"));
+        };
+        Ok(resolver
+            .resolve(request.clone())
+            .await
+            .filter(|id| !id.is_empty()))
+    }
+
+    /// The answer to a guard's denial: the custom one, if configured.
+    pub(crate) fn deny(
+        &self,
+        request: &actix_web::HttpRequest,
+        denial: &Denial,
+    ) -> actix_web::HttpResponse {
+        match &self.inner.deny {
+            Some(answer) => answer(request, denial),
+            None => denial.default_response(),
+        }
+    }
+
+    pub(crate) fn body_limit(&self) -> usize {
+        self.inner.body_limit
+    }
+
+    /// The `/atlas-api` scope the Atlas React SDK calls: mount it on the `App`
+    /// (`App::new().service(atlas.scope())`). See [`crate::scope`] for its routes.
+    pub fn scope(&self) -> actix_web::Scope {
+        crate::scope::atlas_scope(self.clone())
+    }
+
+    /// Notes features the frontend checks, for the platform's dashboard (sent debounced).
+    pub fn register_features<I, S>(&self, features: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let features: Vec<S> = features.into_iter().collect();
+        self.inner
+            .registrations
+            .register(features.iter().map(AsRef::as_ref).filter(|f| !f.is_empty()));
     }
 
     /// Number of usage events queued and not yet accepted by the platform.

@@ -1,0 +1,323 @@
+//! Clerk session tokens: the built-in [`UserResolver`] for apps that use Clerk.
+//!
+//! Clerk signs session JWTs with RS256. They are verified here with the PEM public key Clerk
+//! gives for networkless verification, or with the instance's JWKS (fetched with awc, cached,
+//! and fetched again when a token names an unknown key). `exp` and `nbf` are checked with a
+//! small leeway, `azp` against the app's origins when they are configured (Clerk warns that
+//! skipping it opens the door to CSRF), and pending sessions are refused. Anything wrong with
+//! a token (malformed, expired, not yet valid, another key, `alg: none`, HS256 signed with the
+//! public key, another party) makes the request anonymous: a 401, never a 500.
+//!
+//! Verified tokens are cached until they expire, so the RSA check runs once per token, not
+//! once per request.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use actix_web::HttpRequest;
+use jsonwebtoken::{jwk::JwkSet, Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+use crate::auth::{bearer_token, ResolveFuture, UserResolver};
+
+/// The most verified tokens remembered.
+const VERIFIED_CAPACITY: usize = 100_000;
+/// A token naming an unknown key fetches the JWKS again, at most this often.
+const JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Why a [`ClerkAuth`] could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClerkError {
+    /// The PEM key cannot be read.
+    #[error("invalid Clerk public key: {0}")]
+    InvalidKey(String),
+    /// The JWKS URL is not an http(s) URL.
+    #[error("invalid Clerk JWKS URL {0:?}")]
+    InvalidUrl(String),
+}
+
+/// A verified Clerk session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClerkSession {
+    /// The user (`sub`).
+    pub user_id: String,
+    /// The active organisation, if any (`o.id` in v2 tokens, `org_id` in v1 ones).
+    pub organization_id: Option<String>,
+    /// The session (`sid`).
+    pub session_id: Option<String>,
+    /// When the token expires, in seconds since the epoch.
+    pub expires_at: u64,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+    exp: u64,
+    #[serde(default)]
+    sid: Option<String>,
+    #[serde(default)]
+    azp: Option<String>,
+    #[serde(default)]
+    sts: Option<String>,
+    #[serde(default)]
+    o: Option<OrganizationClaim>,
+    #[serde(default)]
+    org_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct OrganizationClaim {
+    #[serde(default)]
+    id: Option<String>,
+}
+
+enum Keys {
+    Pem(DecodingKey),
+    Jwks {
+        url: String,
+        keys: RwLock<HashMap<String, DecodingKey>>,
+        last_fetch: Mutex<Option<Instant>>,
+    },
+}
+
+struct State {
+    keys: Keys,
+    verified: quick_cache::sync::Cache<String, ClerkSession>,
+}
+
+#[derive(Clone)]
+struct Options {
+    authorized_parties: Vec<String>,
+    organizations: bool,
+    leeway: Duration,
+}
+
+/// Verifies Clerk session tokens and turns them into Atlas customer ids: the user id, or, with
+/// [`organizations`](Self::organizations), the active organisation's id so every member
+/// shares the organisation's plan.
+///
+/// ```no_run
+/// use atlas_actix::{Atlas, ClerkAuth};
+///
+/// let clerk = ClerkAuth::from_pem(&std::env::var("CLERK_JWT_KEY")?)?
+///     .authorized_parties(["https://app.example.com"])
+///     .organizations(true);
+/// let atlas = Atlas::builder().user_resolver(clerk).build()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct ClerkAuth {
+    state: Arc<State>,
+    options: Arc<Options>,
+}
+
+impl std::fmt::Debug for ClerkAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys = match &self.state.keys {
+            Keys::Pem(_) => "pem".to_owned(),
+            Keys::Jwks { url, .. } => format!("jwks {url}"),
+        };
+        f.debug_struct("ClerkAuth")
+            .field("keys", &keys)
+            .field("authorized_parties", &self.options.authorized_parties)
+            .field("organizations", &self.options.organizations)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClerkAuth {
+    fn with_keys(keys: Keys) -> Self {
+        Self {
+            state: Arc::new(State {
+                keys,
+                verified: quick_cache::sync::Cache::new(VERIFIED_CAPACITY),
+            }),
+            options: Arc::new(Options {
+                authorized_parties: Vec::new(),
+                organizations: false,
+                leeway: Duration::from_secs(5),
+            }),
+        }
+    }
+
+    /// Verifies with the PEM public key of the Clerk instance (the dashboard's "JWT public
+    /// key", `CLERK_JWT_KEY`): no network needed.
+    pub fn from_pem(pem: &str) -> Result<Self, ClerkError> {
+        let key = DecodingKey::from_rsa_pem(pem.as_bytes())
+            .map_err(|err| ClerkError::InvalidKey(err.to_string()))?;
+        Ok(Self::with_keys(Keys::Pem(key)))
+    }
+
+    /// Verifies with the keys of a JWKS URL (`https://<frontend api>/.well-known/jwks.json`),
+    /// fetched on first use and again when a token names a key not seen yet.
+    pub fn from_jwks_url(url: impl Into<String>) -> Result<Self, ClerkError> {
+        let url = url.into();
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(ClerkError::InvalidUrl(url));
+        }
+        Ok(Self::with_keys(Keys::Jwks {
+            url,
+            keys: RwLock::new(HashMap::new()),
+            last_fetch: Mutex::new(None),
+        }))
+    }
+
+    /// From the environment: `CLERK_JWT_KEY` (a PEM key), else `CLERK_JWKS_URL`; `None` when
+    /// neither is set (an empty variable counts as unset).
+    pub fn from_env() -> Result<Option<Self>, ClerkError> {
+        let env = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+        if let Some(pem) = env("CLERK_JWT_KEY") {
+            // Dashboards and .env files often carry the PEM with literal `\n`s.
+            return Self::from_pem(&pem.replace("\\n", "\n")).map(Some);
+        }
+        env("CLERK_JWKS_URL").map(Self::from_jwks_url).transpose()
+    }
+
+    /// The origins the app's frontend runs on: a token whose `azp` is another is refused.
+    pub fn authorized_parties<I, S>(mut self, parties: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Arc::make_mut(&mut self.options).authorized_parties =
+            parties.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Whether the customer is the active organisation, when the session has one (default
+    /// `false`: always the user).
+    pub fn organizations(mut self, enabled: bool) -> Self {
+        Arc::make_mut(&mut self.options).organizations = enabled;
+        self
+    }
+
+    /// Clock skew tolerated on `exp` and `nbf` (default 5 s).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        Arc::make_mut(&mut self.options).leeway = leeway;
+        self
+    }
+
+    /// Verifies a session token; `None` for any token that is not a valid, current session.
+    pub async fn verify(&self, token: &str) -> Option<ClerkSession> {
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(session) = self.state.verified.get(token) {
+            return (now <= session.expires_at + self.options.leeway.as_secs()).then_some(session);
+        }
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        if header.alg != Algorithm::RS256 {
+            return None;
+        }
+        let key = self.key(header.kid.as_deref()).await?;
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.leeway = self.options.leeway.as_secs();
+        validation.validate_nbf = true;
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
+            .ok()?
+            .claims;
+        if claims.sts.as_deref() == Some("pending") {
+            return None;
+        }
+        let parties = &self.options.authorized_parties;
+        if let Some(azp) = &claims.azp {
+            if !parties.is_empty() && !parties.contains(azp) {
+                tracing::debug!(%azp, "a Clerk token for another party was refused");
+                return None;
+            }
+        }
+        let session = ClerkSession {
+            organization_id: claims
+                .o
+                .and_then(|o| o.id)
+                .or(claims.org_id)
+                .filter(|id| !id.is_empty()),
+            user_id: claims.sub,
+            session_id: claims.sid,
+            expires_at: claims.exp,
+        };
+        self.state
+            .verified
+            .insert(token.to_owned(), session.clone());
+        Some(session)
+    }
+
+    async fn key(&self, kid: Option<&str>) -> Option<DecodingKey> {
+        let (url, keys, last_fetch) = match &self.state.keys {
+            Keys::Pem(key) => return Some(key.clone()),
+            Keys::Jwks {
+                url,
+                keys,
+                last_fetch,
+            } => (url, keys, last_fetch),
+        };
+        let kid = kid?;
+        if let Some(key) = keys.read().unwrap_or_else(PoisonError::into_inner).get(kid) {
+            return Some(key.clone());
+        }
+        {
+            let mut last = last_fetch.lock().unwrap_or_else(PoisonError::into_inner);
+            if last.is_some_and(|at| at.elapsed() < JWKS_REFRESH_INTERVAL) {
+                return None;
+            }
+            *last = Some(Instant::now());
+        }
+        match fetch_jwks(url).await {
+            Ok(fetched) => {
+                let mut keys = keys.write().unwrap_or_else(PoisonError::into_inner);
+                *keys = fetched;
+                keys.get(kid).cloned()
+            }
+            Err(err) => {
+                tracing::warn!(%url, %err, "could not fetch Clerk's JWKS");
+                None
+            }
+        }
+    }
+
+    fn customer_id(&self, session: ClerkSession) -> String {
+        match session.organization_id {
+            Some(organization) if self.options.organizations => organization,
+            _ => session.user_id,
+        }
+    }
+}
+
+async fn fetch_jwks(url: &str) -> Result<HashMap<String, DecodingKey>, String> {
+    let tls = crate::config::tls_config(&[]).map_err(|err| err.to_string())?;
+    let client = awc::Client::builder()
+        .connector(awc::Connector::new().rustls_0_23(tls))
+        .timeout(Duration::from_secs(5))
+        .finish();
+    let mut response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|err| err.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("answered {}", response.status()));
+    }
+    let set: JwkSet = response
+        .json()
+        .limit(1024 * 1024)
+        .await
+        .map_err(|err| err.to_string())?;
+    Ok(set
+        .keys
+        .iter()
+        .filter_map(|jwk| Some((jwk.common.key_id.clone()?, DecodingKey::from_jwk(jwk).ok()?)))
+        .collect())
+}
+
+impl UserResolver for ClerkAuth {
+    fn resolve(&self, request: HttpRequest) -> ResolveFuture {
+        let clerk = self.clone();
+        Box::pin(async move {
+            let token = bearer_token(&request)?;
+            let session = clerk.verify(&token).await?;
+            Some(clerk.customer_id(session))
+        })
+    }
+}

@@ -1,0 +1,358 @@
+//! Guarding the app's own handlers: the check behind both `#[requires_feature]` and the
+//! [`RequireFeatures`] middleware, and the [`Entitlements`] extractor.
+//!
+//! Three outcomes stay distinct: a missing Atlas client or user resolver is a
+//! misconfiguration (an opaque 500 and an error log naming the fix); no user is a 401; a plan
+//! without the feature is a 403 that says which features are missing.
+
+use std::collections::BTreeMap;
+use std::future::{ready, Ready};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{forward_ready, Payload, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use futures_util::future::LocalBoxFuture;
+
+use crate::auth::customer_info;
+use crate::client::Atlas;
+use crate::entitlements::CustomerFeature;
+use crate::error::RequestError;
+
+/// Why a guard refused a request; given to a custom answer (see
+/// [`AtlasBuilder::deny_with`](crate::AtlasBuilder::deny_with)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Denial {
+    /// The request has no user. Default answer: 401 `{"error": "Unauthorized"}`.
+    Unauthenticated,
+    /// The user's plan does not grant every feature. Default answer: 403
+    /// `{"error": ..., "features": {"<id>": <allowed>}}`.
+    NotEntitled {
+        /// Each feature checked, and whether it is allowed.
+        features: BTreeMap<String, bool>,
+    },
+}
+
+impl Denial {
+    /// The default JSON answer.
+    pub fn default_response(&self) -> HttpResponse {
+        match self {
+            Self::Unauthenticated => RequestError::Unauthorized.error_response(),
+            Self::NotEntitled { features } => {
+                let missing: Vec<&str> = features
+                    .iter()
+                    .filter(|(_, allowed)| !**allowed)
+                    .map(|(feature, _)| feature.as_str())
+                    .collect();
+                HttpResponse::Forbidden().json(serde_json::json!({
+                    "error": format!("Your plan does not include: {}", missing.join(", ")),
+                    "features": features,
+                }))
+            }
+        }
+    }
+}
+
+/// How a guard behaves; built by the macro's options or [`RequireFeatures`]' methods.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct GuardOptions {
+    /// Log a would-be denial and let the request through.
+    pub shadow: bool,
+    /// Report this usage of the features when the handler answers 2xx.
+    pub usage: Option<f64>,
+}
+
+impl GuardOptions {
+    /// Options as the macro writes them.
+    pub const fn new(shadow: bool, usage: Option<f64>) -> Self {
+        Self { shadow, usage }
+    }
+}
+
+/// The customer a guard let through, kept in the request's extensions for [`Entitlements`].
+#[derive(Debug, Clone)]
+struct ResolvedCustomer(String);
+
+/// A request the check let through.
+pub(crate) struct Granted {
+    atlas: Atlas,
+    customer_id: String,
+}
+
+impl Granted {
+    /// Reports usage of the features after the handler succeeded; never fails the answer.
+    pub(crate) fn report_usage(self, features: Vec<String>, quantity: f64) {
+        actix_rt::spawn(async move {
+            if let Err(err) = self
+                .atlas
+                .enqueue(&self.customer_id, &features, quantity)
+                .await
+            {
+                tracing::error!(customer = %self.customer_id, features = %features.join(", "), %err, "could not queue the usage of a guarded handler");
+            }
+        });
+    }
+}
+
+/// The Atlas client of the app, or the misconfiguration answer.
+fn atlas_of(request: &HttpRequest) -> Result<Atlas, RequestError> {
+    match request.app_data::<web::Data<Atlas>>() {
+        Some(atlas) => Ok(Atlas::clone(atlas)),
+        None => {
+            tracing::error!(
+                route = %request.path(),
+                "no Atlas client in the app data: add `.app_data(web::Data::new(atlas.clone()))` to the App"
+            );
+            Err(RequestError::Misconfigured(
+                "no Atlas client in the app data",
+            ))
+        }
+    }
+}
+
+/// The check: the user, then its entitlements; `Err` holds the answer to send instead.
+pub(crate) async fn check(
+    request: &HttpRequest,
+    features: &[&str],
+    options: GuardOptions,
+) -> Result<Granted, HttpResponse> {
+    let atlas = atlas_of(request).map_err(|err| err.error_response())?;
+    let customer = match atlas.resolve_user(request).await {
+        Ok(Some(customer)) => customer,
+        Ok(None) => return Err(atlas.deny(request, &Denial::Unauthenticated)),
+        Err(err) => return Err(err.error_response()),
+    };
+    let allowed = match atlas.allowed(&customer, features).await {
+        Ok(allowed) => allowed,
+        Err(err) => {
+            tracing::error!(route = %request.path(), %customer, %err, "the entitlement check failed");
+            return Err(RequestError::Atlas(err).error_response());
+        }
+    };
+    if !allowed.ok {
+        let denied: Vec<&str> = allowed.denied().collect();
+        if options.shadow {
+            tracing::warn!(route = %request.path(), %customer, denied = %denied.join(", "), "shadow mode: this request would be denied");
+        } else {
+            tracing::debug!(route = %request.path(), %customer, denied = %denied.join(", "), "request denied by plan");
+            return Err(atlas.deny(
+                request,
+                &Denial::NotEntitled {
+                    features: allowed.features,
+                },
+            ));
+        }
+    }
+    request
+        .extensions_mut()
+        .insert(ResolvedCustomer(customer.clone()));
+    Ok(Granted {
+        atlas,
+        customer_id: customer,
+    })
+}
+
+/// Runs a handler behind the check; what `#[requires_feature]` expands to. The handler's own
+/// extractors run only after the check passed, so a denied request never has its body read.
+pub async fn guarded<Args, F, Fut, R>(
+    request: HttpRequest,
+    payload: web::Payload,
+    features: &'static [&'static str],
+    options: GuardOptions,
+    handler: F,
+) -> HttpResponse
+where
+    Args: FromRequest,
+    F: FnOnce(Args) -> Fut,
+    Fut: std::future::Future<Output = R>,
+    R: actix_web::Responder,
+{
+    let granted = match check(&request, features, options).await {
+        Ok(granted) => granted,
+        Err(answer) => return answer,
+    };
+    let mut payload = payload.into_inner();
+    let args = match Args::from_request(&request, &mut payload).await {
+        Ok(args) => args,
+        Err(err) => return HttpResponse::from_error(err.into()),
+    };
+    let response = handler(args)
+        .await
+        .respond_to(&request)
+        .map_into_boxed_body();
+    if let Some(quantity) = options.usage {
+        if response.status().is_success() {
+            granted.report_usage(features.iter().map(|f| (*f).to_owned()).collect(), quantity);
+        }
+    }
+    response
+}
+
+/// Middleware that lets a request through only when its user's plan grants every feature:
+/// for whole scopes and resources.
+///
+/// ```
+/// use actix_web::{web, App, HttpResponse};
+/// use atlas_actix::RequireFeatures;
+///
+/// let app = App::new().service(
+///     web::scope("/reports")
+///         .wrap(RequireFeatures::new(["data-explorer"]))
+///         .route("", web::get().to(HttpResponse::Ok)),
+/// );
+/// ```
+#[derive(Debug, Clone)]
+pub struct RequireFeatures {
+    features: Arc<[String]>,
+    options: GuardOptions,
+}
+
+impl RequireFeatures {
+    /// Requires every one of these features.
+    pub fn new<I, S>(features: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            features: features.into_iter().map(Into::into).collect(),
+            options: GuardOptions::default(),
+        }
+    }
+
+    /// Shadow mode, to roll gating out safely: the check runs and a would-be denial is logged
+    /// (customer, features, route), but the request goes through.
+    pub fn shadow(mut self, shadow: bool) -> Self {
+        self.options.shadow = shadow;
+        self
+    }
+
+    /// Reports `quantity` of usage of the features each time the wrapped service answers 2xx.
+    pub fn report_usage(mut self, quantity: f64) -> Self {
+        self.options.usage = Some(quantity);
+        self
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for RequireFeatures
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Transform = RequireFeaturesService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(RequireFeaturesService {
+            service: Rc::new(service),
+            features: Arc::clone(&self.features),
+            options: self.options,
+        }))
+    }
+}
+
+/// The service [`RequireFeatures`] wraps around the inner one.
+#[derive(Debug)]
+pub struct RequireFeaturesService<S> {
+    service: Rc<S>,
+    features: Arc<[String]>,
+    options: GuardOptions,
+}
+
+impl<S, B> Service<ServiceRequest> for RequireFeaturesService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, request: ServiceRequest) -> Self::Future {
+        let service = Rc::clone(&self.service);
+        let features = Arc::clone(&self.features);
+        let options = self.options;
+        Box::pin(async move {
+            let slugs: Vec<&str> = features.iter().map(String::as_str).collect();
+            let granted = match check(request.request(), &slugs, options).await {
+                Ok(granted) => granted,
+                // Answered as a response, not an error, so outer middleware (CORS) decorates it.
+                Err(answer) => return Ok(request.into_response(answer).map_into_right_body()),
+            };
+            let response = service.call(request).await?;
+            if let Some(quantity) = options.usage {
+                if response.status().is_success() {
+                    granted.report_usage(features.to_vec(), quantity);
+                }
+            }
+            Ok(response.map_into_left_body())
+        })
+    }
+}
+
+/// The user of the request and what its plans grant; for handlers that adapt to the plan
+/// rather than refuse. Answers 401 without a user.
+///
+/// ```no_run
+/// use actix_web::{get, HttpResponse};
+/// use atlas_actix::Entitlements;
+///
+/// #[get("/dashboard")]
+/// async fn dashboard(entitlements: Entitlements) -> HttpResponse {
+///     let charts = entitlements.allows("data-explorer");
+///     HttpResponse::Ok().json(serde_json::json!({ "charts": charts }))
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Entitlements {
+    /// The Atlas customer id of the user (or of its organisation).
+    pub customer_id: String,
+    /// Everything its plans grant.
+    pub features: Vec<CustomerFeature>,
+}
+
+impl Entitlements {
+    /// Whether the plan grants the feature, now.
+    pub fn allows(&self, feature: &str) -> bool {
+        self.feature(feature).is_some_and(|f| f.allowed)
+    }
+
+    /// The feature, if the plans grant it at all.
+    pub fn feature(&self, feature: &str) -> Option<&CustomerFeature> {
+        self.features.iter().find(|f| f.id == feature)
+    }
+}
+
+impl FromRequest for Entitlements {
+    type Error = RequestError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let request = request.clone();
+        Box::pin(async move {
+            let atlas = atlas_of(&request)?;
+            let resolved = request.extensions().get::<ResolvedCustomer>().cloned();
+            let customer_id = match resolved {
+                Some(ResolvedCustomer(customer)) => customer,
+                None => atlas
+                    .resolve_user(&request)
+                    .await?
+                    .ok_or(RequestError::Unauthorized)?,
+            };
+            let features = atlas
+                .features(&customer_id, Some(&customer_info(&request)))
+                .await?;
+            Ok(Self {
+                customer_id,
+                features,
+            })
+        })
+    }
+}

@@ -1,0 +1,369 @@
+//! The `/atlas-api` scope: the backend routes the Atlas React SDK calls, so its pricing
+//! page, customer portal and feature gates work against an Actix backend unchanged.
+//!
+//! | route | method | user | answer |
+//! |---|---|---|---|
+//! | `status` | GET | no | `{apiKey: true, ...merchant, unconfiguredLimits}`, or `{apiKey: false}` |
+//! | `features` | GET | yes | `{features: [...]}`; `x-customer-email`, `x-customer-name` describe a new customer |
+//! | `invoices` | GET | yes | a page of invoices: `page`, `pageSize` (or `limit`, as the React SDK sends it) |
+//! | `invoices/draft/invoice-line-items` | GET | yes | the line items of every draft invoice |
+//! | `invoices/{id}/invoice-line-items` | GET | yes | the invoice's line items (none if it is not the user's) |
+//! | `pricing-model` | GET | no | the public pricing model (with the user's private plans) |
+//! | `user` | GET | yes | the customer, created if absent (with the two headers) |
+//! | `user/payment-method` | POST | yes | `{successUrl, email?, name?}` → checkout session |
+//! | `plans/{id}/subscribe` | POST | yes | `{billingCadence, successUrl, email?, name?}` → checkout session or `{url}` |
+//! | `subscriptions/{id}` | GET | yes | the subscription, only the user's own (404 otherwise) |
+//! | `subscriptions/{id}/cancel` | POST | yes | `{type: "active" \| "upcoming"}` → `{}` |
+//! | `subscriptions/{id}/renew` | POST | yes | the subscription |
+//! | `transactions` | GET | yes | a page: `page`, `pageSize`, `orderBy`, `order` |
+//! | `features/register` | POST | no | `{features: [id, ...]}` → `{}` |
+//! | `sdk-version` | POST | no | `{library, version}` → `{}` |
+//! | `credit-usage/{unitId}` | GET | yes | the user's credit usage |
+//!
+//! The customer is always the user the resolver names, never one a request body names.
+//! Errors are `{"error": ...}`: no user 401; invalid API key 503 `Invalid API key`; platform
+//! unavailable 503; changes not allowed 403; the platform's 4xx kept; malformed body or query
+//! 400; body over the limit 413; unknown route 404; wrong method 405.
+
+use actix_web::http::Method;
+use actix_web::web::{self, Bytes};
+use actix_web::{FromRequest, Handler, HttpRequest, HttpResponse, Responder, Scope};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::customer_info;
+use crate::client::{
+    Atlas, BillingCadence, CancelType, CustomerInfo, Pagination, SubscribeRequest,
+};
+use crate::error::{AtlasError, RequestError};
+
+type Answer = Result<HttpResponse, RequestError>;
+
+pub(crate) fn atlas_scope(atlas: Atlas) -> Scope {
+    web::scope("/atlas-api")
+        .app_data(web::Data::new(atlas))
+        .service(route("/status", Method::GET, status))
+        .service(route("/features", Method::GET, features))
+        .service(route("/features/register", Method::POST, register_features))
+        .service(route("/invoices", Method::GET, invoices))
+        .service(route(
+            "/invoices/draft/invoice-line-items",
+            Method::GET,
+            draft_line_items,
+        ))
+        .service(route(
+            "/invoices/{invoice}/invoice-line-items",
+            Method::GET,
+            line_items,
+        ))
+        .service(route("/pricing-model", Method::GET, pricing_model))
+        .service(route("/user", Method::GET, user))
+        .service(route("/user/payment-method", Method::POST, payment_method))
+        .service(route("/plans/{plan}/subscribe", Method::POST, subscribe))
+        .service(route(
+            "/subscriptions/{subscription}",
+            Method::GET,
+            subscription,
+        ))
+        .service(route(
+            "/subscriptions/{subscription}/cancel",
+            Method::POST,
+            cancel,
+        ))
+        .service(route(
+            "/subscriptions/{subscription}/renew",
+            Method::POST,
+            renew,
+        ))
+        .service(route("/transactions", Method::GET, transactions))
+        .service(route("/sdk-version", Method::POST, sdk_version))
+        .service(route("/credit-usage/{unit}", Method::GET, credit_usage))
+        .default_service(web::to(not_found))
+}
+
+/// One route, answering 405 `{"error"}` to other methods.
+fn route<F, Args>(path: &str, method: Method, handler: F) -> actix_web::Resource
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    web::resource(path)
+        .route(web::method(method).to(handler))
+        .default_service(web::to(method_not_allowed))
+}
+
+async fn not_found() -> Answer {
+    Err(RequestError::NotFound)
+}
+
+async fn method_not_allowed() -> Answer {
+    Err(RequestError::MethodNotAllowed)
+}
+
+/// The request's user, or 401.
+async fn user_of(atlas: &Atlas, request: &HttpRequest) -> Result<String, RequestError> {
+    atlas
+        .resolve_user(request)
+        .await?
+        .ok_or(RequestError::Unauthorized)
+}
+
+/// Reads a JSON body of at most the configured size; an empty body reads as `{}`.
+async fn body<T: DeserializeOwned>(
+    atlas: &Atlas,
+    mut payload: web::Payload,
+) -> Result<T, RequestError> {
+    let limit = atlas.body_limit();
+    let mut bytes = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk
+            .map_err(|err| RequestError::BadRequest(format!("could not read the body: {err}")))?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(RequestError::BodyTooLarge(limit));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let bytes: Bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Bytes::from_static(b"{}")
+    } else {
+        bytes.freeze()
+    };
+    serde_json::from_slice(&bytes)
+        .map_err(|err| RequestError::BadRequest(format!("invalid JSON body: {err}")))
+}
+
+/// Reads the query string; a malformed one is a 400.
+fn query<T: DeserializeOwned>(request: &HttpRequest) -> Result<T, RequestError> {
+    web::Query::<T>::from_query(request.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|err| RequestError::BadRequest(format!("invalid query: {err}")))
+}
+
+async fn status(atlas: web::Data<Atlas>) -> Answer {
+    match atlas.status().await {
+        Ok(status) => {
+            let mut body =
+                serde_json::to_value(&*status).map_err(|err| AtlasError::unavailable(err))?;
+            body["apiKey"] = json!(true);
+            Ok(HttpResponse::Ok().json(body))
+        }
+        Err(AtlasError::InvalidApiKey) => Ok(HttpResponse::Ok().json(json!({ "apiKey": false }))),
+        Err(err) => Err(err.into()),
+    }
+}
+
+async fn features(atlas: web::Data<Atlas>, request: HttpRequest) -> Answer {
+    let user = user_of(&atlas, &request).await?;
+    let features = atlas
+        .features(&user, Some(&customer_info(&request)))
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "features": features })))
+}
+
+#[derive(Deserialize)]
+struct FeatureList {
+    features: Vec<String>,
+}
+
+async fn register_features(atlas: web::Data<Atlas>, payload: web::Payload) -> Answer {
+    let list: FeatureList = body(&atlas, payload).await?;
+    atlas.register_features(&list.features);
+    Ok(HttpResponse::Ok().json(json!({})))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PageQuery {
+    page: Option<u32>,
+    page_size: Option<u32>,
+    /// The React SDK sends the page size as `limit`.
+    limit: Option<u32>,
+    order_by: Option<String>,
+    order: Option<String>,
+}
+
+async fn invoices(atlas: web::Data<Atlas>, request: HttpRequest) -> Answer {
+    let user = user_of(&atlas, &request).await?;
+    let page: PageQuery = query(&request)?;
+    let invoices = atlas
+        .invoices(&user, page.page, page.page_size.or(page.limit))
+        .await?;
+    Ok(HttpResponse::Ok().json(invoices))
+}
+
+async fn draft_line_items(atlas: web::Data<Atlas>, request: HttpRequest) -> Answer {
+    let user = user_of(&atlas, &request).await?;
+    let all = atlas.invoices(&user, Some(1), Some(u32::MAX)).await?;
+    let drafts = all
+        .results
+        .iter()
+        .filter(|invoice| invoice.status.as_deref() == Some("draft"));
+    let items = futures_util::future::try_join_all(
+        drafts.map(|invoice| atlas.invoice_line_items(&user, &invoice.id)),
+    )
+    .await?;
+    let items: Vec<_> = items.iter().flat_map(|items| items.iter()).collect();
+    Ok(HttpResponse::Ok().json(items))
+}
+
+async fn line_items(
+    atlas: web::Data<Atlas>,
+    request: HttpRequest,
+    invoice: web::Path<String>,
+) -> Answer {
+    let user = user_of(&atlas, &request).await?;
+    Ok(HttpResponse::Ok().json(&*atlas.invoice_line_items(&user, &invoice).await?))
+}
+
+async fn pricing_model(atlas: web::Data<Atlas>, request: HttpRequest) -> Answer {
+    // The public pricing model needs no user; one only adds its private plans.
+    let user = atlas.resolve_user(&request).await.ok().flatten();
+    Ok(HttpResponse::Ok().json(atlas.public_pricing_model(user.as_deref()).await?))
+}
+
+async fn user(atlas: web::Data<Atlas>, request: HttpRequest) -> Answer {
+    let user = user_of(&atlas, &request).await?;
+    Ok(HttpResponse::Ok().json(
+        &*atlas
+            .customer(&user, Some(&customer_info(&request)))
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PaymentMethodBody {
+    success_url: String,
+    email: Option<String>,
+    name: Option<String>,
+}
+
+async fn payment_method(
+    atlas: web::Data<Atlas>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> Answer {
+    let user = user_of(&atlas, &request).await?;
+    let body: PaymentMethodBody = body(&atlas, payload).await?;
+    let info = CustomerInfo {
+        email: body.email,
+        name: body.name,
+    };
+    Ok(HttpResponse::Ok().json(
+        atlas
+            .update_payment_method(&user, &body.success_url, Some(&info))
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SubscribeBody {
+    billing_cadence: BillingCadence,
+    success_url: String,
+    email: Option<String>,
+    name: Option<String>,
+}
+
+async fn subscribe(
+    atlas: web::Data<Atlas>,
+    request: HttpRequest,
+    plan: web::Path<String>,
+    payload: web::Payload,
+) -> Answer {
+    let user = user_of(&atlas, &request).await?;
+    let body: SubscribeBody = body(&atlas, payload).await?;
+    let request = SubscribeRequest {
+        billing_cadence: body.billing_cadence,
+        success_url: body.success_url,
+        email: body.email,
+        name: body.name,
+    };
+    Ok(HttpResponse::Ok().json(atlas.subscribe(&user, &plan, &request).await?))
+}
+
+async fn subscription(
+    atlas: web::Data<Atlas>,
+    request: HttpRequest,
+    id: web::Path<String>,
+) -> Answer {
+    let user = user_of(&atlas, &request).await?;
+    let (subscription, customer) =
+        futures_util::future::try_join(atlas.subscription(&id), atlas.customer(&user, None))
+            .await?;
+    let owner = subscription
+        .extra
+        .get("customerId")
+        .and_then(|owner| owner.as_str());
+    let owned = owner == Some(customer.id.as_str())
+        || customer.subscriptions().any(|s| s.id == subscription.id);
+    if !owned {
+        // Another customer's subscription: answered as if it did not exist.
+        return Err(RequestError::NotFound);
+    }
+    Ok(HttpResponse::Ok().json(&*subscription))
+}
+
+#[derive(Deserialize)]
+struct CancelBody {
+    #[serde(rename = "type")]
+    kind: CancelType,
+}
+
+async fn cancel(
+    atlas: web::Data<Atlas>,
+    request: HttpRequest,
+    id: web::Path<String>,
+    payload: web::Payload,
+) -> Answer {
+    let user = user_of(&atlas, &request).await?;
+    let body: CancelBody = body(&atlas, payload).await?;
+    atlas.cancel_subscription(&user, &id, body.kind).await?;
+    Ok(HttpResponse::Ok().json(json!({})))
+}
+
+async fn renew(atlas: web::Data<Atlas>, request: HttpRequest, id: web::Path<String>) -> Answer {
+    let user = user_of(&atlas, &request).await?;
+    Ok(HttpResponse::Ok().json(atlas.renew_subscription(&user, &id).await?))
+}
+
+async fn transactions(atlas: web::Data<Atlas>, request: HttpRequest) -> Answer {
+    let user = user_of(&atlas, &request).await?;
+    let page: PageQuery = query(&request)?;
+    let pagination = Pagination {
+        page: page.page,
+        page_size: page.page_size.or(page.limit),
+        order_by: page.order_by,
+        order: page.order,
+    };
+    Ok(HttpResponse::Ok().json(atlas.transactions(&user, &pagination).await?))
+}
+
+#[derive(Deserialize)]
+struct SdkVersion {
+    library: String,
+    version: String,
+}
+
+async fn sdk_version(atlas: web::Data<Atlas>, payload: web::Payload) -> Answer {
+    let version: SdkVersion = body(&atlas, payload).await?;
+    if version.library.is_empty() || version.version.is_empty() {
+        return Err(RequestError::BadRequest(
+            "library and version must not be empty".to_owned(),
+        ));
+    }
+    atlas.report_sdk_version(&version.library, &version.version);
+    Ok(HttpResponse::Ok().json(json!({})))
+}
+
+async fn credit_usage(
+    atlas: web::Data<Atlas>,
+    request: HttpRequest,
+    unit: web::Path<String>,
+) -> Answer {
+    let user = user_of(&atlas, &request).await?;
+    Ok(HttpResponse::Ok().json(&*atlas.credit_usage(&user, &unit).await?))
+}

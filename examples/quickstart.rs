@@ -1,0 +1,300 @@
+//! The quickstart: a real Actix app whose features are gated by Atlas.
+//!
+//! ```sh
+//! cargo run --example quickstart
+//! ```
+//!
+//! With no `ATLAS_API_KEY` it runs the Atlas emulator in-process, seeded from
+//! `ATLAS_DATA_FILE` (default `examples/atlas-data.json`); with one it talks to the platform
+//! (`ATLAS_HOST` overrides its URL). Users are Clerk sessions (`CLERK_JWT_KEY` or
+//! `CLERK_JWKS_URL`), organisation members counting as their organisation; with neither, a
+//! demo mode signs Clerk-shaped tokens for the data file's customers and prints them. It
+//! listens on `BIND`:`PORT` (default 127.0.0.1:8080) and lets the origins of
+//! `ALLOWED_ORIGINS` (comma-separated) call it from a browser.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use actix_cors::Cors;
+use actix_web::{get, http, post, web, App, HttpResponse, HttpServer, Responder};
+use atlas_actix::emulator::{AtlasData, Emulator, EmulatorHandle};
+use atlas_actix::{limit, requires_feature, Atlas, ClerkAuth};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+use rsa::Generate;
+use serde::Deserialize;
+use serde_json::json;
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
+/// The app's own data: who holds a seat in each customer's account.
+#[derive(Default)]
+struct Seats(Mutex<HashMap<String, Vec<String>>>);
+
+impl Seats {
+    fn count(&self, customer: &str) -> usize {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(customer)
+            .map_or(0, Vec::len)
+    }
+
+    fn add(&self, customer: &str, member: String) -> usize {
+        let mut seats = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let taken = seats.entry(customer.to_owned()).or_default();
+        taken.push(member);
+        taken.len()
+    }
+}
+
+/// A demo user: a customer of the data file, or a member of an organisation customer.
+struct DemoUser {
+    name: String,
+    user_id: String,
+    organization: Option<String>,
+}
+
+/// Demo users from the data file: each customer, and the `demoMembers` of organisations.
+fn demo_users(data: &AtlasData) -> Vec<DemoUser> {
+    let mut users = Vec::new();
+    for customer in &data.customers {
+        let members = customer.extra.get("demoMembers").and_then(|m| m.as_array());
+        match members {
+            Some(members) => users.extend(members.iter().filter_map(|member| {
+                Some(DemoUser {
+                    name: member.get("name")?.as_str()?.to_owned(),
+                    user_id: member.get("id")?.as_str()?.to_owned(),
+                    organization: Some(customer.external_id.clone()),
+                })
+            })),
+            None => users.push(DemoUser {
+                name: customer
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| customer.external_id.clone()),
+                user_id: customer.external_id.clone(),
+                organization: None,
+            }),
+        }
+    }
+    users
+}
+
+/// Demo mode: an RSA key pair made now, Clerk-shaped tokens signed with it, verified by the
+/// very `ClerkAuth` code path a real Clerk setup uses.
+fn demo_auth(
+    users: &[DemoUser],
+) -> Result<(ClerkAuth, Vec<(String, String)>), Box<dyn std::error::Error>> {
+    let private_key = rsa::PrivateKey::generate();
+    let public_pem = private_key
+        .to_public_key()
+        .to_public_key_pem(LineEnding::LF)?;
+    let private_pem = private_key.to_pkcs8_pem(LineEnding::LF)?;
+    let signing = EncodingKey::from_rsa_pem(private_pem.as_bytes())?;
+    let now = jsonwebtoken::get_current_timestamp();
+    let mut tokens = Vec::new();
+    for user in users {
+        let mut claims = json!({
+            "sub": user.user_id,
+            "sid": format!("sess_demo_{}", user.user_id),
+            "iss": "https://demo.clerk.invalid",
+            "iat": now,
+            "nbf": now,
+            "exp": now + 24 * 3600,
+            "v": 2,
+        });
+        if let Some(organization) = &user.organization {
+            claims["o"] = json!({"id": organization, "rol": "member", "slg": organization});
+        }
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &signing)?;
+        tokens.push((user.name.clone(), token));
+    }
+    Ok((
+        ClerkAuth::from_pem(&public_pem)?.organizations(true),
+        tokens,
+    ))
+}
+
+/// The report the data explorer serves.
+async fn data_explorer_report() -> impl Responder {
+    HttpResponse::Ok().json(json!({
+        "report": "revenue by month",
+        "rows": [["2026-09", 1200], ["2026-10", 1350], ["2026-11", 1510]],
+    }))
+}
+
+#[get("/api/data-explorer")]
+#[requires_feature("data-explorer")]
+async fn data_explorer() -> impl Responder {
+    data_explorer_report().await
+}
+
+/// The same handler without the guard, to measure what the guard costs.
+#[get("/api/public/data-explorer")]
+async fn public_data_explorer() -> impl Responder {
+    data_explorer_report().await
+}
+
+#[derive(Deserialize)]
+struct NewSeat {
+    email: String,
+}
+
+/// Adds a seat: allowed while the customer's seats are below its plan's limit.
+#[post("/api/seats")]
+#[requires_feature("seats")]
+async fn add_seat(
+    entitlements: atlas_actix::Entitlements,
+    seats: web::Data<Seats>,
+    body: web::Json<NewSeat>,
+) -> impl Responder {
+    let taken = seats.add(&entitlements.customer_id, body.into_inner().email);
+    HttpResponse::Created().json(json!({ "seats": taken }))
+}
+
+#[derive(Deserialize)]
+struct Prompt {
+    prompt: String,
+}
+
+/// An AI completion; each successful one is reported as usage of `ai-tokens`.
+#[post("/api/ai/complete")]
+#[requires_feature("ai-tokens", usage = 1)]
+async fn ai_complete(body: web::Json<Prompt>) -> impl Responder {
+    let words = body.prompt.split_whitespace().count();
+    HttpResponse::Ok().json(json!({ "completion": format!("You wrote {words} words. Here is more of them."), "tokens": words }))
+}
+
+#[actix_web::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+
+    let data_file = env("ATLAS_DATA_FILE").unwrap_or_else(|| "examples/atlas-data.json".to_owned());
+    let data = AtlasData::from_file(&data_file)?;
+    // With no key, the whole platform runs here, in-process.
+    let (mut builder, _emulator): (_, Option<EmulatorHandle>) = match env("ATLAS_API_KEY") {
+        Some(_) => (Atlas::builder(), None),
+        None => {
+            let emulator = Emulator::from_file(&data_file)?.start()?;
+            println!("Atlas emulator at {} (data: {data_file})", emulator.url());
+            let builder = Atlas::builder()
+                .base_url(emulator.url())
+                .api_key(emulator.api_key());
+            (builder, Some(emulator))
+        }
+    };
+
+    let (clerk, demo_tokens) = match ClerkAuth::from_env()? {
+        Some(clerk) => {
+            let parties: Vec<String> = env("CLERK_AUTHORIZED_PARTIES")
+                .map(|p| p.split(',').map(str::to_owned).collect())
+                .unwrap_or_default();
+            (clerk.organizations(true).authorized_parties(parties), None)
+        }
+        None => {
+            let (clerk, tokens) = demo_auth(&demo_users(&data))?;
+            (clerk, Some(tokens))
+        }
+    };
+
+    let seats = web::Data::new(Seats::default());
+    for user in demo_users(&data) {
+        seats.add(
+            user.organization.as_deref().unwrap_or(&user.user_id),
+            user.user_id.clone(),
+        );
+    }
+    let counted = seats.clone();
+    builder = limit!(builder, "seats", move |customer| {
+        let seats = counted.clone();
+        async move { seats.count(&customer) }
+    });
+    let atlas = builder.user_resolver(clerk).build()?;
+
+    let origins: Vec<String> = env("ALLOWED_ORIGINS")
+        .unwrap_or_else(|| "http://localhost:3000,http://127.0.0.1:3000".to_owned())
+        .split(',')
+        .map(|origin| origin.trim().to_owned())
+        .collect();
+    let bind = env("BIND").unwrap_or_else(|| "127.0.0.1".to_owned());
+    let port: u16 = env("PORT").map(|p| p.parse()).transpose()?.unwrap_or(8080);
+
+    let app_atlas = atlas.clone();
+    let tokens = web::Data::new(demo_tokens.clone().unwrap_or_default());
+    let demo = demo_tokens.is_some();
+    let server = HttpServer::new(move || {
+        let mut cors = Cors::default()
+            .allowed_methods(["GET", "POST"])
+            .allowed_headers([http::header::AUTHORIZATION, http::header::CONTENT_TYPE])
+            .allowed_header("x-customer-email")
+            .allowed_header("x-customer-name")
+            .supports_credentials()
+            .max_age(3600);
+        for origin in &origins {
+            cors = cors.allowed_origin(origin);
+        }
+        let mut app = App::new()
+            .app_data(web::Data::new(app_atlas.clone()))
+            .app_data(seats.clone())
+            .app_data(tokens.clone())
+            .service(app_atlas.scope())
+            .service(data_explorer)
+            .service(public_data_explorer)
+            .service(add_seat)
+            .service(ai_complete);
+        if demo {
+            app = app.route("/demo/tokens", web::get().to(demo_tokens_route));
+        }
+        // Actix runs the last `wrap` first: CORS must be last, so it answers preflights and
+        // decorates every answer, the Atlas scope's and the guards' refusals included.
+        app.wrap(cors)
+    })
+    .bind((bind.as_str(), port))?;
+    let addr = server.addrs()[0];
+    let base = format!("http://{addr}");
+    println!("listening {base}");
+    if let Some(tokens) = &demo_tokens {
+        print_demo(&base, tokens);
+    }
+    server.run().await?;
+
+    // Stopped (Ctrl-C, SIGTERM): send the usage events still queued.
+    atlas.shutdown().await?;
+    Ok(())
+}
+
+async fn demo_tokens_route(tokens: web::Data<Vec<(String, String)>>) -> impl Responder {
+    let tokens: serde_json::Map<String, serde_json::Value> = tokens
+        .iter()
+        .map(|(name, token)| (name.clone(), json!(token)))
+        .collect();
+    HttpResponse::Ok().json(tokens)
+}
+
+fn print_demo(base: &str, tokens: &[(String, String)]) {
+    println!("\nDemo mode (no CLERK_JWT_KEY or CLERK_JWKS_URL): tokens for the data file's users, valid 24 hours.");
+    println!("All of them: curl {base}/demo/tokens\n");
+    for (name, token) in tokens {
+        println!("{name}:\n  TOKEN={token}");
+    }
+    if let Some((name, _)) = tokens.first() {
+        println!("\nTry, with TOKEN set to {name}'s:");
+    }
+    for line in [
+        "curl -H \"Authorization: Bearer $TOKEN\" BASE/atlas-api/features",
+        "curl -H \"Authorization: Bearer $TOKEN\" BASE/api/data-explorer",
+        "curl -X POST -H \"Authorization: Bearer $TOKEN\" -H 'content-type: application/json' -d '{\"email\":\"new@example.com\"}' BASE/api/seats",
+        "curl -X POST -H \"Authorization: Bearer $TOKEN\" -H 'content-type: application/json' -d '{\"prompt\":\"hello there\"}' BASE/api/ai/complete",
+        "curl BASE/atlas-api/pricing-model",
+    ] {
+        println!("  {}", line.replace("BASE", base));
+    }
+    println!();
+}
