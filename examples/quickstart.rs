@@ -83,11 +83,12 @@ fn demo_users(data: &AtlasData) -> Vec<DemoUser> {
     users
 }
 
+/// Each demo user's name and session token.
+type DemoTokens = Vec<(String, String)>;
+
 /// Demo mode: an RSA key pair made now, Clerk-shaped tokens signed with it, verified by the
 /// very `ClerkAuth` code path a real Clerk setup uses.
-fn demo_auth(
-    users: &[DemoUser],
-) -> Result<(ClerkAuth, Vec<(String, String)>), Box<dyn std::error::Error>> {
+fn demo_auth(users: &[DemoUser]) -> Result<(ClerkAuth, DemoTokens), Box<dyn std::error::Error>> {
     let private_key = rsa::PrivateKey::generate();
     let public_pem = private_key
         .to_public_key()
@@ -270,7 +271,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-async fn demo_tokens_route(tokens: web::Data<Vec<(String, String)>>) -> impl Responder {
+async fn demo_tokens_route(tokens: web::Data<DemoTokens>) -> impl Responder {
     let tokens: serde_json::Map<String, serde_json::Value> = tokens
         .iter()
         .map(|(name, token)| (name.clone(), json!(token)))
@@ -278,7 +279,7 @@ async fn demo_tokens_route(tokens: web::Data<Vec<(String, String)>>) -> impl Res
     HttpResponse::Ok().json(tokens)
 }
 
-fn print_demo(base: &str, tokens: &[(String, String)]) {
+fn print_demo(base: &str, tokens: &DemoTokens) {
     println!("\nDemo mode (no CLERK_JWT_KEY or CLERK_JWKS_URL): tokens for the data file's users, valid 24 hours.");
     println!("All of them: curl {base}/demo/tokens\n");
     for (name, token) in tokens {

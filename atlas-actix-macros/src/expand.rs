@@ -3,7 +3,7 @@
 use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{Expr, FnArg, ItemFn, Pat, PatType};
+use syn::{Expr, FnArg, ItemFn, Pat, PatType, ReturnType};
 
 use crate::parse::{LimitArgs, RequiresFeatureArgs};
 
@@ -36,9 +36,9 @@ pub(crate) fn limit(args: LimitArgs) -> TokenStream {
 }
 
 /// Rewrites an async handler so the entitlement check runs first: the new handler takes the
-/// request and the payload, checks, and only then runs the original extractors and body
-/// (kept as an inner function), so a denied request has neither its body read nor a costly
-/// extractor called.
+/// request and the payload, checks, and only then runs the original extractors, one after
+/// the other, and the original body (kept as an inner function), so a denied request has
+/// neither its body read nor a costly extractor called.
 pub(crate) fn requires_feature(
     args: RequiresFeatureArgs,
     item: ItemFn,
@@ -54,8 +54,7 @@ pub(crate) fn requires_feature(
     let output = &sig.output;
     let inputs = &sig.inputs;
     let mut arg_names = Vec::new();
-    let mut arg_types = Vec::new();
-    let mut checks = Vec::new();
+    let mut extractions = Vec::new();
     for (index, input) in inputs.iter().enumerate() {
         let FnArg::Typed(typed) = input else {
             return Err(syn::Error::new_spanned(
@@ -64,11 +63,22 @@ pub(crate) fn requires_feature(
             ));
         };
         let ty = &typed.ty;
-        arg_names.push(format_ident!("__atlas_arg{}", index));
-        arg_types.push(ty.clone());
-        checks.push(quote_spanned! {ty.span()=>
-            ::atlas_actix::__private::assert_extractor::<#ty>();
+        let arg = format_ident!("__atlas_arg{}", index);
+        // Spanned at the argument's type, so a type that is no extractor is reported there.
+        extractions.push(quote_spanned! {ty.span()=>
+            let #arg = match <#ty as ::atlas_actix::__private::FromRequest>::from_request(
+                &__atlas_request,
+                &mut __atlas_payload,
+            )
+            .await
+            {
+                ::core::result::Result::Ok(value) => value,
+                ::core::result::Result::Err(error) => {
+                    return ::atlas_actix::__private::HttpResponse::from_error(error);
+                }
+            };
         });
+        arg_names.push(arg);
     }
     let features = &args.features;
     let shadow = args.shadow;
@@ -79,22 +89,30 @@ pub(crate) fn requires_feature(
         }
         None => quote!(::core::option::Option::None),
     };
+    let respond = match output {
+        ReturnType::Type(_, ty) => quote_spanned! {ty.span()=> __atlas_granted.respond},
+        ReturnType::Default => quote!(__atlas_granted.respond),
+    };
     Ok(quote! {
         #(#attrs)*
         #vis async fn #name(
             __atlas_request: ::atlas_actix::__private::HttpRequest,
             __atlas_payload: ::atlas_actix::__private::Payload,
         ) -> ::atlas_actix::__private::HttpResponse {
-            #(#checks)*
             async fn __atlas_handler(#inputs) #output #block
-            ::atlas_actix::__private::guarded(
-                __atlas_request,
-                __atlas_payload,
+            let __atlas_granted = match ::atlas_actix::__private::check_handler(
+                &__atlas_request,
                 &[#(#features),*],
                 ::atlas_actix::__private::GuardOptions::new(#shadow, #usage),
-                |(#(#arg_names,)*): (#(#arg_types,)*)| __atlas_handler(#(#arg_names),*),
             )
             .await
+            {
+                ::core::result::Result::Ok(granted) => granted,
+                ::core::result::Result::Err(refusal) => return refusal,
+            };
+            let mut __atlas_payload = __atlas_payload.into_inner();
+            #(#extractions)*
+            #respond(&__atlas_request, __atlas_handler(#(#arg_names),*).await)
         }
     })
 }

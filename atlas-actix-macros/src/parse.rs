@@ -146,6 +146,12 @@ impl Parse for RequiresFeatureArgs {
                         input.parse::<Token![=]>()?;
                         usage = Some((key.span(), quantity(input)?));
                     }
+                    other if !input.peek(Token![=]) => {
+                        return Err(syn::Error::new(
+                            key.span(),
+                            format!("a feature id is a string: write \"{other}\"; options are `usage = 1` and `shadow`"),
+                        ));
+                    }
                     other => {
                         let hint = closest(other)
                             .map(|o| format!(" (did you mean `{o}`?)"))
@@ -168,7 +174,8 @@ impl Parse for RequiresFeatureArgs {
             }
         }
         if features.is_empty() {
-            return Err(input.error(
+            return Err(syn::Error::new(
+                proc_macro2::Span::call_site(),
                 "name the features the handler needs: #[requires_feature(\"data-explorer\")]",
             ));
         }

@@ -61,6 +61,7 @@ pub(crate) fn customer_info(request: &HttpRequest) -> CustomerInfo {
     }
 }
 
+#[cfg(feature = "clerk")]
 /// The session token of a request: `Authorization: Bearer <token>`, else the `__session`
 /// cookie that Clerk's frontend sets for same-origin requests.
 pub(crate) fn bearer_token(request: &HttpRequest) -> Option<String> {
@@ -86,6 +87,7 @@ mod tests {
     use super::*;
     use actix_web::test::TestRequest;
 
+    #[cfg(feature = "clerk")]
     #[test]
     fn finds_the_token_in_the_header_or_the_session_cookie() {
         let header = TestRequest::default()

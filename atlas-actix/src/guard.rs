@@ -76,9 +76,12 @@ impl GuardOptions {
 struct ResolvedCustomer(String);
 
 /// A request the check let through.
-pub(crate) struct Granted {
+#[doc(hidden)]
+pub struct Granted {
     atlas: Atlas,
     customer_id: String,
+    /// What `#[requires_feature(usage = ..)]` reports when the handler succeeds.
+    usage: Option<(&'static [&'static str], f64)>,
 }
 
 impl Granted {
@@ -151,43 +154,42 @@ pub(crate) async fn check(
     Ok(Granted {
         atlas,
         customer_id: customer,
+        usage: None,
     })
 }
 
-/// Runs a handler behind the check; what `#[requires_feature]` expands to. The handler's own
-/// extractors run only after the check passed, so a denied request never has its body read.
-pub async fn guarded<Args, F, Fut, R>(
-    request: HttpRequest,
-    payload: web::Payload,
+/// The check as `#[requires_feature]` expands it: the handler's own extractors run after it,
+/// only when it passed, so a denied request never has its body read.
+#[doc(hidden)]
+pub async fn check_handler(
+    request: &HttpRequest,
     features: &'static [&'static str],
     options: GuardOptions,
-    handler: F,
-) -> HttpResponse
-where
-    Args: FromRequest,
-    F: FnOnce(Args) -> Fut,
-    Fut: std::future::Future<Output = R>,
-    R: actix_web::Responder,
-{
-    let granted = match check(&request, features, options).await {
-        Ok(granted) => granted,
-        Err(answer) => return answer,
-    };
-    let mut payload = payload.into_inner();
-    let args = match Args::from_request(&request, &mut payload).await {
-        Ok(args) => args,
-        Err(err) => return HttpResponse::from_error(err.into()),
-    };
-    let response = handler(args)
+) -> Result<Granted, HttpResponse> {
+    check(request, features, options)
         .await
-        .respond_to(&request)
-        .map_into_boxed_body();
-    if let Some(quantity) = options.usage {
-        if response.status().is_success() {
-            granted.report_usage(features.iter().map(|f| (*f).to_owned()).collect(), quantity);
+        .map(|granted| Granted {
+            usage: options.usage.map(|quantity| (features, quantity)),
+            ..granted
+        })
+}
+
+impl Granted {
+    /// The handler's answer, after which the usage is reported if the answer is 2xx.
+    #[doc(hidden)]
+    pub fn respond<R: actix_web::Responder>(
+        self,
+        request: &HttpRequest,
+        answer: R,
+    ) -> HttpResponse {
+        let response = answer.respond_to(request).map_into_boxed_body();
+        if let Some((features, quantity)) = self.usage {
+            if response.status().is_success() {
+                self.report_usage(features.iter().map(|f| (*f).to_owned()).collect(), quantity);
+            }
         }
+        response
     }
-    response
 }
 
 /// Middleware that lets a request through only when its user's plan grants every feature:

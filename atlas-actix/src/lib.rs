@@ -73,14 +73,11 @@ pub mod __private {
     use std::future::Future;
 
     pub use actix_web::web::Payload;
-    pub use actix_web::{HttpRequest, HttpResponse};
+    pub use actix_web::{FromRequest, HttpRequest, HttpResponse};
 
-    pub use crate::guard::{guarded, GuardOptions};
+    pub use crate::guard::{check_handler, Granted, GuardOptions};
     use crate::limits::LimitCallback;
     use crate::{AtlasBuilder, IntoUsage};
-
-    /// Checks, where the user wrote the argument, that a handler argument is an extractor.
-    pub fn assert_extractor<T: actix_web::FromRequest>() {}
 
     /// A limit callback whose type was checked where the user wrote it.
     pub struct CheckedLimit(LimitCallback);

@@ -142,14 +142,20 @@ fn query<T: DeserializeOwned>(request: &HttpRequest) -> Result<T, RequestError> 
         .map_err(|err| RequestError::BadRequest(format!("invalid query: {err}")))
 }
 
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusAnswer<'a> {
+    api_key: bool,
+    #[serde(flatten)]
+    status: &'a crate::client::Status,
+}
+
 async fn status(atlas: web::Data<Atlas>) -> Answer {
     match atlas.status().await {
-        Ok(status) => {
-            let mut body =
-                serde_json::to_value(&*status).map_err(|err| AtlasError::unavailable(err))?;
-            body["apiKey"] = json!(true);
-            Ok(HttpResponse::Ok().json(body))
-        }
+        Ok(status) => Ok(HttpResponse::Ok().json(StatusAnswer {
+            api_key: true,
+            status: &status,
+        })),
         Err(AtlasError::InvalidApiKey) => Ok(HttpResponse::Ok().json(json!({ "apiKey": false }))),
         Err(err) => Err(err.into()),
     }

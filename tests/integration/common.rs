@@ -102,3 +102,22 @@ impl Platform<'_> {
         call(self.emulator.url(), None, method, path, body).await
     }
 }
+
+/// A user resolver for tests: the `x-test-user` header names the customer.
+pub async fn header_user(request: actix_web::HttpRequest) -> Option<String> {
+    request
+        .headers()
+        .get("x-test-user")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Reads a test response's body as JSON (`Null` when empty).
+pub async fn json_body(response: actix_web::dev::ServiceResponse) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let bytes = actix_web::test::read_body(response).await;
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}

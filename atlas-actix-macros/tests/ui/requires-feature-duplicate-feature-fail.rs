@@ -1,0 +1,8 @@
+use atlas_actix::requires_feature;
+
+#[requires_feature("sso", "sso")]
+async fn handler() -> &'static str {
+    "twice"
+}
+
+fn main() {}

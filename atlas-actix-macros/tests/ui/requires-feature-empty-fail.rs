@@ -1,0 +1,8 @@
+use atlas_actix::requires_feature;
+
+#[requires_feature]
+async fn handler() -> &'static str {
+    "none"
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use atlas_actix::requires_feature;
+
+#[requires_feature("sso")]
+struct Handler;
+
+fn main() {}

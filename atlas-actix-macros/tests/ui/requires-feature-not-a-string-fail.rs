@@ -1,0 +1,8 @@
+use atlas_actix::requires_feature;
+
+#[requires_feature(data_explorer)]
+async fn handler() -> &'static str {
+    "ident"
+}
+
+fn main() {}

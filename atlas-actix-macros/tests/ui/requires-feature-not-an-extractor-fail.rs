@@ -1,0 +1,10 @@
+use atlas_actix::requires_feature;
+
+struct NotAnExtractor;
+
+#[requires_feature("sso")]
+async fn handler(_value: NotAnExtractor) -> &'static str {
+    "no extractor"
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use atlas_actix::requires_feature;
+
+#[requires_feature("data-explorer")]
+fn handler() -> &'static str {
+    "sync"
+}
+
+fn main() {}

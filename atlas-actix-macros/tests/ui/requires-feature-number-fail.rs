@@ -1,0 +1,8 @@
+use atlas_actix::requires_feature;
+
+#[requires_feature(42)]
+async fn handler() -> &'static str {
+    "number"
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use atlas_actix::requires_feature;
+
+#[requires_feature(shadow, "sso")]
+async fn handler() -> &'static str {
+    "order"
+}
+
+fn main() {}

@@ -1,0 +1,39 @@
+use actix_web::{get, post, web, App, HttpResponse, Responder};
+use atlas_actix::requires_feature;
+
+#[get("/above")]
+#[requires_feature("data-explorer")]
+async fn above() -> impl Responder {
+    "above"
+}
+
+#[requires_feature("data-explorer", "sso", usage = 1, shadow)]
+#[post("/below/{id}")]
+async fn below(
+    path: web::Path<u32>,
+    query: web::Query<std::collections::HashMap<String, String>>,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let _ = (path.into_inner(), query.into_inner(), body.into_inner());
+    Ok(HttpResponse::Ok().finish())
+}
+
+/// Documented, routed by hand, with a `mut` argument.
+#[requires_feature("ai-tokens", usage = 0.5, shadow = false)]
+async fn by_hand(mut path: web::Path<(u32, u32)>) -> String {
+    path.0 += 1;
+    format!("{}", path.0 + path.1)
+}
+
+#[requires_feature("seats")]
+async fn no_arguments() -> HttpResponse {
+    HttpResponse::NoContent().finish()
+}
+
+fn main() {
+    let _ = App::new()
+        .service(above)
+        .service(below)
+        .route("/by-hand/{a}/{b}", web::get().to(by_hand))
+        .service(web::resource("/nothing").to(no_arguments));
+}

@@ -1,0 +1,8 @@
+use atlas_actix::requires_feature;
+
+#[requires_feature("ai-tokens", usge = 1)]
+async fn handler() -> &'static str {
+    "typo"
+}
+
+fn main() {}

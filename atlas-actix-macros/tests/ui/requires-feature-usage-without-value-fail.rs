@@ -1,0 +1,8 @@
+use atlas_actix::requires_feature;
+
+#[requires_feature("ai-tokens", usage)]
+async fn handler() -> &'static str {
+    "no value"
+}
+
+fn main() {}

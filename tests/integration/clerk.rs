@@ -1,0 +1,283 @@
+//! Clerk session tokens: what verifies, what does not, organisations, JWKS.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use actix_web::test::{self, TestRequest};
+use actix_web::{web, App, HttpResponse, HttpServer};
+use atlas_actix::{limit, ClerkAuth};
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+use rsa::Generate;
+use serde_json::{json, Value};
+
+use crate::client::builder;
+use crate::common::{json_body, start_emulator};
+
+struct KeyPair {
+    public_pem: String,
+    signing: EncodingKey,
+}
+
+fn key_pair() -> KeyPair {
+    let private = rsa::PrivateKey::generate();
+    KeyPair {
+        public_pem: private
+            .to_public_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap(),
+        signing: EncodingKey::from_rsa_pem(
+            private.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes(),
+        )
+        .unwrap(),
+    }
+}
+
+/// The instance's key, and another one, made once for all the tests.
+fn keys() -> &'static (KeyPair, KeyPair) {
+    static KEYS: OnceLock<(KeyPair, KeyPair)> = OnceLock::new();
+    KEYS.get_or_init(|| (key_pair(), key_pair()))
+}
+
+fn now() -> u64 {
+    jsonwebtoken::get_current_timestamp()
+}
+
+fn claims(sub: &str) -> Value {
+    json!({"sub": sub, "sid": "sess_1", "iat": now(), "nbf": now() - 5, "exp": now() + 600, "v": 2,
+           "iss": "https://clerk.example.dev", "azp": "https://app.example.com"})
+}
+
+fn sign(claims: &Value, key: &KeyPair, kid: Option<&str>) -> String {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(&header, claims, &key.signing).unwrap()
+}
+
+fn clerk() -> ClerkAuth {
+    ClerkAuth::from_pem(&keys().0.public_pem).unwrap()
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+#[actix_rt::test]
+async fn a_valid_session_names_the_user_or_its_organisation() {
+    let (good, _) = keys();
+    let user = clerk()
+        .verify(&sign(&claims("user_alice"), good, None))
+        .await
+        .unwrap();
+    assert_eq!(user.user_id, "user_alice");
+    assert_eq!(user.session_id.as_deref(), Some("sess_1"));
+    assert!(user.organization_id.is_none());
+
+    let mut v2 = claims("user_alice");
+    v2["o"] = json!({"id": "org_standard_corp", "rol": "member", "slg": "standard"});
+    let mut v1 = claims("user_bob");
+    v1["org_id"] = json!("org_standard_corp");
+    for token in [sign(&v2, good, None), sign(&v1, good, None)] {
+        let session = clerk().verify(&token).await.unwrap();
+        assert_eq!(
+            session.organization_id.as_deref(),
+            Some("org_standard_corp")
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn bad_tokens_are_refused() {
+    let (good, other) = keys();
+    let mut expired = claims("u");
+    expired["exp"] = json!(now() - 3600);
+    let mut early = claims("u");
+    early["nbf"] = json!(now() + 3600);
+    let mut pending = claims("u");
+    pending["sts"] = json!("pending");
+    let mut no_subject = claims("u");
+    no_subject.as_object_mut().unwrap().remove("sub");
+
+    let header_none = base64url(br#"{"alg":"none","typ":"JWT"}"#);
+    let payload = base64url(claims("u").to_string().as_bytes());
+    let alg_none = format!("{header_none}.{payload}.");
+    let hs256 = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims("u"),
+        &EncodingKey::from_secret(good.public_pem.as_bytes()).unwrap(),
+    )
+    .unwrap();
+
+    let cases = [
+        ("expired", sign(&expired, good, None)),
+        ("not yet valid", sign(&early, good, None)),
+        ("pending session", sign(&pending, good, None)),
+        ("no subject", sign(&no_subject, good, None)),
+        ("signed by another key", sign(&claims("u"), other, None)),
+        ("alg none", alg_none),
+        ("HS256 with the public key", hs256),
+        ("not a token", "abc".to_owned()),
+        ("empty", String::new()),
+    ];
+    for (what, token) in cases {
+        assert!(
+            clerk().verify(&token).await.is_none(),
+            "{what} was accepted"
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn authorized_parties_are_checked() {
+    let (good, _) = keys();
+    let token = sign(&claims("user_alice"), good, None);
+    let ours = clerk().authorized_parties(["https://app.example.com"]);
+    assert!(ours.verify(&token).await.is_some());
+    let theirs = clerk().authorized_parties(["https://other.example.com"]);
+    assert!(theirs.verify(&token).await.is_none());
+}
+
+#[actix_rt::test]
+async fn members_share_their_organisations_plan_through_the_scope() {
+    let emulator = start_emulator();
+    let (good, other) = keys();
+    let counted = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&counted);
+    let atlas = limit!(builder(&emulator), "seats", move |customer| {
+        seen.lock().unwrap().push(customer);
+        async { 3 }
+    })
+    .user_resolver(clerk().organizations(true))
+    .build()
+    .unwrap();
+    let app = test::init_service(App::new().service(atlas.scope())).await;
+    let member = |sub: &str| {
+        let mut claims = claims(sub);
+        claims["o"] = json!({"id": "org_standard_corp", "rol": "member"});
+        sign(&claims, good, None)
+    };
+    for sub in ["user_alice", "user_bob"] {
+        let request = TestRequest::get()
+            .uri("/atlas-api/features")
+            .insert_header(("authorization", format!("Bearer {}", member(sub))))
+            .to_request();
+        let (status, body) = json_body(test::call_service(&app, request).await).await;
+        assert_eq!(status, 200);
+        let sso = body["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["id"] == "sso")
+            .unwrap();
+        assert_eq!(
+            sso["allowed"], true,
+            "{sub} has the Team plan of Standard Corp"
+        );
+    }
+    assert!(counted
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|customer| customer == "org_standard_corp"));
+
+    // The session cookie works as the header does; anything invalid is a 401, never a 500.
+    let cookie = TestRequest::get()
+        .uri("/atlas-api/user")
+        .insert_header(("cookie", format!("__session={}", member("user_carol"))))
+        .to_request();
+    let (status, body) = json_body(test::call_service(&app, cookie).await).await;
+    assert_eq!(
+        (status, body["externalId"].as_str()),
+        (200, Some("org_standard_corp"))
+    );
+    for authorization in [
+        format!("Bearer {}", sign(&claims("x"), other, None)),
+        "Bearer garbage".to_owned(),
+        "Basic abc".to_owned(),
+    ] {
+        let request = TestRequest::get()
+            .uri("/atlas-api/user")
+            .insert_header(("authorization", authorization))
+            .to_request();
+        assert_eq!(
+            json_body(test::call_service(&app, request).await).await,
+            (401, json!({"error": "Unauthorized"}))
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn jwks_keys_are_fetched_and_refreshed_for_unknown_key_ids() {
+    let (good, other) = keys();
+    let mut jwk = Jwk::from_encoding_key(&good.signing, Algorithm::RS256).unwrap();
+    jwk.common.key_id = Some("kid_1".to_owned());
+    let set = JwkSet { keys: vec![jwk] };
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let served = Arc::clone(&fetches);
+    let server = HttpServer::new(move || {
+        let set = set.clone();
+        let served = Arc::clone(&served);
+        App::new().route(
+            "/.well-known/jwks.json",
+            web::get().to(move || {
+                served.fetch_add(1, Ordering::SeqCst);
+                let set = set.clone();
+                async move { HttpResponse::Ok().json(set) }
+            }),
+        )
+    })
+    .workers(1)
+    .disable_signals()
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let url = format!("http://{}/.well-known/jwks.json", server.addrs()[0]);
+    let server = server.run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+
+    let clerk = ClerkAuth::from_jwks_url(url)
+        .unwrap()
+        .leeway(Duration::from_secs(1));
+    assert!(clerk
+        .verify(&sign(&claims("user_a"), good, Some("kid_1")))
+        .await
+        .is_some());
+    assert!(clerk
+        .verify(&sign(&claims("user_b"), good, Some("kid_1")))
+        .await
+        .is_some());
+    assert_eq!(fetches.load(Ordering::SeqCst), 1, "keys are cached");
+    assert!(clerk
+        .verify(&sign(&claims("user_c"), other, Some("kid_2")))
+        .await
+        .is_none());
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        1,
+        "an unknown kid right after a fetch does not hammer the JWKS"
+    );
+    assert!(
+        clerk
+            .verify(&sign(&claims("user_d"), good, None))
+            .await
+            .is_none(),
+        "JWKS tokens need a kid"
+    );
+    handle.stop(false).await;
+
+    assert!(ClerkAuth::from_jwks_url("ftp://x").is_err());
+    assert!(ClerkAuth::from_pem("not a key").is_err());
+}
