@@ -2,10 +2,17 @@
 //!
 //! - [`Atlas`]: the platform client — entitlement checks ([`Atlas::allowed`],
 //!   [`Atlas::features`]), customers, plans, subscriptions, invoices, usage events — with
-//!   bounded caches, request coalescing and retries.
+//!   bounded caches, request coalescing and retries. Build it with [`Atlas::builder`].
+//! - [`macro@requires_feature`], [`RequireFeatures`] and [`Entitlements`]: gate the app's
+//!   handlers by plan.
+//! - [`Atlas::scope`]: the `/atlas-api` routes the Atlas React SDK calls ([`scope`]).
+//! - [`UserResolver`] and `ClerkAuth` (feature `clerk`): who the user of a request is.
+//! - [`limit!`]: count a limited feature's usage in the app's own store.
 //! - [`entitlements`]: the entitlement rules as pure functions.
 //! - [`models`]: the platform's JSON objects as Rust types.
 //! - [`emulator`] (feature `emulator`): a local Atlas platform for tests and development.
+//!
+//! The README (`README.md` at the repository's root) walks through a whole app.
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 // Library code logs through `tracing`, never to the terminal.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
@@ -42,7 +49,7 @@ pub use guard::{Denial, Entitlements, GuardOptions, RequireFeatures, RequireFeat
 pub use limits::{IntoUsage, LimitError};
 
 /// The README's snippets, compiled and run as doctests.
-#[cfg(all(doctest, feature = "emulator"))]
+#[cfg(all(doctest, feature = "emulator", feature = "clerk"))]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
 
