@@ -19,11 +19,12 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-const CAPABILITIES: [&str; 5] = [
+const CAPABILITIES: [&str; 6] = [
     "features",
     "allowed",
     "events",
     "customer-creation",
+    "invalidation",
     "billing",
 ];
 

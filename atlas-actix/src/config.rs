@@ -57,6 +57,7 @@ pub struct AtlasBuilder {
     pub(crate) resolver: Option<Arc<dyn UserResolver>>,
     pub(crate) deny: Option<DenyHandler>,
     pub(crate) body_limit: usize,
+    pub(crate) push_invalidation: bool,
 }
 
 /// A custom answer to a guard's denial.
@@ -106,6 +107,7 @@ impl Default for AtlasBuilder {
             resolver: None,
             deny: None,
             body_limit: 64 * 1024,
+            push_invalidation: true,
         }
     }
 }
@@ -301,6 +303,14 @@ impl AtlasBuilder {
     /// 413.
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.body_limit = bytes;
+        self
+    }
+
+    /// Whether to keep the socket.io link through which the platform pushes invalidations, so
+    /// a change (an upgrade, a plan edited in the dashboard) shows on the next request
+    /// (default `true`). Without it, cache TTLs alone bound staleness.
+    pub fn push_invalidation(mut self, enabled: bool) -> Self {
+        self.push_invalidation = enabled;
         self
     }
 

@@ -40,7 +40,8 @@ pub use auth::{ResolveFuture, UserResolver};
 pub use clerk::{ClerkAuth, ClerkError, ClerkSession};
 pub use client::transport::Backoff;
 pub use client::{
-    Allowed, Atlas, BillingCadence, CancelType, CustomerInfo, Pagination, Status, SubscribeRequest,
+    Allowed, Atlas, BillingCadence, CancelType, CustomerInfo, Pagination, PushLink, Status,
+    SubscribeRequest,
 };
 pub use config::{AtlasBuilder, DEFAULT_PLATFORM_URL};
 pub use entitlements::{CustomerFeature, FeatureType};

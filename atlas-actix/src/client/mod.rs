@@ -2,6 +2,7 @@
 //! limits and usage events.
 
 pub(crate) mod api;
+pub(crate) mod push;
 pub(crate) mod transport;
 
 use std::collections::{BTreeMap, HashSet};
@@ -16,6 +17,7 @@ use tokio::sync::{watch, Notify};
 
 use self::api::PlatformApi;
 pub use self::api::{CustomerInfo, Pagination};
+pub use self::push::PushLink;
 use self::transport::{ApiKey, Transport, TransportConfig};
 use crate::auth::UserResolver;
 use crate::cache::Cache;
@@ -128,13 +130,20 @@ pub struct SubscribeRequest {
     pub name: Option<String>,
 }
 
+/// Whether an initialisation is the client's first, or one the platform asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Initialisation {
+    First,
+    Again,
+}
+
 enum InitState {
     Pending,
     Ready(Arc<Status>),
     Failed(AtlasError),
 }
 
-struct Inner {
+pub(crate) struct Inner {
     base_url: String,
     api: Arc<PlatformApi>,
     allow_unknown_limits: bool,
@@ -153,6 +162,7 @@ struct Inner {
     resolver: Option<Arc<dyn UserResolver>>,
     deny: Option<DenyHandler>,
     body_limit: usize,
+    link: watch::Receiver<PushLink>,
 }
 
 impl Atlas {
@@ -167,6 +177,16 @@ impl Atlas {
         base_url: String,
         tls: Arc<rustls::ClientConfig>,
     ) -> Result<Self, BuildError> {
+        let link_config = push::LinkConfig {
+            url: push::LinkConfig::socket_url(&base_url),
+            key: api_key
+                .header_value()
+                .map_err(|_| BuildError::InvalidOption {
+                    option: "api_key",
+                    reason: "not a valid header value".to_owned(),
+                })?,
+            tls: Arc::clone(&tls),
+        };
         let transport = Transport::start(TransportConfig {
             base_url: base_url.clone(),
             api_key,
@@ -174,6 +194,13 @@ impl Atlas {
             backoff: builder.backoff,
             tls,
         })?;
+        let (link_state, link) = watch::channel(if builder.push_invalidation {
+            PushLink::Connecting
+        } else {
+            PushLink::Disconnected {
+                reason: "push invalidation is turned off".to_owned(),
+            }
+        });
         let capacity = builder.cache_capacity;
         let inner = Arc::new(Inner {
             base_url,
@@ -198,9 +225,16 @@ impl Atlas {
             resolver: builder.resolver,
             deny: builder.deny,
             body_limit: builder.body_limit,
+            link,
         });
         let atlas = Self { inner };
-        atlas.spawn_initialisation();
+        atlas.spawn_initialisation(Initialisation::First);
+        if builder.push_invalidation {
+            let weak = Arc::downgrade(&atlas.inner);
+            atlas
+                .transport()
+                .spawn(move || push::run(weak, link_config, link_state));
+        }
         atlas.spawn_when_due(
             atlas.inner.events.wake(),
             |inner| inner.events.due_at(),
@@ -219,8 +253,9 @@ impl Atlas {
     }
 
     /// Initialises in the background: the merchant check, then the pricing model. A refused
-    /// key is final; any other failure is retried with backoff until it succeeds.
-    fn spawn_initialisation(&self) {
+    /// key is final; any other failure is retried with backoff until it succeeds, and, the
+    /// first time, reported to calls meanwhile (later, the last status stays in force).
+    fn spawn_initialisation(&self, which: Initialisation) {
         let weak = Arc::downgrade(&self.inner);
         self.transport().spawn(move || async move {
             let mut failures: u32 = 0;
@@ -229,7 +264,9 @@ impl Atlas {
                 match atlas.initialise().await {
                     Ok(status) => {
                         atlas.inner.init.send_replace(InitState::Ready(Arc::new(status)));
-                        atlas.report_sdk_version(SDK_LIBRARY, env!("CARGO_PKG_VERSION"));
+                        if which == Initialisation::First {
+                            atlas.report_sdk_version(SDK_LIBRARY, env!("CARGO_PKG_VERSION"));
+                        }
                         return;
                     }
                     Err(AtlasError::InvalidApiKey) => {
@@ -241,7 +278,9 @@ impl Atlas {
                         failures += 1;
                         let wait = retry_delay(failures);
                         tracing::warn!(%err, ?wait, "Atlas initialisation failed; retrying");
-                        atlas.inner.init.send_replace(InitState::Failed(err));
+                        if which == Initialisation::First {
+                            atlas.inner.init.send_replace(InitState::Failed(err));
+                        }
                         drop(atlas);
                         actix_rt::time::sleep(wait).await;
                     }
@@ -317,6 +356,18 @@ impl Atlas {
                 }
             }
         });
+    }
+
+    /// Initialises again, as the platform asks with `invalidateMerchant`: the pricing model is
+    /// refetched and the status replaced once the platform answers.
+    pub(crate) fn reinitialise(&self) {
+        self.invalidate_plans();
+        self.spawn_initialisation(Initialisation::Again);
+    }
+
+    /// The state of the push link through which the platform invalidates cached data.
+    pub fn push_link(&self) -> PushLink {
+        self.inner.link.borrow().clone()
     }
 
     /// Waits for initialisation: the merchant, and the limited features lacking a callback.

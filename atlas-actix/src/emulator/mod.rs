@@ -46,6 +46,7 @@ mod platform;
 mod reply;
 mod router;
 mod server;
+mod socketio;
 
 pub use data::{AtlasData, DataFileError};
 pub use faults::Fault;

@@ -23,14 +23,14 @@ use super::router::{is_admin, match_route, Match, Route};
 /// Request bodies above this size are refused with 413, as the platform does.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-struct Shared {
+pub(crate) struct Shared {
     platform: Mutex<Platform>,
     data_file: Option<PathBuf>,
-    pushes: broadcast::Sender<Push>,
+    pub(crate) pushes: broadcast::Sender<Push>,
 }
 
 impl Shared {
-    fn platform(&self) -> MutexGuard<'_, Platform> {
+    pub(crate) fn platform(&self) -> MutexGuard<'_, Platform> {
         // Every operation leaves the state consistent before it can fail, so a panic elsewhere
         // while the lock was held leaves nothing half-done.
         self.platform.lock().unwrap_or_else(PoisonError::into_inner)
@@ -180,6 +180,7 @@ fn server(shared: Arc<Shared>, listener: TcpListener, handle_signals: bool) -> i
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .route("/socket.io/", web::get().to(super::socketio::handshake))
             .default_service(web::to(dispatch))
     })
     .workers(1)
