@@ -40,7 +40,7 @@ async fn requests(emulator: &EmulatorHandle, route: &str) -> u64 {
         .unwrap_or(0)
 }
 
-const CUSTOMER_ROUTE: &str =
+pub const CUSTOMER_ROUTE: &str =
     "GET /external/customers/external-id/:id/with-active-and-upcoming-subscriptions";
 
 #[actix_rt::test]
@@ -337,8 +337,8 @@ async fn subscribing_cancelling_and_renewing_refresh_the_customer() {
             .status,
         302
     );
-    // The checkout completed behind the client's back: without a push (a later issue), an
-    // explicit invalidation shows it.
+    // The checkout completed behind the client's back; an explicit invalidation shows it
+    // whether or not the platform's push has arrived yet.
     atlas.invalidate_customer("user_dave");
     assert!(
         atlas

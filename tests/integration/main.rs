@@ -6,5 +6,6 @@ mod client;
 mod common;
 mod emulator;
 mod guard;
+mod push;
 mod scope;
 mod tls;

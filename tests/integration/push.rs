@@ -1,0 +1,220 @@
+//! Push invalidation over socket.io: changes show on the next request, the link survives the
+//! platform restarting, and a wrong key is not retried in a hot loop.
+
+use std::future::Future;
+use std::time::Duration;
+
+use actix_web::test::{self, TestRequest};
+use actix_web::{web, App, HttpResponse};
+use atlas_actix::emulator::{Emulator, EmulatorHandle};
+use atlas_actix::{Atlas, PushLink, RequireFeatures};
+use awc::http::Method;
+use serde_json::json;
+
+use crate::client::builder;
+use crate::common::{call, example_data, header_user, start_emulator, Platform};
+
+/// Waits (up to 10 s) for `condition`; the tests' only waits are for asynchronous pushes.
+async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    for _ in 0..200 {
+        if condition().await {
+            return;
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+async fn connected(atlas: &Atlas) {
+    eventually("the push link to connect", || async {
+        atlas.push_link() == PushLink::Connected
+    })
+    .await;
+}
+
+async fn requests(emulator: &EmulatorHandle, route: &str) -> u64 {
+    Platform { emulator }
+        .admin(Method::GET, "/__admin/requests", None)
+        .await
+        .body[route]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// A client whose caches would stay fresh for minutes: only pushes can explain a refresh.
+fn long_lived(emulator: &EmulatorHandle) -> Atlas {
+    builder(emulator)
+        .customer_ttl(Duration::from_secs(600))
+        .pricing_model_ttl(Duration::from_secs(600))
+        .user_resolver(header_user)
+        .build()
+        .unwrap()
+}
+
+#[actix_rt::test]
+async fn an_upgrade_through_the_scope_unlocks_the_next_guarded_request() {
+    let emulator = start_emulator();
+    let atlas = long_lived(&emulator);
+    connected(&atlas).await;
+    let app = test::init_service(
+        App::new()
+            .app_data(web::Data::new(atlas.clone()))
+            .service(atlas.scope())
+            .service(
+                web::scope("/explore")
+                    .wrap(RequireFeatures::new(["data-explorer"]))
+                    .route("", web::get().to(HttpResponse::Ok)),
+            ),
+    )
+    .await;
+    let explore = || {
+        TestRequest::get()
+            .uri("/explore")
+            .insert_header(("x-test-user", "user_dave"))
+            .to_request()
+    };
+    assert_eq!(test::call_service(&app, explore()).await.status(), 403);
+
+    let subscribe = TestRequest::post()
+        .uri("/atlas-api/plans/plan_pro/subscribe")
+        .insert_header(("x-test-user", "user_dave"))
+        .set_json(json!({"billingCadence": "monthly", "successUrl": "https://app.example/done"}))
+        .to_request();
+    let session: serde_json::Value = test::call_and_read_body_json(&app, subscribe).await;
+    // Checked again before paying: the cache holds Dave on Free once more.
+    assert_eq!(test::call_service(&app, explore()).await.status(), 403);
+
+    let checkout = &session["url"].as_str().unwrap()[emulator.url().len()..];
+    assert_eq!(
+        call(emulator.url(), None, Method::GET, checkout, None)
+            .await
+            .status,
+        302
+    );
+    // The platform pushes invalidateCustomer as the checkout completes.
+    eventually("the upgrade to show", || async {
+        test::call_service(&app, explore()).await.status() == 200
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn plan_and_merchant_pushes_refresh_the_model_and_initialisation() {
+    let emulator = start_emulator();
+    let atlas = long_lived(&emulator);
+    connected(&atlas).await;
+    atlas.pricing_model().await.unwrap();
+    let platform = Platform {
+        emulator: &emulator,
+    };
+    let before = requests(&emulator, "GET /external/pricingModel").await;
+    let pushed = platform
+        .admin(
+            Method::POST,
+            "/__admin/invalidate",
+            Some(json!({"plans": true})),
+        )
+        .await;
+    assert_eq!(pushed.body["sockets"], 1);
+    eventually("the pricing model to be refetched", || async {
+        atlas.pricing_model().await.unwrap();
+        requests(&emulator, "GET /external/pricingModel").await > before
+    })
+    .await;
+
+    let merchants = requests(&emulator, "GET /external/merchants/me").await;
+    platform
+        .admin(
+            Method::POST,
+            "/__admin/invalidate",
+            Some(json!({"merchant": true})),
+        )
+        .await;
+    eventually("initialisation to run again", || async {
+        requests(&emulator, "GET /external/merchants/me").await > merchants
+    })
+    .await;
+    assert!(atlas.status().await.is_ok());
+}
+
+#[actix_rt::test]
+async fn a_dropped_link_reconnects_and_invalidations_flow_again() {
+    let first = start_emulator();
+    let addr = first.addr();
+    let atlas = long_lived(&first);
+    connected(&atlas).await;
+    first.stop();
+    eventually("the link to notice", || async {
+        matches!(
+            atlas.push_link(),
+            PushLink::Disconnected { .. } | PushLink::Connecting
+        )
+    })
+    .await;
+
+    let second = Emulator::builder(example_data())
+        .bind(addr)
+        .start()
+        .unwrap();
+    connected(&atlas).await;
+    atlas.allowed("user_erin", ["sso"]).await.unwrap();
+    assert_eq!(requests(&second, crate::client::CUSTOMER_ROUTE).await, 1);
+    let pushed = Platform { emulator: &second }
+        .admin(
+            Method::POST,
+            "/__admin/invalidate",
+            Some(json!({"customer": "user_erin"})),
+        )
+        .await;
+    assert_eq!(pushed.body["sockets"], 1);
+    eventually("the customer to be refetched", || async {
+        atlas.allowed("user_erin", ["sso"]).await.unwrap();
+        requests(&second, crate::client::CUSTOMER_ROUTE).await == 2
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn a_wrong_key_is_refused_and_not_retried_in_a_hot_loop() {
+    let emulator = start_emulator();
+    let atlas = builder(&emulator).api_key("sk_wrong").build().unwrap();
+    eventually("the link to be refused", || async {
+        atlas.push_link() == PushLink::Refused
+    })
+    .await;
+    actix_rt::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        requests(&emulator, "GET /socket.io/").await,
+        1,
+        "one handshake, then the longest backoff"
+    );
+}
+
+#[actix_rt::test]
+async fn shutting_down_closes_the_link() {
+    let emulator = start_emulator();
+    let atlas = long_lived(&emulator);
+    connected(&atlas).await;
+    atlas.shutdown().await.unwrap();
+    let platform = Platform {
+        emulator: &emulator,
+    };
+    eventually("the emulator to see the link closed", || async {
+        platform
+            .admin(
+                Method::POST,
+                "/__admin/invalidate",
+                Some(json!({"plans": true})),
+            )
+            .await
+            .body["sockets"]
+            == 0
+    })
+    .await;
+    let quiet = builder(&emulator).push_invalidation(false).build().unwrap();
+    assert!(matches!(quiet.push_link(), PushLink::Disconnected { .. }));
+}
