@@ -2,7 +2,8 @@
 //! and the `x-api-key` header) through which the platform tells the client what changed, so
 //! an upgrade shows on the very next request instead of when the cache expires.
 //!
-//! The framing is small enough to own: the open packet `0{...}` gives the ping timing, `40`
+//! The framing is small enough to own, and owning it keeps one HTTP and TLS stack: the Rust
+//! socket.io clients bring their own (tokio-tungstenite, reqwest) beside awc. The open packet `0{...}` gives the ping timing, `40`
 //! joins the default namespace, pings `2` are answered `3`, and events arrive as
 //! `42["name", payload]`. A link that misses its pings for `pingInterval + pingTimeout` is
 //! dead; the client reconnects with capped exponential backoff and full jitter. A refused key
