@@ -10,7 +10,8 @@
 //! `CLERK_JWKS_URL`), organisation members counting as their organisation; with neither, a
 //! demo mode signs Clerk-shaped tokens for the data file's customers and prints them. It
 //! listens on `BIND`:`PORT` (default 127.0.0.1:8080) and lets the origins of
-//! `ALLOWED_ORIGINS` (comma-separated) call it from a browser.
+//! `ALLOWED_ORIGINS` (comma-separated) call it from a browser. `ATLAS_EVENT_SPOOL` names a
+//! directory that keeps queued usage events on disk across crashes.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -217,6 +218,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let seats = counted.clone();
         async move { seats.count(&customer) }
     });
+    if let Some(spool) = env("ATLAS_EVENT_SPOOL") {
+        builder = builder.event_spool(spool);
+    }
     let atlas = builder.user_resolver(clerk).build()?;
 
     let origins: Vec<String> = env("ALLOWED_ORIGINS")

@@ -85,6 +85,13 @@ where
         (!slot.invalidated && slot.fetched_at.elapsed() < self.inner.ttl).then_some(slot.value)
     }
 
+    /// The last value fetched, however old or invalidated, if it is younger than `max_age`:
+    /// what a stale-if-error policy may serve while the platform is down.
+    pub(crate) fn get_stale(&self, key: &K, max_age: Duration) -> Option<Arc<V>> {
+        let slot = self.inner.entries.peek(key)?;
+        (slot.fetched_at.elapsed() < max_age).then_some(slot.value)
+    }
+
     /// The fresh value, or the result of `fetch`, shared with every concurrent caller for the
     /// same key: one upstream call however many ask at once. A failed fetch stores nothing.
     pub(crate) async fn get_or_fetch<F, Fut>(&self, key: K, fetch: F) -> Result<Arc<V>, AtlasError>
@@ -338,6 +345,12 @@ mod tests {
         cache.invalidate_where(|key| key == "a");
         assert!(cache.get_fresh(&"a".to_owned()).is_none());
         assert!(cache.get_fresh(&"b".to_owned()).is_some());
+        assert!(
+            cache
+                .get_stale(&"a".to_owned(), Duration::from_secs(60))
+                .is_some(),
+            "kept for stale-if-error"
+        );
         cache.invalidate_all();
         assert!(cache.get_fresh(&"b".to_owned()).is_none());
     }

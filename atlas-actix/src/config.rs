@@ -13,6 +13,7 @@ use crate::client::Atlas;
 use crate::error::BuildError;
 use crate::guard::Denial;
 use crate::limits::{IntoUsage, LimitCallback};
+use crate::outage::{OutagePolicies, OutagePolicy};
 
 /// The public Atlas platform.
 pub const DEFAULT_PLATFORM_URL: &str = "https://platform.runonatlas.com";
@@ -58,6 +59,8 @@ pub struct AtlasBuilder {
     pub(crate) deny: Option<DenyHandler>,
     pub(crate) body_limit: usize,
     pub(crate) push_invalidation: bool,
+    pub(crate) outage: OutagePolicies,
+    pub(crate) spool: Option<std::path::PathBuf>,
 }
 
 /// A custom answer to a guard's denial.
@@ -108,6 +111,8 @@ impl Default for AtlasBuilder {
             deny: None,
             body_limit: 64 * 1024,
             push_invalidation: true,
+            outage: OutagePolicies::default(),
+            spool: None,
         }
     }
 }
@@ -260,6 +265,15 @@ impl AtlasBuilder {
         self
     }
 
+    /// Keeps queued usage events in a durable spool in this directory: each is on disk before
+    /// [`enqueue`](Atlas::enqueue) returns, and after a crash or restart the events not yet
+    /// accepted are sent again with their original idempotency keys (the platform counts each
+    /// once). Use one directory per process.
+    pub fn event_spool(mut self, directory: impl Into<std::path::PathBuf>) -> Self {
+        self.spool = Some(directory.into());
+        self
+    }
+
     /// The longest [`shutdown`](Atlas::shutdown) waits for queued events to be sent
     /// (default 10 s).
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
@@ -303,6 +317,32 @@ impl AtlasBuilder {
     /// 413.
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.body_limit = bytes;
+        self
+    }
+
+    /// What entitlement checks do while the platform cannot answer (default
+    /// [`OutagePolicy::FailClosed`]: guarded routes answer 503).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use atlas_actix::{Atlas, OutagePolicy};
+    ///
+    /// let builder = Atlas::builder()
+    ///     .outage_policy(OutagePolicy::ServeStale { max_age: Duration::from_secs(3600) })
+    ///     .feature_outage_policy("status-page", OutagePolicy::FailOpen);
+    /// ```
+    pub fn outage_policy(mut self, policy: OutagePolicy) -> Self {
+        self.outage.default = policy;
+        self
+    }
+
+    /// The outage policy of one feature, instead of the default one.
+    pub fn feature_outage_policy(
+        mut self,
+        feature: impl Into<String>,
+        policy: OutagePolicy,
+    ) -> Self {
+        self.outage.per_feature.insert(feature.into(), policy);
         self
     }
 

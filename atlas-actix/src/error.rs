@@ -45,6 +45,9 @@ pub enum AtlasError {
     /// The client was shut down.
     #[error("the Atlas client is shut down")]
     Shutdown,
+    /// The durable event spool could not be written; the events were not queued.
+    #[error("{0}")]
+    Storage(String),
 }
 
 impl AtlasError {
@@ -68,6 +71,7 @@ impl AtlasError {
 /// | `InvalidInput` | 400 | `{"error": <what is wrong>}` |
 /// | `QueueFull` | 503 | `{"error": ...}` |
 /// | `Shutdown` | 503 | `{"error": ...}` |
+/// | `Storage` | 500 | `{"error": "Internal server error"}` |
 ///
 /// Details of an outage stay in the logs: the answer does not tell clients about the
 /// platform's internals.
@@ -84,12 +88,14 @@ impl ResponseError for AtlasError {
                 .unwrap_or(StatusCode::BAD_GATEWAY),
             Self::SubscriptionChangesNotAllowed => StatusCode::FORBIDDEN,
             Self::InvalidInput(_) => StatusCode::BAD_REQUEST,
+            Self::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let message = match self {
             Self::Unavailable(_) => "The Atlas platform is unavailable".to_owned(),
+            Self::Storage(_) => "Internal server error".to_owned(),
             other => other.to_string(),
         };
         HttpResponse::build(self.status_code()).json(serde_json::json!({ "error": message }))

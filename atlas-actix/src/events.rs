@@ -1,5 +1,5 @@
 //! Usage events: a bounded queue, flushed in batches by size or after an interval, one flush
-//! at a time. Events are billing data, so nothing is dropped silently: a full queue refuses
+//! at a time, optionally backed by a durable spool on disk. Events are billing data, so nothing is dropped silently: a full queue refuses
 //! new events with an error, a failed flush puts its batch back (with the same idempotency
 //! keys) for the next one, and only a batch the platform rejects as invalid is dropped, with
 //! an error log that carries every event.
@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 
 use crate::error::AtlasError;
 use crate::models::UsageEvent;
+use crate::spool::Spool;
 
 /// At most this many events go in one request.
 const MAX_BATCH: usize = 500;
@@ -31,12 +32,28 @@ pub(crate) struct EventQueue {
     interval: Duration,
     wake: Arc<Notify>,
     flushing: tokio::sync::Mutex<()>,
+    spool: Option<Spool>,
 }
 
 impl EventQueue {
-    pub(crate) fn new(capacity: usize, flush_at: usize, interval: Duration) -> Self {
+    /// A queue; with a spool, its pending events are queued first.
+    pub(crate) fn new(
+        capacity: usize,
+        flush_at: usize,
+        interval: Duration,
+        spool: Option<(Spool, Vec<UsageEvent>)>,
+    ) -> Self {
+        let (spool, pending) = match spool {
+            Some((spool, pending)) => (Some(spool), pending),
+            None => (None, Vec::new()),
+        };
+        let queued = Queued {
+            since: (!pending.is_empty()).then(Instant::now),
+            events: pending.into(),
+        };
         Self {
-            queued: Mutex::new(Queued::default()),
+            spool,
+            queued: Mutex::new(queued),
             capacity,
             flush_at: flush_at.max(1),
             interval,
@@ -70,6 +87,12 @@ impl EventQueue {
                 capacity: self.capacity,
             });
         }
+        // On disk before `enqueue` returns, under the lock so the spool keeps the queue's order.
+        if let Some(spool) = &self.spool {
+            spool.append(&events).map_err(|err| {
+                AtlasError::Storage(format!("could not write usage events to the spool: {err}"))
+            })?;
+        }
         queued.events.extend(events);
         queued.since.get_or_insert_with(Instant::now);
         drop(queued);
@@ -86,6 +109,19 @@ impl EventQueue {
             Some(Instant::now())
         } else {
             Some(since + self.interval)
+        }
+    }
+
+    /// Removes delivered (or refused) events from the spool.
+    fn acknowledge(&self, batch: &[UsageEvent]) {
+        let Some(spool) = &self.spool else { return };
+        let nothing_pending = self.queued().events.is_empty();
+        if let Err(err) = spool.acknowledge(
+            batch.iter().map(|e| e.idempotency_key.as_str()),
+            nothing_pending,
+        ) {
+            // The events would be sent again after a restart; the platform counts them once.
+            tracing::warn!(%err, "could not record delivered events in the spool");
         }
     }
 
@@ -114,8 +150,9 @@ impl EventQueue {
             }
             left -= batch.len();
             match send(batch.clone()).await {
-                Ok(()) => {}
+                Ok(()) => self.acknowledge(&batch),
                 Err(AtlasError::Rejected { status, message }) => {
+                    self.acknowledge(&batch);
                     tracing::error!(
                         status,
                         reason = %message,
@@ -158,7 +195,7 @@ mod tests {
 
     #[test]
     fn refuses_what_does_not_fit_whole() {
-        let queue = EventQueue::new(3, 20, Duration::from_secs(3));
+        let queue = EventQueue::new(3, 20, Duration::from_secs(3), None);
         queue.push(vec![event("a"), event("b")]).unwrap();
         assert_eq!(
             queue.push(vec![event("c"), event("d")]),
@@ -169,20 +206,20 @@ mod tests {
 
     #[test]
     fn due_by_size_interval_or_at_once() {
-        let queue = EventQueue::new(100, 2, Duration::from_secs(60));
+        let queue = EventQueue::new(100, 2, Duration::from_secs(60), None);
         assert!(queue.due_at().is_none());
         queue.push(vec![event("a")]).unwrap();
         assert!(queue.due_at().unwrap() > Instant::now() + Duration::from_secs(50));
         queue.push(vec![event("b")]).unwrap();
         assert!(queue.due_at().unwrap() <= Instant::now());
-        let eager = EventQueue::new(100, 20, Duration::ZERO);
+        let eager = EventQueue::new(100, 20, Duration::ZERO, None);
         eager.push(vec![event("a")]).unwrap();
         assert!(eager.due_at().unwrap() <= Instant::now());
     }
 
     #[actix_rt::test]
     async fn a_failed_flush_keeps_the_batch_in_order() {
-        let queue = EventQueue::new(100, 20, Duration::from_secs(3));
+        let queue = EventQueue::new(100, 20, Duration::from_secs(3), None);
         queue.push(vec![event("a"), event("b")]).unwrap();
         let failed = queue
             .flush(|_| async { Err(AtlasError::unavailable("down")) })
@@ -204,7 +241,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_rejected_batch_is_dropped_and_reported() {
-        let queue = EventQueue::new(2000, 20, Duration::from_secs(3));
+        let queue = EventQueue::new(2000, 20, Duration::from_secs(3), None);
         queue
             .push((0..1200).map(|i| event(&i.to_string())).collect())
             .unwrap();

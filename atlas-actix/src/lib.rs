@@ -28,8 +28,10 @@ mod error;
 mod events;
 mod guard;
 mod limits;
+mod outage;
 mod registration;
 pub mod scope;
+mod spool;
 
 #[cfg(feature = "emulator")]
 pub mod emulator;
@@ -48,6 +50,7 @@ pub use entitlements::{CustomerFeature, FeatureType};
 pub use error::{AtlasError, BuildError, RequestError};
 pub use guard::{Denial, Entitlements, GuardOptions, RequireFeatures, RequireFeaturesService};
 pub use limits::{IntoUsage, LimitError};
+pub use outage::OutagePolicy;
 
 /// The README's snippets, compiled and run as doctests.
 #[cfg(all(doctest, feature = "emulator", feature = "clerk"))]

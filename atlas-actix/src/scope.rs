@@ -331,8 +331,15 @@ async fn cancel(
     Ok(HttpResponse::Ok().json(json!({})))
 }
 
-async fn renew(atlas: web::Data<Atlas>, request: HttpRequest, id: web::Path<String>) -> Answer {
+async fn renew(
+    atlas: web::Data<Atlas>,
+    request: HttpRequest,
+    id: web::Path<String>,
+    payload: web::Payload,
+) -> Answer {
     let user = user_of(&atlas, &request).await?;
+    // The React SDK sends no body; anything sent must still be a JSON object.
+    let _: serde_json::Map<String, serde_json::Value> = body(&atlas, payload).await?;
     Ok(HttpResponse::Ok().json(atlas.renew_subscription(&user, &id).await?))
 }
 

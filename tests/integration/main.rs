@@ -4,8 +4,11 @@
 mod clerk;
 mod client;
 mod common;
+mod crash;
 mod emulator;
 mod guard;
+mod outage;
 mod push;
 mod scope;
+mod security;
 mod tls;

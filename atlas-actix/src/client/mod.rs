@@ -32,7 +32,9 @@ use crate::models::{
     now_iso, CheckoutSession, CreditUsage, Customer, EventData, Invoice, InvoiceLineItem, Merchant,
     Page, PricingModel, Subscription, Transaction, UsageEvent,
 };
+use crate::outage::{OutagePolicies, OutagePolicy};
 use crate::registration::Registrations;
+use crate::spool::Spool;
 
 /// The SDK's name in the platform's SDK version reports.
 const SDK_LIBRARY: &str = "actix";
@@ -163,6 +165,7 @@ pub(crate) struct Inner {
     deny: Option<DenyHandler>,
     body_limit: usize,
     link: watch::Receiver<PushLink>,
+    outage: OutagePolicies,
 }
 
 impl Atlas {
@@ -202,6 +205,7 @@ impl Atlas {
             }
         });
         let capacity = builder.cache_capacity;
+        let spool = builder.spool.as_deref().map(Spool::open).transpose()?;
         let inner = Arc::new(Inner {
             base_url,
             api: Arc::new(PlatformApi::new(transport)),
@@ -217,6 +221,7 @@ impl Atlas {
                 builder.events_queue_capacity,
                 builder.events_flush_at,
                 builder.events_flush_interval,
+                spool,
             ),
             registrations: Registrations::new(builder.registration_debounce),
             init: watch::Sender::new(InitState::Pending),
@@ -226,6 +231,7 @@ impl Atlas {
             deny: builder.deny,
             body_limit: builder.body_limit,
             link,
+            outage: builder.outage,
         });
         let atlas = Self { inner };
         atlas.spawn_initialisation(Initialisation::First);
@@ -445,12 +451,56 @@ impl Atlas {
 
     /// Everything the customer's plans grant, with limits counted by the app's callbacks. The
     /// customer is created (with `info`) when the platform does not know it.
+    ///
+    /// While the platform cannot answer, a [`ServeStale`](OutagePolicy::ServeStale) default
+    /// policy serves the last known features; otherwise the outage is the answer.
     pub async fn features(
         &self,
         customer_id: &str,
         info: Option<&CustomerInfo>,
     ) -> Result<Vec<CustomerFeature>, AtlasError> {
-        self.features_of(customer_id, info, None).await
+        match self.features_of(customer_id, info, None).await {
+            Err(err) if err.is_outage() => match self.inner.outage.default {
+                OutagePolicy::ServeStale { max_age } => {
+                    match self.stale_features(customer_id, max_age, None).await {
+                        Some(features) => {
+                            tracing::warn!(customer = %customer_id, %err, "Atlas unavailable: serving the last known features");
+                            Ok(features)
+                        }
+                        None => Err(err),
+                    }
+                }
+                _ => Err(err),
+            },
+            other => other,
+        }
+    }
+
+    /// The features computed from the last customer and pricing model fetched, if both are
+    /// younger than `max_age`.
+    async fn stale_features(
+        &self,
+        customer_id: &str,
+        max_age: Duration,
+        only: Option<&[&str]>,
+    ) -> Option<Vec<CustomerFeature>> {
+        let customer = self
+            .inner
+            .customers
+            .get_stale(&customer_id.to_owned(), max_age)?;
+        let model = self.inner.pricing_model.get_stale(&(), max_age)?;
+        let now = OffsetDateTime::now_utc();
+        let limited = limited_features(&customer, &model, now)
+            .into_iter()
+            .filter(|slug| only.is_none_or(|only| only.contains(slug)));
+        let outcomes = self.inner.limits.outcomes(customer_id, limited).await;
+        Some(customer_features(
+            &customer,
+            &model,
+            now,
+            self.inner.allow_unknown_limits,
+            &outcomes,
+        ))
     }
 
     /// Features of the customer; with `only`, limit callbacks run for those features alone.
@@ -490,9 +540,18 @@ impl Atlas {
     {
         let feature_ids: Vec<S> = feature_ids.into_iter().collect();
         let slugs: Vec<&str> = feature_ids.iter().map(AsRef::as_ref).collect();
-        self.status().await?;
         self.inner.registrations.register(slugs.iter().copied());
-        let features = self.features_of(customer_id, None, Some(&slugs)).await?;
+        let checked = async {
+            self.status().await?;
+            self.features_of(customer_id, None, Some(&slugs)).await
+        };
+        let features = match checked.await {
+            Ok(features) => features,
+            Err(err) if err.is_outage() => {
+                return self.allowed_during_outage(customer_id, &slugs, err).await
+            }
+            Err(err) => return Err(err),
+        };
         let features: BTreeMap<String, bool> = slugs
             .iter()
             .map(|slug| {
@@ -500,6 +559,47 @@ impl Atlas {
                 ((*slug).to_owned(), allowed)
             })
             .collect();
+        Ok(Allowed {
+            ok: features.values().all(|allowed| *allowed),
+            features,
+        })
+    }
+
+    /// The check while the platform cannot answer: each feature as its outage policy says.
+    async fn allowed_during_outage(
+        &self,
+        customer_id: &str,
+        slugs: &[&str],
+        err: AtlasError,
+    ) -> Result<Allowed, AtlasError> {
+        let mut features = BTreeMap::new();
+        for slug in slugs {
+            let allowed = match self.inner.outage.of(slug) {
+                OutagePolicy::FailOpen => {
+                    tracing::warn!(customer = %customer_id, feature = %slug, %err, "Atlas unavailable: allowing the feature (fail open)");
+                    true
+                }
+                OutagePolicy::ServeStale { max_age } => match self
+                    .stale_features(customer_id, max_age, Some(&[*slug]))
+                    .await
+                {
+                    Some(stale) => {
+                        let allowed = stale.iter().any(|f| f.id == *slug && f.allowed);
+                        tracing::warn!(customer = %customer_id, feature = %slug, allowed, %err, "Atlas unavailable: deciding from the last known entitlements");
+                        allowed
+                    }
+                    None => {
+                        tracing::warn!(customer = %customer_id, feature = %slug, %err, "Atlas unavailable and no recent entitlements: failing closed");
+                        return Err(err);
+                    }
+                },
+                OutagePolicy::FailClosed => {
+                    tracing::warn!(customer = %customer_id, feature = %slug, %err, "Atlas unavailable: failing closed");
+                    return Err(err);
+                }
+            };
+            features.insert((*slug).to_owned(), allowed);
+        }
         Ok(Allowed {
             ok: features.values().all(|allowed| *allowed),
             features,
