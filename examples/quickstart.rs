@@ -140,6 +140,13 @@ async fn public_data_explorer() -> impl Responder {
     data_explorer_report().await
 }
 
+/// The same handler behind a limited feature, whose callback counts seats in memory.
+#[get("/api/limited/data-explorer")]
+#[requires_feature("seats")]
+async fn limited_data_explorer() -> impl Responder {
+    data_explorer_report().await
+}
+
 #[derive(Deserialize)]
 struct NewSeat {
     email: String,
@@ -252,6 +259,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .service(app_atlas.scope())
             .service(data_explorer)
             .service(public_data_explorer)
+            .service(limited_data_explorer)
             .service(add_seat)
             .service(ai_complete);
         if demo {

@@ -79,8 +79,12 @@ where
         }
     }
 
-    /// The value, if cached, not invalidated and younger than the TTL.
-    pub(crate) fn get_fresh(&self, key: &K) -> Option<Arc<V>> {
+    /// The value, if cached, not invalidated and younger than the TTL. Takes a borrowed key
+    /// (a `&str` for a `String` key): the hot path allocates nothing.
+    pub(crate) fn get_fresh<Q>(&self, key: &Q) -> Option<Arc<V>>
+    where
+        Q: Hash + quick_cache::Equivalent<K> + ?Sized,
+    {
         let slot = self.inner.entries.get(key)?;
         (!slot.invalidated && slot.fetched_at.elapsed() < self.inner.ttl).then_some(slot.value)
     }

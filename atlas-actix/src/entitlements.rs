@@ -313,53 +313,90 @@ fn evaluate(
     allow_unknown_limits: bool,
 ) -> Evaluated {
     let kind = FeatureType::of(grant);
-    let mut allowed = grant.included;
-    let mut limit_usage = None;
-    if let Some(limit) = grant.limit {
-        // A limit replaces `included`: a feature not included is allowed below its limit.
-        allowed = match outcome {
-            LimitOutcome::Usage(usage) => {
-                limit_usage = Some(usage);
-                usage < limit
-            }
-            LimitOutcome::NoCallback | LimitOutcome::Failed => allow_unknown_limits,
-        };
-    }
-    let mut usage = None;
-    if kind == FeatureType::UsageBased {
-        let access = customer.conditional_billable_access.iter().find(|access| {
-            access.subscription_id == subscription_id && access.billable_id == grant.id
-        });
-        usage = Some(access.and_then(|a| a.current_usage).unwrap_or(0.0));
-        if access.is_some_and(|a| a.access == Some(false)) {
-            allowed = false;
-        }
-    }
-    let mut credit = None;
-    if kind == FeatureType::CreditBased {
-        if let Some(unit_id) = grant
-            .custom_pricing_unit_id
-            .as_deref()
-            .filter(|id| !id.is_empty())
-        {
-            let balance = CreditBalance {
-                balance: customer.balance(unit_id),
-                custom_pricing_unit_id: unit_id.to_owned(),
-                block_overage: grant.block_overage.unwrap_or(false),
-            };
-            if balance.block_overage && balance.balance <= 0.0 {
-                allowed = false;
-            }
-            credit = Some(balance);
-        }
-    }
+    let limit_usage = match (grant.limit, outcome) {
+        (Some(_), LimitOutcome::Usage(usage)) => Some(usage),
+        _ => None,
+    };
+    let usage = (kind == FeatureType::UsageBased)
+        .then(|| access(customer, subscription_id, grant).and_then(|a| a.current_usage).unwrap_or(0.0));
+    let credit = credit_unit(kind, grant).map(|unit_id| CreditBalance {
+        balance: customer.balance(unit_id),
+        custom_pricing_unit_id: unit_id.to_owned(),
+        block_overage: grant.block_overage.unwrap_or(false),
+    });
     Evaluated {
         kind,
-        allowed,
+        allowed: grant_allows(customer, subscription_id, grant, outcome, allow_unknown_limits),
         limit_usage,
         usage,
         credit,
     }
+}
+
+/// The customer's usage-based access entry for this grant of this subscription.
+fn access<'a>(customer: &'a Customer, subscription_id: &str, grant: &PlanEntitlement) -> Option<&'a crate::models::BillableAccess> {
+    customer
+        .conditional_billable_access
+        .iter()
+        .find(|access| access.subscription_id == subscription_id && access.billable_id == grant.id)
+}
+
+/// The credit currency of a credit-based grant.
+fn credit_unit(kind: FeatureType, grant: &PlanEntitlement) -> Option<&str> {
+    (kind == FeatureType::CreditBased)
+        .then_some(grant.custom_pricing_unit_id.as_deref())
+        .flatten()
+        .filter(|id| !id.is_empty())
+}
+
+/// Whether one grant of one subscription allows the feature: `included`, replaced by the
+/// limit check when the grant has a limit, then denied by a usage-based access entry that
+/// says so, or by an exhausted credit balance that blocks overage.
+fn grant_allows(
+    customer: &Customer,
+    subscription_id: &str,
+    grant: &PlanEntitlement,
+    outcome: LimitOutcome,
+    allow_unknown_limits: bool,
+) -> bool {
+    let kind = FeatureType::of(grant);
+    let mut allowed = grant.included;
+    if let Some(limit) = grant.limit {
+        // A limit replaces `included`: a feature not included is allowed below its limit.
+        allowed = match outcome {
+            LimitOutcome::Usage(usage) => usage < limit,
+            LimitOutcome::NoCallback | LimitOutcome::Failed => allow_unknown_limits,
+        };
+    }
+    if kind == FeatureType::UsageBased && access(customer, subscription_id, grant).is_some_and(|a| a.access == Some(false)) {
+        allowed = false;
+    }
+    if let Some(unit_id) = credit_unit(kind, grant) {
+        if grant.block_overage.unwrap_or(false) && customer.balance(unit_id) <= 0.0 {
+            allowed = false;
+        }
+    }
+    allowed
+}
+
+/// Whether the customer may use one feature: some grant of a valid subscription allows it
+/// (the least-restrictive merge of [`customer_features`], without building the features).
+pub fn is_allowed(
+    customer: &Customer,
+    model: &PricingModel,
+    now: OffsetDateTime,
+    feature: &str,
+    allow_unknown_limits: bool,
+    outcome: LimitOutcome,
+) -> bool {
+    grants(customer, model, now)
+        .filter(|(_, _, slug)| *slug == feature)
+        .any(|(subscription_id, grant, _)| grant_allows(customer, subscription_id, grant, outcome, allow_unknown_limits))
+}
+
+/// Whether some grant of the feature in the customer's valid subscriptions has a limit.
+pub fn is_limited(customer: &Customer, model: &PricingModel, now: OffsetDateTime, feature: &str) -> bool {
+    grants(customer, model, now).any(|(_, grant, slug)| slug == feature && grant.limit.is_some())
 }
 
 /// Merges another subscription's grant of the same feature: the least restrictive wins.
@@ -637,6 +674,34 @@ mod tests {
             .map(|u| u.subscription_id.as_str())
             .collect();
         assert_eq!(subscriptions, ["s1", "s2"]);
+    }
+
+    #[test]
+    fn is_allowed_agrees_with_the_features() {
+        let access = json!({"conditionalBillableAccess": [
+            {"billableId": "ent_calls", "subscriptionId": "s1", "access": false}],
+            "customPricingUnits": [{"customPricingUnitId": "cpu", "balance": 0}]});
+        let customers = [
+            customer(&[("s1", "basic", None)], access.clone()),
+            customer(&[("s1", "basic", None), ("s2", "big", None)], access),
+            customer(&[("s2", "big", Some("2020-01-01T00:00:00Z"))], json!({})),
+        ];
+        let model = model();
+        for customer in &customers {
+            for outcome in [LimitOutcome::NoCallback, LimitOutcome::Failed, LimitOutcome::Usage(2.0), LimitOutcome::Usage(5.0)] {
+                for allow_unknown in [false, true] {
+                    let limits = ["seats", "free-limit"].into_iter().map(|slug| (slug, outcome)).collect();
+                    let features = customer_features(customer, &model, NOW, allow_unknown, &limits);
+                    for slug in ["flag", "seats", "calls", "credits", "free-limit", "nothing"] {
+                        let outcome = if slug == "seats" || slug == "free-limit" { outcome } else { LimitOutcome::NoCallback };
+                        let expected = features.iter().any(|f| f.id == slug && f.allowed);
+                        assert_eq!(is_allowed(customer, &model, NOW, slug, allow_unknown, outcome), expected, "{slug} {outcome:?}");
+                    }
+                }
+            }
+        }
+        assert!(is_limited(&customers[0], &model, NOW, "seats"));
+        assert!(!is_limited(&customers[0], &model, NOW, "flag"));
     }
 
     #[test]

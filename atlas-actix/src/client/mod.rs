@@ -5,7 +5,7 @@ pub(crate) mod api;
 pub(crate) mod push;
 pub(crate) mod transport;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ use self::transport::{ApiKey, Transport, TransportConfig};
 use crate::auth::UserResolver;
 use crate::cache::Cache;
 use crate::config::{AtlasBuilder, DenyHandler};
-use crate::entitlements::{customer_features, limited_features, CustomerFeature};
+use crate::entitlements::{customer_features, is_allowed, is_limited, limited_features, CustomerFeature, LimitOutcome};
 use crate::error::RequestError;
 use crate::error::{AtlasError, BuildError};
 use crate::events::EventQueue;
@@ -380,6 +380,10 @@ impl Atlas {
     /// While the platform is unreachable this answers the last failure at once (initialisation
     /// keeps retrying in the background).
     pub async fn status(&self) -> Result<Arc<Status>, AtlasError> {
+        // Every check comes here: once initialised, one read lock and no waiting.
+        if let InitState::Ready(status) = &*self.inner.init.borrow() {
+            return Ok(Arc::clone(status));
+        }
         let mut state = self.inner.init.subscribe();
         let state = state
             .wait_for(|state| !matches!(state, InitState::Pending))
@@ -400,6 +404,9 @@ impl Atlas {
     ) -> Result<Arc<Customer>, AtlasError> {
         check_id("customer id", customer_id)?;
         self.status().await?;
+        if let Some(customer) = self.inner.customers.get_fresh(customer_id) {
+            return Ok(customer);
+        }
         let api = Arc::clone(&self.inner.api);
         let external_id = customer_id.to_owned();
         let info = info.cloned().unwrap_or_default();
@@ -416,6 +423,9 @@ impl Atlas {
     }
 
     async fn fetch_pricing_model(&self) -> Result<Arc<PricingModel>, AtlasError> {
+        if let Some(model) = self.inner.pricing_model.get_fresh(&()) {
+            return Ok(model);
+        }
         let api = Arc::clone(&self.inner.api);
         self.inner
             .pricing_model
@@ -543,22 +553,36 @@ impl Atlas {
         self.inner.registrations.register(slugs.iter().copied());
         let checked = async {
             self.status().await?;
-            self.features_of(customer_id, None, Some(&slugs)).await
+            let customer = self.customer(customer_id, None).await?;
+            let model = self.fetch_pricing_model().await?;
+            let now = OffsetDateTime::now_utc();
+            // Limit callbacks (the app's database) run only for limited features checked.
+            let limited: Vec<&str> = slugs
+                .iter()
+                .copied()
+                .filter(|slug| self.inner.limits.has(slug) && is_limited(&customer, &model, now, slug))
+                .collect();
+            let outcomes = if limited.is_empty() {
+                HashMap::new()
+            } else {
+                self.inner.limits.outcomes(customer_id, limited).await
+            };
+            let allow_unknown = self.inner.allow_unknown_limits;
+            Ok::<_, AtlasError>(
+                slugs
+                    .iter()
+                    .map(|slug| {
+                        let outcome = outcomes.get(slug).copied().unwrap_or(LimitOutcome::NoCallback);
+                        ((*slug).to_owned(), is_allowed(&customer, &model, now, slug, allow_unknown, outcome))
+                    })
+                    .collect::<BTreeMap<String, bool>>(),
+            )
         };
         let features = match checked.await {
             Ok(features) => features,
-            Err(err) if err.is_outage() => {
-                return self.allowed_during_outage(customer_id, &slugs, err).await
-            }
+            Err(err) if err.is_outage() => return self.allowed_during_outage(customer_id, &slugs, err).await,
             Err(err) => return Err(err),
         };
-        let features: BTreeMap<String, bool> = slugs
-            .iter()
-            .map(|slug| {
-                let allowed = features.iter().any(|f| f.id == *slug && f.allowed);
-                ((*slug).to_owned(), allowed)
-            })
-            .collect();
         Ok(Allowed {
             ok: features.values().all(|allowed| *allowed),
             features,

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The load benchmark, in one command: bench/load.sh
+#
+# Starts the emulator, the quickstart (release) against it, and the official
+# @runonatlas/core behind node:http (bench/node-baseline.mjs) against the same emulator and
+# customer; warms every cache; then measures with wrk, alternating the targets round after
+# round: the unguarded route, the same route behind #[requires_feature] on a boolean feature,
+# the same behind a limit feature, and the official SDK's check. Under load (CONNECTIONS,
+# default 64) and with one connection. Loopback only. Prints a Markdown report.
+#
+# Environment: DURATION (seconds per run, default 10), ROUNDS (default 2), CONNECTIONS.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+export ATLAS_SHARED="${ATLAS_SHARED:-$root/../shared}"
+
+if ! command -v wrk >/dev/null 2>&1; then
+  echo "installing wrk (Debian package)" >&2
+  apt-get update -qq >&2 && apt-get install -y -qq wrk >&2
+fi
+cargo build --release -q --workspace --all-features --bins --examples
+
+tmp="$(mktemp -d)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# Waits for a "listening <address>" line and prints the address.
+listening() {
+  for _ in $(seq 300); do
+    if line="$(grep -m1 -o 'listening [^ ]*' "$1")"; then
+      echo "${line#listening }"
+      return
+    fi
+    sleep 0.1
+  done
+  echo "no 'listening' line in $1:" >&2
+  cat "$1" >&2
+  exit 1
+}
+
+ATLAS_FIXTURE=examples/atlas-data.json PORT=0 RUST_LOG=warn target/release/atlas-emulator >"$tmp/emulator.log" 2>&1 &
+pids+=($!)
+emulator="http://127.0.0.1:$(listening "$tmp/emulator.log")"
+key="$(python3 -c 'import json; print(json.load(open("examples/atlas-data.json"))["apiKey"])')"
+
+ATLAS_API_KEY="$key" ATLAS_HOST="$emulator" PORT=0 RUST_LOG=warn target/release/examples/quickstart >"$tmp/quickstart.log" 2>&1 &
+pids+=($!)
+app="$(listening "$tmp/quickstart.log")"
+
+ATLAS_API_KEY="$key" ATLAS_HOST="$emulator" PORT=0 node bench/node-baseline.mjs >"$tmp/node.log" 2>&1 &
+pids+=($!)
+node="$(listening "$tmp/node.log")"
+
+token="$(curl -s "$app/demo/tokens" | python3 -c 'import json, sys; print(json.load(sys.stdin)["Alice"])')"
+
+APP="$app" NODE="$node" TOKEN="$token" python3 bench/measure.py

@@ -1,0 +1,74 @@
+"""Runs wrk against the load benchmark's targets and prints the report (see bench/load.sh)."""
+
+import os
+import re
+import statistics
+import subprocess
+import urllib.request
+
+APP, NODE, TOKEN = os.environ["APP"], os.environ["NODE"], os.environ["TOKEN"]
+DURATION = int(os.environ.get("DURATION", "10"))
+ROUNDS = int(os.environ.get("ROUNDS", "2"))
+CONNECTIONS = int(os.environ.get("CONNECTIONS", "64"))
+CUSTOMER = "org_standard_corp"  # Alice's organisation: her token resolves to it
+
+TARGETS = [
+    ("unguarded", f"{APP}/api/public/data-explorer", f"Authorization: Bearer {TOKEN}"),
+    ("#[requires_feature] boolean", f"{APP}/api/data-explorer", f"Authorization: Bearer {TOKEN}"),
+    ("#[requires_feature] limit", f"{APP}/api/limited/data-explorer", f"Authorization: Bearer {TOKEN}"),
+    ("official SDK (node:http)", f"{NODE}/api/data-explorer", f"x-customer-id: {CUSTOMER}"),
+]
+
+
+def warm(url, header):
+    name, value = header.split(": ", 1)
+    for _ in range(50):
+        request = urllib.request.Request(url, headers={name: value})
+        with urllib.request.urlopen(request) as response:
+            assert response.status == 200, (url, response.status)
+
+
+def seconds(text):
+    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0}[unit]
+
+
+def wrk(url, header, connections):
+    threads = 1 if connections == 1 else 2
+    output = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{DURATION}s", "--latency", "-H", header, url],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    if "Non-2xx" in output or "Socket errors" in output:
+        raise SystemExit(f"errors under load at {url}:\n{output}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    p50 = seconds(re.search(r"^\s+50%\s+(\S+)", output, re.MULTILINE).group(1))
+    p99 = seconds(re.search(r"^\s+99%\s+(\S+)", output, re.MULTILINE).group(1))
+    return rps, p50, p99
+
+
+def micros(value):
+    return f"{value * 1e6:.0f} µs"
+
+
+for _, url, header in TARGETS:
+    warm(url, header)
+
+for connections in (CONNECTIONS, 1):
+    results = {name: [] for name, _, _ in TARGETS}
+    for _ in range(ROUNDS):
+        for name, url, header in TARGETS:
+            results[name].append(wrk(url, header, connections))
+    mean = {name: tuple(statistics.mean(run[i] for run in runs) for i in range(3)) for name, runs in results.items()}
+    label = "one connection" if connections == 1 else f"{connections} connections, 2 wrk threads"
+    print(f"\n### {label} ({ROUNDS} alternating rounds of {DURATION} s, means)\n")
+    print("| target | requests/s | p50 | p99 |")
+    print("|---|---:|---:|---:|")
+    for name, (rps, p50, p99) in mean.items():
+        print(f"| {name} | {rps:,.0f} | {micros(p50)} | {micros(p99)} |")
+    unguarded, boolean, limit, node = (mean[name] for name, _, _ in TARGETS)
+    print()
+    print(f"- guarded (boolean) / unguarded throughput: {boolean[0] / unguarded[0]:.2f}")
+    print(f"- guarded (limit) / unguarded throughput: {limit[0] / unguarded[0]:.2f}")
+    print(f"- guarded (boolean) / official SDK throughput: {boolean[0] / node[0]:.2f}")
+    print(f"- guarded (boolean) p99 / official SDK p99: {boolean[2] / node[2]:.2f}")

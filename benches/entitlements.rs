@@ -1,0 +1,87 @@
+//! The entitlement check on a warm cache, with no network in the measured loop, and the
+//! entitlement engine alone.
+//!
+//! `cargo bench --bench entitlements`
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use atlas_actix::emulator::{AtlasData, Emulator};
+use atlas_actix::entitlements::{customer_features, is_allowed, LimitOutcome};
+use atlas_actix::{limit, Atlas};
+use criterion::{criterion_group, criterion_main, Criterion};
+
+/// The example data plus a customer with ten subscriptions.
+fn data() -> AtlasData {
+    let mut data = AtlasData::from_file(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/atlas-data.json")).unwrap();
+    let template = data.customers.iter().find(|c| c.external_id == "user_erin").unwrap().clone();
+    let plans = ["plan_free", "plan_pro", "plan_team"];
+    let mut ten = template.clone();
+    ten.id = "cus_ten".to_owned();
+    ten.external_id = "user_ten".to_owned();
+    ten.active_subscriptions = (0..10)
+        .map(|i| {
+            let mut subscription = template.active_subscriptions[0].clone();
+            subscription.id = format!("sub_ten_{i}");
+            subscription.plan_id = plans[i % plans.len()].to_owned();
+            subscription.end_date = Some("2099-01-01T00:00:00.000Z".to_owned());
+            subscription
+        })
+        .collect();
+    data.customers.push(ten);
+    data
+}
+
+fn engine(c: &mut Criterion) {
+    let data = data();
+    let now = time::OffsetDateTime::now_utc();
+    let limits: HashMap<&str, LimitOutcome> = [("seats", LimitOutcome::Usage(3.0))].into_iter().collect();
+    for (name, id) in [("1 subscription", "user_erin"), ("10 subscriptions", "user_ten")] {
+        let customer = data.customers.iter().find(|c| c.external_id == id).unwrap();
+        c.bench_function(&format!("engine/features/{name}"), |b| {
+            b.iter(|| customer_features(black_box(customer), &data.pricing_model, now, false, &limits))
+        });
+        c.bench_function(&format!("engine/is_allowed/{name}"), |b| {
+            b.iter(|| is_allowed(black_box(customer), &data.pricing_model, now, "data-explorer", false, LimitOutcome::NoCallback))
+        });
+    }
+}
+
+fn allowed(c: &mut Criterion) {
+    let emulator = Emulator::start(data()).unwrap();
+    let atlas = limit!(Atlas::builder().base_url(emulator.url()).api_key(emulator.api_key()), "seats", |_| async { 3 })
+        .push_invalidation(false)
+        .customer_ttl(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let cases = [
+        ("allowed/boolean feature/1 subscription", "user_erin", "data-explorer"),
+        ("allowed/boolean feature/10 subscriptions", "user_ten", "data-explorer"),
+        ("allowed/limit feature, callback at once/1 subscription", "org_standard_corp", "seats"),
+        ("allowed/limit feature, callback at once/10 subscriptions", "user_ten", "seats"),
+    ];
+    for (name, customer, feature) in cases {
+        // Warm: the customer and the pricing model are cached; nothing below leaves the process.
+        assert!(runtime.block_on(atlas.allowed(customer, [feature])).unwrap().ok, "{name}");
+        c.bench_function(name, |b| {
+            b.iter_custom(|iterations| {
+                runtime.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iterations {
+                        black_box(atlas.allowed(black_box(customer), [feature]).await.unwrap());
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    targets = engine, allowed
+}
+criterion_main!(benches);
