@@ -10,10 +10,15 @@ use atlas_actix::emulator::Emulator;
 use atlas_actix::Atlas;
 use futures_util::future::join_all;
 
-const CUSTOMER_ROUTE: &str = "GET /external/customers/external-id/:id/with-active-and-upcoming-subscriptions";
+const CUSTOMER_ROUTE: &str =
+    "GET /external/customers/external-id/:id/with-active-and-upcoming-subscriptions";
 
 async fn upstream(emulator: &str) -> serde_json::Value {
-    let mut response = awc::Client::default().get(format!("{emulator}/__admin/requests")).send().await.unwrap();
+    let mut response = awc::Client::default()
+        .get(format!("{emulator}/__admin/requests"))
+        .send()
+        .await
+        .unwrap();
     response.json().await.unwrap()
 }
 

@@ -14,8 +14,17 @@ use criterion::{criterion_group, criterion_main, Criterion};
 
 /// The example data plus a customer with ten subscriptions.
 fn data() -> AtlasData {
-    let mut data = AtlasData::from_file(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/atlas-data.json")).unwrap();
-    let template = data.customers.iter().find(|c| c.external_id == "user_erin").unwrap().clone();
+    let mut data = AtlasData::from_file(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/atlas-data.json"
+    ))
+    .unwrap();
+    let template = data
+        .customers
+        .iter()
+        .find(|c| c.external_id == "user_erin")
+        .unwrap()
+        .clone();
     let plans = ["plan_free", "plan_pro", "plan_team"];
     let mut ten = template.clone();
     ten.id = "cus_ten".to_owned();
@@ -36,35 +45,87 @@ fn data() -> AtlasData {
 fn engine(c: &mut Criterion) {
     let data = data();
     let now = time::OffsetDateTime::now_utc();
-    let limits: HashMap<&str, LimitOutcome> = [("seats", LimitOutcome::Usage(3.0))].into_iter().collect();
-    for (name, id) in [("1 subscription", "user_erin"), ("10 subscriptions", "user_ten")] {
+    let limits: HashMap<&str, LimitOutcome> =
+        [("seats", LimitOutcome::Usage(3.0))].into_iter().collect();
+    for (name, id) in [
+        ("1 subscription", "user_erin"),
+        ("10 subscriptions", "user_ten"),
+    ] {
         let customer = data.customers.iter().find(|c| c.external_id == id).unwrap();
         c.bench_function(&format!("engine/features/{name}"), |b| {
-            b.iter(|| customer_features(black_box(customer), &data.pricing_model, now, false, &limits))
+            b.iter(|| {
+                customer_features(
+                    black_box(customer),
+                    &data.pricing_model,
+                    now,
+                    false,
+                    &limits,
+                )
+            })
         });
         c.bench_function(&format!("engine/is_allowed/{name}"), |b| {
-            b.iter(|| is_allowed(black_box(customer), &data.pricing_model, now, "data-explorer", false, LimitOutcome::NoCallback))
+            b.iter(|| {
+                is_allowed(
+                    black_box(customer),
+                    &data.pricing_model,
+                    now,
+                    "data-explorer",
+                    false,
+                    LimitOutcome::NoCallback,
+                )
+            })
         });
     }
 }
 
 fn allowed(c: &mut Criterion) {
     let emulator = Emulator::start(data()).unwrap();
-    let atlas = limit!(Atlas::builder().base_url(emulator.url()).api_key(emulator.api_key()), "seats", |_| async { 3 })
-        .push_invalidation(false)
-        .customer_ttl(Duration::from_secs(3600))
+    let atlas = limit!(
+        Atlas::builder()
+            .base_url(emulator.url())
+            .api_key(emulator.api_key()),
+        "seats",
+        |_| async { 3 }
+    )
+    .push_invalidation(false)
+    .customer_ttl(Duration::from_secs(3600))
+    .build()
+    .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let cases = [
-        ("allowed/boolean feature/1 subscription", "user_erin", "data-explorer"),
-        ("allowed/boolean feature/10 subscriptions", "user_ten", "data-explorer"),
-        ("allowed/limit feature, callback at once/1 subscription", "org_standard_corp", "seats"),
-        ("allowed/limit feature, callback at once/10 subscriptions", "user_ten", "seats"),
+        (
+            "allowed/boolean feature/1 subscription",
+            "user_erin",
+            "data-explorer",
+        ),
+        (
+            "allowed/boolean feature/10 subscriptions",
+            "user_ten",
+            "data-explorer",
+        ),
+        (
+            "allowed/limit feature, callback at once/1 subscription",
+            "org_standard_corp",
+            "seats",
+        ),
+        (
+            "allowed/limit feature, callback at once/10 subscriptions",
+            "user_ten",
+            "seats",
+        ),
     ];
     for (name, customer, feature) in cases {
         // Warm: the customer and the pricing model are cached; nothing below leaves the process.
-        assert!(runtime.block_on(atlas.allowed(customer, [feature])).unwrap().ok, "{name}");
+        assert!(
+            runtime
+                .block_on(atlas.allowed(customer, [feature]))
+                .unwrap()
+                .ok,
+            "{name}"
+        );
         c.bench_function(name, |b| {
             b.iter_custom(|iterations| {
                 runtime.block_on(async {

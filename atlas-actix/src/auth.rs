@@ -7,8 +7,8 @@ use actix_web::HttpRequest;
 
 use crate::client::CustomerInfo;
 
-/// The future a [`UserResolver`] returns.
-pub type ResolveFuture = Pin<Box<dyn Future<Output = Option<String>>>>;
+/// The future a [`UserResolver`] returns; it may borrow the resolver.
+pub type ResolveFuture<'a> = Pin<Box<dyn Future<Output = Option<String>> + 'a>>;
 
 /// Turns a request into the Atlas customer id of its user: a user id, or an organisation id
 /// so that every member of the organisation shares its plan. `None` when the request has no
@@ -31,7 +31,7 @@ pub type ResolveFuture = Pin<Box<dyn Future<Output = Option<String>>>>;
 /// ```
 pub trait UserResolver: Send + Sync + 'static {
     /// The customer id of the request's user, if it has one.
-    fn resolve(&self, request: HttpRequest) -> ResolveFuture;
+    fn resolve(&self, request: HttpRequest) -> ResolveFuture<'_>;
 }
 
 impl<F, Fut> UserResolver for F
@@ -39,7 +39,7 @@ where
     F: Fn(HttpRequest) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Option<String>> + 'static,
 {
-    fn resolve(&self, request: HttpRequest) -> ResolveFuture {
+    fn resolve(&self, request: HttpRequest) -> ResolveFuture<'_> {
         Box::pin(self(request))
     }
 }
@@ -64,13 +64,13 @@ pub(crate) fn customer_info(request: &HttpRequest) -> CustomerInfo {
 #[cfg(feature = "clerk")]
 /// The session token of a request: `Authorization: Bearer <token>`, else the `__session`
 /// cookie that Clerk's frontend sets for same-origin requests.
-pub(crate) fn bearer_token(request: &HttpRequest) -> Option<String> {
+pub(crate) fn bearer_token(request: &HttpRequest) -> Option<&str> {
     let headers = request.headers();
     if let Some(value) = headers.get(actix_web::http::header::AUTHORIZATION) {
         let value = value.to_str().ok()?;
         let (scheme, token) = value.split_once(' ')?;
-        return (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty())
-            .then(|| token.trim().to_owned());
+        let token = token.trim();
+        return (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token);
     }
     headers
         .get_all(actix_web::http::header::COOKIE)
@@ -78,7 +78,7 @@ pub(crate) fn bearer_token(request: &HttpRequest) -> Option<String> {
         .flat_map(|cookies| cookies.split(';'))
         .filter_map(|cookie| cookie.trim().split_once('='))
         .find(|(name, _)| *name == "__session")
-        .map(|(_, token)| token.to_owned())
+        .map(|(_, token)| token)
         .filter(|token| !token.is_empty())
 }
 
@@ -93,11 +93,11 @@ mod tests {
         let header = TestRequest::default()
             .insert_header(("authorization", "Bearer abc.def.ghi"))
             .to_http_request();
-        assert_eq!(bearer_token(&header).as_deref(), Some("abc.def.ghi"));
+        assert_eq!(bearer_token(&header), Some("abc.def.ghi"));
         let cookie = TestRequest::default()
             .insert_header(("cookie", "theme=dark; __session=tok.en.x; other=1"))
             .to_http_request();
-        assert_eq!(bearer_token(&cookie).as_deref(), Some("tok.en.x"));
+        assert_eq!(bearer_token(&cookie), Some("tok.en.x"));
         for bad in ["Basic abc", "Bearer ", "Bearer", "abc"] {
             let request = TestRequest::default()
                 .insert_header(("authorization", bad))

@@ -84,7 +84,7 @@ enum Keys {
 
 struct State {
     keys: Keys,
-    verified: quick_cache::sync::Cache<String, ClerkSession>,
+    verified: quick_cache::sync::Cache<String, Arc<ClerkSession>>,
 }
 
 #[derive(Clone)]
@@ -201,6 +201,12 @@ impl ClerkAuth {
 
     /// Verifies a session token; `None` for any token that is not a valid, current session.
     pub async fn verify(&self, token: &str) -> Option<ClerkSession> {
+        self.verified(token)
+            .await
+            .map(|session| ClerkSession::clone(&session))
+    }
+
+    async fn verified(&self, token: &str) -> Option<Arc<ClerkSession>> {
         let now = jsonwebtoken::get_current_timestamp();
         if let Some(session) = self.state.verified.get(token) {
             return (now <= session.expires_at + self.options.leeway.as_secs()).then_some(session);
@@ -228,7 +234,7 @@ impl ClerkAuth {
                 return None;
             }
         }
-        let session = ClerkSession {
+        let session = Arc::new(ClerkSession {
             organization_id: claims
                 .o
                 .and_then(|o| o.id)
@@ -237,10 +243,10 @@ impl ClerkAuth {
             user_id: claims.sub,
             session_id: claims.sid,
             expires_at: claims.exp,
-        };
+        });
         self.state
             .verified
-            .insert(token.to_owned(), session.clone());
+            .insert(token.to_owned(), Arc::clone(&session));
         Some(session)
     }
 
@@ -277,10 +283,10 @@ impl ClerkAuth {
         }
     }
 
-    fn customer_id(&self, session: ClerkSession) -> String {
-        match session.organization_id {
-            Some(organization) if self.options.organizations => organization,
-            _ => session.user_id,
+    fn customer_id(&self, session: &ClerkSession) -> String {
+        match &session.organization_id {
+            Some(organization) if self.options.organizations => organization.clone(),
+            _ => session.user_id.clone(),
         }
     }
 }
@@ -312,12 +318,11 @@ async fn fetch_jwks(url: &str) -> Result<HashMap<String, DecodingKey>, String> {
 }
 
 impl UserResolver for ClerkAuth {
-    fn resolve(&self, request: HttpRequest) -> ResolveFuture {
-        let clerk = self.clone();
+    fn resolve(&self, request: HttpRequest) -> ResolveFuture<'_> {
         Box::pin(async move {
             let token = bearer_token(&request)?;
-            let session = clerk.verify(&token).await?;
-            Some(clerk.customer_id(session))
+            let session = self.verified(token).await?;
+            Some(self.customer_id(&session))
         })
     }
 }

@@ -317,8 +317,11 @@ fn evaluate(
         (Some(_), LimitOutcome::Usage(usage)) => Some(usage),
         _ => None,
     };
-    let usage = (kind == FeatureType::UsageBased)
-        .then(|| access(customer, subscription_id, grant).and_then(|a| a.current_usage).unwrap_or(0.0));
+    let usage = (kind == FeatureType::UsageBased).then(|| {
+        access(customer, subscription_id, grant)
+            .and_then(|a| a.current_usage)
+            .unwrap_or(0.0)
+    });
     let credit = credit_unit(kind, grant).map(|unit_id| CreditBalance {
         balance: customer.balance(unit_id),
         custom_pricing_unit_id: unit_id.to_owned(),
@@ -326,7 +329,13 @@ fn evaluate(
     });
     Evaluated {
         kind,
-        allowed: grant_allows(customer, subscription_id, grant, outcome, allow_unknown_limits),
+        allowed: grant_allows(
+            customer,
+            subscription_id,
+            grant,
+            outcome,
+            allow_unknown_limits,
+        ),
         limit_usage,
         usage,
         credit,
@@ -334,7 +343,11 @@ fn evaluate(
 }
 
 /// The customer's usage-based access entry for this grant of this subscription.
-fn access<'a>(customer: &'a Customer, subscription_id: &str, grant: &PlanEntitlement) -> Option<&'a crate::models::BillableAccess> {
+fn access<'a>(
+    customer: &'a Customer,
+    subscription_id: &str,
+    grant: &PlanEntitlement,
+) -> Option<&'a crate::models::BillableAccess> {
     customer
         .conditional_billable_access
         .iter()
@@ -368,7 +381,9 @@ fn grant_allows(
             LimitOutcome::NoCallback | LimitOutcome::Failed => allow_unknown_limits,
         };
     }
-    if kind == FeatureType::UsageBased && access(customer, subscription_id, grant).is_some_and(|a| a.access == Some(false)) {
+    if kind == FeatureType::UsageBased
+        && access(customer, subscription_id, grant).is_some_and(|a| a.access == Some(false))
+    {
         allowed = false;
     }
     if let Some(unit_id) = credit_unit(kind, grant) {
@@ -391,11 +406,24 @@ pub fn is_allowed(
 ) -> bool {
     grants(customer, model, now)
         .filter(|(_, _, slug)| *slug == feature)
-        .any(|(subscription_id, grant, _)| grant_allows(customer, subscription_id, grant, outcome, allow_unknown_limits))
+        .any(|(subscription_id, grant, _)| {
+            grant_allows(
+                customer,
+                subscription_id,
+                grant,
+                outcome,
+                allow_unknown_limits,
+            )
+        })
 }
 
 /// Whether some grant of the feature in the customer's valid subscriptions has a limit.
-pub fn is_limited(customer: &Customer, model: &PricingModel, now: OffsetDateTime, feature: &str) -> bool {
+pub fn is_limited(
+    customer: &Customer,
+    model: &PricingModel,
+    now: OffsetDateTime,
+    feature: &str,
+) -> bool {
     grants(customer, model, now).any(|(_, grant, slug)| slug == feature && grant.limit.is_some())
 }
 
@@ -688,14 +716,30 @@ mod tests {
         ];
         let model = model();
         for customer in &customers {
-            for outcome in [LimitOutcome::NoCallback, LimitOutcome::Failed, LimitOutcome::Usage(2.0), LimitOutcome::Usage(5.0)] {
+            for outcome in [
+                LimitOutcome::NoCallback,
+                LimitOutcome::Failed,
+                LimitOutcome::Usage(2.0),
+                LimitOutcome::Usage(5.0),
+            ] {
                 for allow_unknown in [false, true] {
-                    let limits = ["seats", "free-limit"].into_iter().map(|slug| (slug, outcome)).collect();
+                    let limits = ["seats", "free-limit"]
+                        .into_iter()
+                        .map(|slug| (slug, outcome))
+                        .collect();
                     let features = customer_features(customer, &model, NOW, allow_unknown, &limits);
                     for slug in ["flag", "seats", "calls", "credits", "free-limit", "nothing"] {
-                        let outcome = if slug == "seats" || slug == "free-limit" { outcome } else { LimitOutcome::NoCallback };
+                        let outcome = if slug == "seats" || slug == "free-limit" {
+                            outcome
+                        } else {
+                            LimitOutcome::NoCallback
+                        };
                         let expected = features.iter().any(|f| f.id == slug && f.allowed);
-                        assert_eq!(is_allowed(customer, &model, NOW, slug, allow_unknown, outcome), expected, "{slug} {outcome:?}");
+                        assert_eq!(
+                            is_allowed(customer, &model, NOW, slug, allow_unknown, outcome),
+                            expected,
+                            "{slug} {outcome:?}"
+                        );
                     }
                 }
             }

@@ -127,25 +127,30 @@ pub(crate) async fn check(
         Ok(None) => return Err(atlas.deny(request, &Denial::Unauthenticated)),
         Err(err) => return Err(err.error_response()),
     };
-    let allowed = match atlas.allowed(&customer, features).await {
-        Ok(allowed) => allowed,
+    let flags = match atlas.allowed_flags(&customer, features).await {
+        Ok(flags) => flags,
         Err(err) => {
             tracing::error!(route = %request.path(), %customer, %err, "the entitlement check failed");
             return Err(RequestError::Atlas(err).error_response());
         }
     };
-    if !allowed.ok {
-        let denied: Vec<&str> = allowed.denied().collect();
+    if flags.contains(&false) {
+        let allowed: BTreeMap<String, bool> = features
+            .iter()
+            .map(|f| (*f).to_owned())
+            .zip(flags)
+            .collect();
+        let denied: Vec<&str> = allowed
+            .iter()
+            .filter(|(_, ok)| !**ok)
+            .map(|(f, _)| f.as_str())
+            .collect();
+        let denied = denied.join(", ");
         if options.shadow {
-            tracing::warn!(route = %request.path(), %customer, denied = %denied.join(", "), "shadow mode: this request would be denied");
+            tracing::warn!(route = %request.path(), %customer, %denied, "shadow mode: this request would be denied");
         } else {
-            tracing::debug!(route = %request.path(), %customer, denied = %denied.join(", "), "request denied by plan");
-            return Err(atlas.deny(
-                request,
-                &Denial::NotEntitled {
-                    features: allowed.features,
-                },
-            ));
+            tracing::debug!(route = %request.path(), %customer, %denied, "request denied by plan");
+            return Err(atlas.deny(request, &Denial::NotEntitled { features: allowed }));
         }
     }
     request

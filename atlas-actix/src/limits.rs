@@ -104,7 +104,14 @@ impl Limits {
             let usage = (callback.0)(customer.to_owned());
             let timeout = self.timeout;
             Some(async move {
-                let outcome = match tokio::time::timeout(timeout, usage).await {
+                // A callback that answers at once (an in-memory count) needs no timer.
+                let mut usage = std::pin::pin!(usage);
+                let first = std::future::poll_fn(|cx| std::task::Poll::Ready(usage.as_mut().poll(cx))).await;
+                let answered = match first {
+                    std::task::Poll::Ready(answer) => Ok(answer),
+                    std::task::Poll::Pending => tokio::time::timeout(timeout, usage).await,
+                };
+                let outcome = match answered {
                     Ok(Ok(usage)) if usage.is_nan() => {
                         tracing::warn!(customer, feature, "a limit callback returned NaN; treating it as failed");
                         LimitOutcome::Failed

@@ -7,6 +7,7 @@ pub(crate) mod transport;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,9 @@ use self::transport::{ApiKey, Transport, TransportConfig};
 use crate::auth::UserResolver;
 use crate::cache::Cache;
 use crate::config::{AtlasBuilder, DenyHandler};
-use crate::entitlements::{customer_features, is_allowed, is_limited, limited_features, CustomerFeature, LimitOutcome};
+use crate::entitlements::{
+    customer_features, is_allowed, is_limited, limited_features, CustomerFeature, LimitOutcome,
+};
 use crate::error::RequestError;
 use crate::error::{AtlasError, BuildError};
 use crate::events::EventQueue;
@@ -166,6 +169,16 @@ pub(crate) struct Inner {
     body_limit: usize,
     link: watch::Receiver<PushLink>,
     outage: OutagePolicies,
+    /// Whether initialisation succeeded: what every check looks at, without a lock.
+    ready: AtomicBool,
+}
+
+impl Inner {
+    fn set_init(&self, state: InitState) {
+        self.ready
+            .store(matches!(state, InitState::Ready(_)), Ordering::Release);
+        self.init.send_replace(state);
+    }
 }
 
 impl Atlas {
@@ -232,6 +245,7 @@ impl Atlas {
             body_limit: builder.body_limit,
             link,
             outage: builder.outage,
+            ready: AtomicBool::new(false),
         });
         let atlas = Self { inner };
         atlas.spawn_initialisation(Initialisation::First);
@@ -269,7 +283,7 @@ impl Atlas {
                 let Some(atlas) = upgrade(&weak) else { return };
                 match atlas.initialise().await {
                     Ok(status) => {
-                        atlas.inner.init.send_replace(InitState::Ready(Arc::new(status)));
+                        atlas.inner.set_init(InitState::Ready(Arc::new(status)));
                         if which == Initialisation::First {
                             atlas.report_sdk_version(SDK_LIBRARY, env!("CARGO_PKG_VERSION"));
                         }
@@ -277,7 +291,7 @@ impl Atlas {
                     }
                     Err(AtlasError::InvalidApiKey) => {
                         tracing::error!("the Atlas platform refused the API key; every call will fail until ATLAS_API_KEY is fixed");
-                        atlas.inner.init.send_replace(InitState::Failed(AtlasError::InvalidApiKey));
+                        atlas.inner.set_init(InitState::Failed(AtlasError::InvalidApiKey));
                         return;
                     }
                     Err(err) => {
@@ -285,7 +299,7 @@ impl Atlas {
                         let wait = retry_delay(failures);
                         tracing::warn!(%err, ?wait, "Atlas initialisation failed; retrying");
                         if which == Initialisation::First {
-                            atlas.inner.init.send_replace(InitState::Failed(err));
+                            atlas.inner.set_init(InitState::Failed(err));
                         }
                         drop(atlas);
                         actix_rt::time::sleep(wait).await;
@@ -371,6 +385,14 @@ impl Atlas {
         self.spawn_initialisation(Initialisation::Again);
     }
 
+    /// Waits for initialisation, without a lock once it succeeded.
+    async fn ensure_ready(&self) -> Result<(), AtlasError> {
+        if self.inner.ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.status().await.map(drop)
+    }
+
     /// The state of the push link through which the platform invalidates cached data.
     pub fn push_link(&self) -> PushLink {
         self.inner.link.borrow().clone()
@@ -403,7 +425,7 @@ impl Atlas {
         info: Option<&CustomerInfo>,
     ) -> Result<Arc<Customer>, AtlasError> {
         check_id("customer id", customer_id)?;
-        self.status().await?;
+        self.ensure_ready().await?;
         if let Some(customer) = self.inner.customers.get_fresh(customer_id) {
             return Ok(customer);
         }
@@ -550,9 +572,28 @@ impl Atlas {
     {
         let feature_ids: Vec<S> = feature_ids.into_iter().collect();
         let slugs: Vec<&str> = feature_ids.iter().map(AsRef::as_ref).collect();
+        let flags = self.allowed_flags(customer_id, &slugs).await?;
+        let features: BTreeMap<String, bool> = slugs
+            .iter()
+            .map(|slug| (*slug).to_owned())
+            .zip(flags)
+            .collect();
+        Ok(Allowed {
+            ok: features.values().all(|allowed| *allowed),
+            features,
+        })
+    }
+
+    /// Whether each feature is allowed, in order; what [`allowed`](Self::allowed) and the
+    /// guards decide from, without building a map on the hot path.
+    pub(crate) async fn allowed_flags(
+        &self,
+        customer_id: &str,
+        slugs: &[&str],
+    ) -> Result<Vec<bool>, AtlasError> {
         self.inner.registrations.register(slugs.iter().copied());
         let checked = async {
-            self.status().await?;
+            self.ensure_ready().await?;
             let customer = self.customer(customer_id, None).await?;
             let model = self.fetch_pricing_model().await?;
             let now = OffsetDateTime::now_utc();
@@ -560,7 +601,9 @@ impl Atlas {
             let limited: Vec<&str> = slugs
                 .iter()
                 .copied()
-                .filter(|slug| self.inner.limits.has(slug) && is_limited(&customer, &model, now, slug))
+                .filter(|slug| {
+                    self.inner.limits.has(slug) && is_limited(&customer, &model, now, slug)
+                })
                 .collect();
             let outcomes = if limited.is_empty() {
                 HashMap::new()
@@ -572,21 +615,21 @@ impl Atlas {
                 slugs
                     .iter()
                     .map(|slug| {
-                        let outcome = outcomes.get(slug).copied().unwrap_or(LimitOutcome::NoCallback);
-                        ((*slug).to_owned(), is_allowed(&customer, &model, now, slug, allow_unknown, outcome))
+                        let outcome = outcomes
+                            .get(slug)
+                            .copied()
+                            .unwrap_or(LimitOutcome::NoCallback);
+                        is_allowed(&customer, &model, now, slug, allow_unknown, outcome)
                     })
-                    .collect::<BTreeMap<String, bool>>(),
+                    .collect(),
             )
         };
-        let features = match checked.await {
-            Ok(features) => features,
-            Err(err) if err.is_outage() => return self.allowed_during_outage(customer_id, &slugs, err).await,
-            Err(err) => return Err(err),
-        };
-        Ok(Allowed {
-            ok: features.values().all(|allowed| *allowed),
-            features,
-        })
+        match checked.await {
+            Err(err) if err.is_outage() => {
+                self.allowed_during_outage(customer_id, slugs, err).await
+            }
+            other => other,
+        }
     }
 
     /// The check while the platform cannot answer: each feature as its outage policy says.
@@ -595,8 +638,8 @@ impl Atlas {
         customer_id: &str,
         slugs: &[&str],
         err: AtlasError,
-    ) -> Result<Allowed, AtlasError> {
-        let mut features = BTreeMap::new();
+    ) -> Result<Vec<bool>, AtlasError> {
+        let mut flags = Vec::with_capacity(slugs.len());
         for slug in slugs {
             let allowed = match self.inner.outage.of(slug) {
                 OutagePolicy::FailOpen => {
@@ -622,12 +665,9 @@ impl Atlas {
                     return Err(err);
                 }
             };
-            features.insert((*slug).to_owned(), allowed);
+            flags.push(allowed);
         }
-        Ok(Allowed {
-            ok: features.values().all(|allowed| *allowed),
-            features,
-        })
+        Ok(flags)
     }
 
     /// Queues a usage event for each feature the customer has that reports usage
@@ -934,9 +974,7 @@ impl Atlas {
         } else if left > 0 {
             tracing::info!(events = left, "queued usage events sent before shutdown");
         }
-        self.inner
-            .init
-            .send_replace(InitState::Failed(AtlasError::Shutdown));
+        self.inner.set_init(InitState::Failed(AtlasError::Shutdown));
         self.transport().stop();
         flushed
     }
