@@ -140,9 +140,113 @@ fn allowed(c: &mut Criterion) {
     }
 }
 
+async fn report() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok().body("report")
+}
+
+#[atlas_actix::requires_feature("data-explorer")]
+async fn guarded_report() -> actix_web::HttpResponse {
+    report().await
+}
+
+/// A whole request through actix-web's test service (no socket): the same handler with and
+/// without the guard, the user named by a header or by a Clerk token (verified once, cached).
+fn guard(c: &mut Criterion) {
+    use actix_web::{test, web, App};
+    use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+    use rsa::Generate;
+
+    let emulator = Emulator::start(data()).unwrap();
+    let private_key = rsa::PrivateKey::generate();
+    let public_pem = private_key
+        .to_public_key()
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap();
+    let signing = jsonwebtoken::EncodingKey::from_rsa_pem(
+        private_key.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes(),
+    )
+    .unwrap();
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = serde_json::json!({"sub": "user_erin", "sid": "sess", "iat": now, "nbf": now, "exp": now + 3600});
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+        &claims,
+        &signing,
+    )
+    .unwrap();
+    let clients = [
+        (
+            "header user",
+            Atlas::builder().user_resolver(|request: actix_web::HttpRequest| async move {
+                request
+                    .headers()
+                    .get("x-user")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            }),
+        ),
+        (
+            "Clerk token",
+            Atlas::builder().user_resolver(atlas_actix::ClerkAuth::from_pem(&public_pem).unwrap()),
+        ),
+    ];
+    let system = actix_rt::System::new();
+    for (who, builder) in clients {
+        let atlas = builder
+            .base_url(emulator.url())
+            .api_key(emulator.api_key())
+            .push_invalidation(false)
+            .customer_ttl(Duration::from_secs(3600))
+            .build()
+            .unwrap();
+        let app = system.block_on(test::init_service(
+            App::new()
+                .app_data(web::Data::new(atlas.clone()))
+                .route("/open", web::get().to(report))
+                .route("/guarded", web::get().to(guarded_report)),
+        ));
+        for path in ["/open", "/guarded"] {
+            let request = || {
+                test::TestRequest::get()
+                    .uri(path)
+                    .insert_header(("x-user", "user_erin"))
+                    .insert_header(("authorization", format!("Bearer {token}")))
+                    .to_request()
+            };
+            assert_eq!(
+                system
+                    .block_on(test::call_service(&app, request()))
+                    .status(),
+                200,
+                "{who} {path}"
+            );
+            let name = format!(
+                "request/{}/{who}",
+                if path == "/open" {
+                    "unguarded"
+                } else {
+                    "guarded"
+                }
+            );
+            c.bench_function(&name, |b| {
+                b.iter_custom(|iterations| {
+                    let requests: Vec<_> = (0..iterations).map(|_| request()).collect();
+                    system.block_on(async {
+                        let start = Instant::now();
+                        for request in requests {
+                            black_box(test::call_service(&app, request).await);
+                        }
+                        start.elapsed()
+                    })
+                })
+            });
+        }
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
-    targets = engine, allowed
+    targets = engine, allowed, guard
 }
 criterion_main!(benches);

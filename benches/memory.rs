@@ -25,8 +25,17 @@ fn resident_bytes() -> u64 {
 
 fn main() {
     actix_rt::System::new().block_on(async {
-        let mut data = AtlasData::from_file(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/atlas-data.json")).unwrap();
-        let template = data.customers.iter().find(|c| c.external_id == "user_erin").unwrap().clone();
+        let mut data = AtlasData::from_file(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/atlas-data.json"
+        ))
+        .unwrap();
+        let template = data
+            .customers
+            .iter()
+            .find(|c| c.external_id == "user_erin")
+            .unwrap()
+            .clone();
         for i in 0..CUSTOMERS {
             let mut customer = template.clone();
             customer.id = format!("cus_mem_{i}");
@@ -63,10 +72,28 @@ fn main() {
             atlas.customer(&format!("mem_{i}"), None).await.unwrap();
         }
         let warm = start.elapsed();
-        println!("cache capacity: {} entries per cache", CUSTOMERS + CUSTOMERS / 10);
-        println!("customers fetched and cached: {fetched} in {:.1} s", filled.as_secs_f64());
-        println!("resident memory: {:.1} MiB before, {:.1} MiB after: +{:.1} MiB", before as f64 / 1048576.0, after as f64 / 1048576.0, (after - before) as f64 / 1048576.0);
-        println!("bytes per cached customer: {}", (after - before) / fetched as u64);
-        println!("100,000 warm look-ups: {:.1} ms ({:.0} ns each)", warm.as_secs_f64() * 1000.0, warm.as_nanos() as f64 / CUSTOMERS as f64);
+        println!(
+            "cache capacity: {} entries per cache",
+            CUSTOMERS + CUSTOMERS / 10
+        );
+        println!(
+            "customers fetched and cached: {fetched} in {:.1} s",
+            filled.as_secs_f64()
+        );
+        println!(
+            "resident memory: {:.1} MiB before, {:.1} MiB after: +{:.1} MiB",
+            before as f64 / 1048576.0,
+            after as f64 / 1048576.0,
+            (after - before) as f64 / 1048576.0
+        );
+        println!(
+            "bytes per cached customer: {}",
+            (after - before) / fetched as u64
+        );
+        println!(
+            "100,000 warm look-ups: {:.1} ms ({:.0} ns each)",
+            warm.as_secs_f64() * 1000.0,
+            warm.as_nanos() as f64 / CUSTOMERS as f64
+        );
     });
 }

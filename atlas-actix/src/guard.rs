@@ -78,7 +78,9 @@ struct ResolvedCustomer(String);
 /// A request the check let through.
 #[doc(hidden)]
 pub struct Granted {
-    atlas: Atlas,
+    /// The client, kept only when usage is to be reported: cloning it on every request would
+    /// be an atomic write on memory all workers share.
+    atlas: Option<Atlas>,
     customer_id: String,
     /// What `#[requires_feature(usage = ..)]` reports when the handler succeeds.
     usage: Option<(&'static [&'static str], f64)>,
@@ -87,12 +89,9 @@ pub struct Granted {
 impl Granted {
     /// Reports usage of the features after the handler succeeded; never fails the answer.
     pub(crate) fn report_usage(self, features: Vec<String>, quantity: f64) {
+        let Some(atlas) = self.atlas else { return };
         actix_rt::spawn(async move {
-            if let Err(err) = self
-                .atlas
-                .enqueue(&self.customer_id, &features, quantity)
-                .await
-            {
+            if let Err(err) = atlas.enqueue(&self.customer_id, &features, quantity).await {
                 tracing::error!(customer = %self.customer_id, features = %features.join(", "), %err, "could not queue the usage of a guarded handler");
             }
         });
@@ -100,9 +99,9 @@ impl Granted {
 }
 
 /// The Atlas client of the app, or the misconfiguration answer.
-fn atlas_of(request: &HttpRequest) -> Result<Atlas, RequestError> {
+fn atlas_of(request: &HttpRequest) -> Result<&Atlas, RequestError> {
     match request.app_data::<web::Data<Atlas>>() {
-        Some(atlas) => Ok(Atlas::clone(atlas)),
+        Some(atlas) => Ok(atlas),
         None => {
             tracing::error!(
                 route = %request.path(),
@@ -157,7 +156,7 @@ pub(crate) async fn check(
         .extensions_mut()
         .insert(ResolvedCustomer(customer.clone()));
     Ok(Granted {
-        atlas,
+        atlas: options.usage.map(|_| Atlas::clone(atlas)),
         customer_id: customer,
         usage: None,
     })
@@ -344,7 +343,7 @@ impl FromRequest for Entitlements {
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
         let request = request.clone();
         Box::pin(async move {
-            let atlas = atlas_of(&request)?;
+            let atlas = atlas_of(&request)?.clone();
             let resolved = request.extensions().get::<ResolvedCustomer>().cloned();
             let customer_id = match resolved {
                 Some(ResolvedCustomer(customer)) => customer,
