@@ -13,7 +13,7 @@ use super::faults::Faults;
 use super::reply::{ApiError, Reply};
 use crate::models::{
     now_iso, number, CreditUsage, Customer, Invoice, InvoiceLineItem, Merchant, Plan, PricingModel,
-    Subscription, Transaction,
+    Subscription, SubscriptionPlan, Transaction,
 };
 
 const BILLING_CADENCES: [&str; 3] = ["monthly", "quarterly", "annually"];
@@ -209,33 +209,36 @@ impl Platform {
             .map(|&i| &self.customers[i])
     }
 
-    fn plan_summary(&self, plan: &Plan) -> Value {
-        json!({
-            "id": plan.id,
-            "isPrivate": plan.is_private,
-            "name": plan.name,
-            "description": plan.description,
-            "status": plan.status,
-            "externalId": null,
-            "merchantId": self.merchant_id(),
-            "isTrialAllowed": plan.is_trial_allowed,
-        })
+    fn plan_summary(&self, plan: &Plan) -> SubscriptionPlan {
+        SubscriptionPlan {
+            id: plan.id.clone(),
+            name: Some(plan.name.clone()),
+            extra: members(json!({
+                "isPrivate": plan.is_private,
+                "description": plan.description,
+                "status": plan.status,
+                "externalId": null,
+                "merchantId": self.merchant_id(),
+                "isTrialAllowed": plan.is_trial_allowed,
+            })),
+        }
     }
 
     fn new_subscription(&mut self, customer_id: &str, plan: &Plan, now: &str) -> Subscription {
-        let subscription = json!({
-            "id": self.mint("sub"),
-            "allowCustomerChanges": true,
-            "status": "active",
-            "startDate": now,
-            "endDate": null,
-            "customerId": customer_id,
-            "merchantId": self.merchant_id(),
-            "planId": plan.id,
-            "plan": self.plan_summary(plan),
-            "isTrial": false,
-        });
-        serde_json::from_value(subscription).expect("a new subscription has the model's shape")
+        Subscription {
+            id: self.mint("sub"),
+            allow_customer_changes: Some(true),
+            status: Some("active".to_owned()),
+            start_date: Some(now.to_owned()),
+            end_date: None,
+            plan_id: plan.id.clone(),
+            plan: Some(self.plan_summary(plan)),
+            extra: members(json!({
+                "customerId": customer_id,
+                "merchantId": self.merchant_id(),
+                "isTrial": false,
+            })),
+        }
     }
 
     fn create_customer(
@@ -247,27 +250,24 @@ impl Platform {
     ) -> &mut Customer {
         let now = now_iso();
         let id = self.mint("cus");
-        let mut customer = json!({
-            "id": id,
-            "externalId": external_id,
-            "status": "active",
-            "merchantId": self.merchant_id(),
-            "createdAt": now,
-            "updatedAt": now,
-            "activeSubscriptions": [],
-            "upcomingSubscriptions": [],
-            "conditionalBillableAccess": [],
-            "customPricingUnits": [],
-            "customerPrivatePlans": [],
-            "isEligibleForTrial": true,
-        });
-        for (key, value) in [("email", email), ("name", name)] {
-            if let Some(value) = value {
-                customer[key] = Value::String(value);
-            }
-        }
-        let mut customer: Customer =
-            serde_json::from_value(customer).expect("a new customer has the model's shape");
+        let mut customer = Customer {
+            id: id.clone(),
+            external_id: external_id.to_owned(),
+            email,
+            name,
+            active_subscriptions: Vec::new(),
+            upcoming_subscriptions: Vec::new(),
+            conditional_billable_access: Vec::new(),
+            custom_pricing_units: Vec::new(),
+            customer_private_plans: Vec::new(),
+            extra: members(json!({
+                "status": "active",
+                "merchantId": self.merchant_id(),
+                "createdAt": now,
+                "updatedAt": now,
+                "isEligibleForTrial": true,
+            })),
+        };
         let default_plan = self
             .merchant
             .default_plan_id
@@ -493,8 +493,8 @@ impl Platform {
             .ok_or_else(|| ApiError::not_found("Subscription not found"))?;
         if subscription.plan.is_none() {
             if let Some(plan) = self.pricing_model.plan(&subscription.plan_id) {
-                let mut expanded = to_value(subscription);
-                expanded["plan"] = self.plan_summary(plan);
+                let mut expanded = subscription.clone();
+                expanded.plan = Some(self.plan_summary(plan));
                 return Reply::ok(expanded);
             }
         }
@@ -600,13 +600,10 @@ impl Platform {
             "metadata": metadata,
             "ui_mode": "hosted",
         });
-        let Value::Object(map) = session.clone() else {
-            unreachable!("json! of an object literal is an object")
-        };
         self.checkout_sessions.insert(
             id,
             CheckoutEntry {
-                session: map,
+                session: members(session.clone()),
                 completion,
             },
         );
@@ -815,9 +812,7 @@ impl Platform {
             self.create_customer(external_id, None, None, false);
         }
         let customer = self.customer_mut(external_id)?;
-        let Value::Object(mut merged) = to_value(&*customer) else {
-            unreachable!("a customer serialises to an object")
-        };
+        let mut merged = members(to_value(&*customer));
         merged.extend(patch);
         merged.insert("externalId".into(), json!(external_id));
         let updated: Customer = serde_json::from_value(Value::Object(merged)).map_err(|err| {
@@ -850,8 +845,18 @@ fn touch(customer: &mut Customer, now: &str) {
     customer.extra.insert("updatedAt".into(), json!(now));
 }
 
+/// A model as JSON. Models hold only JSON-representable data (keys are strings, numbers came
+/// from JSON), so this cannot fail; `null` would be the answer if it did.
 fn to_value(value: impl serde::Serialize) -> Value {
-    serde_json::to_value(value).expect("models serialise to JSON")
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+/// The members of a JSON object built here (anything else has none).
+fn members(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
 }
 
 fn object(body: Option<Value>) -> Result<Map<String, Value>, ApiError> {
