@@ -161,7 +161,7 @@ pub fn limited_features<'a>(
     now: OffsetDateTime,
 ) -> Vec<&'a str> {
     let mut slugs: Vec<&str> = Vec::new();
-    for (_, grant, slug) in grants(customer, model, now) {
+    for (_, grant, slug) in grants(customer, model, now, false) {
         if grant.limit.is_some() && !slugs.contains(&slug) {
             slugs.push(slug);
         }
@@ -172,10 +172,13 @@ pub fn limited_features<'a>(
 /// The valid subscriptions' grants, in order, with the slug of each feature: the entitlement
 /// of each plan of each subscription without an end date or ending after `now`. Grants of an
 /// unknown feature, and subscriptions to an unknown plan, are skipped with a warning.
+/// `warn` logs what is skipped; the per-request checks pass `false`, so a customer with a bad
+/// plan cannot flood the logs at the request rate ([`customer_features`] still reports it).
 fn grants<'a>(
     customer: &'a Customer,
     model: &'a PricingModel,
     now: OffsetDateTime,
+    warn: bool,
 ) -> impl Iterator<Item = (&'a str, &'a PlanEntitlement, &'a str)> + 'a {
     customer
         .active_subscriptions
@@ -183,7 +186,7 @@ fn grants<'a>(
         .filter(move |subscription| subscription.is_valid_at(now))
         .filter_map(move |subscription| {
             let plan = model.plan(&subscription.plan_id);
-            if plan.is_none() {
+            if plan.is_none() && warn {
                 tracing::warn!(
                     customer = %customer.external_id,
                     subscription = %subscription.id,
@@ -201,6 +204,9 @@ fn grants<'a>(
                         Some((subscription.id.as_str(), grant, entitlement.slug.as_str()))
                     }
                     None => {
+                        if !warn {
+                            return None;
+                        }
                         tracing::warn!(
                             customer = %customer.external_id,
                             entitlement = %grant.id,
@@ -235,9 +241,9 @@ pub fn customer_features(
         grant.limit.is_some() && outcome(slug) != LimitOutcome::NoCallback
     };
     let immediate =
-        grants(customer, model, now).filter(|(_, grant, slug)| !awaits_callback(grant, slug));
+        grants(customer, model, now, true).filter(|(_, grant, slug)| !awaits_callback(grant, slug));
     let awaited =
-        grants(customer, model, now).filter(|(_, grant, slug)| awaits_callback(grant, slug));
+        grants(customer, model, now, false).filter(|(_, grant, slug)| awaits_callback(grant, slug));
 
     let mut features: Vec<CustomerFeature> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
@@ -404,7 +410,7 @@ pub fn is_allowed(
     allow_unknown_limits: bool,
     outcome: LimitOutcome,
 ) -> bool {
-    grants(customer, model, now)
+    grants(customer, model, now, false)
         .filter(|(_, _, slug)| *slug == feature)
         .any(|(subscription_id, grant, _)| {
             grant_allows(
@@ -424,7 +430,8 @@ pub fn is_limited(
     now: OffsetDateTime,
     feature: &str,
 ) -> bool {
-    grants(customer, model, now).any(|(_, grant, slug)| slug == feature && grant.limit.is_some())
+    grants(customer, model, now, false)
+        .any(|(_, grant, slug)| slug == feature && grant.limit.is_some())
 }
 
 /// Merges another subscription's grant of the same feature: the least restrictive wins.
