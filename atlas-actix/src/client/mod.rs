@@ -494,10 +494,12 @@ impl Atlas {
         match self.features_of(customer_id, info, None).await {
             Err(err) if err.is_outage() => match self.inner.outage.default {
                 OutagePolicy::ServeStale { max_age } => {
-                    match self.stale_features(customer_id, max_age, None).await {
-                        Some(features) => {
+                    match self.stale_data(customer_id, max_age) {
+                        Some((customer, model)) => {
                             tracing::warn!(customer = %customer_id, %err, "Atlas unavailable: serving the last known features");
-                            Ok(features)
+                            Ok(self
+                                .features_from(customer_id, &customer, &model, None)
+                                .await)
                         }
                         None => Err(err),
                     }
@@ -508,31 +510,18 @@ impl Atlas {
         }
     }
 
-    /// The features computed from the last customer and pricing model fetched, if both are
-    /// younger than `max_age`.
-    async fn stale_features(
+    /// The last customer and pricing model fetched, if both are younger than `max_age`.
+    fn stale_data(
         &self,
         customer_id: &str,
         max_age: Duration,
-        only: Option<&[&str]>,
-    ) -> Option<Vec<CustomerFeature>> {
+    ) -> Option<(Arc<Customer>, Arc<PricingModel>)> {
         let customer = self
             .inner
             .customers
             .get_stale(&customer_id.to_owned(), max_age)?;
         let model = self.inner.pricing_model.get_stale(&(), max_age)?;
-        let now = OffsetDateTime::now_utc();
-        let limited = limited_features(&customer, &model, now)
-            .into_iter()
-            .filter(|slug| only.is_none_or(|only| only.contains(slug)));
-        let outcomes = self.inner.limits.outcomes(customer_id, limited).await;
-        Some(customer_features(
-            &customer,
-            &model,
-            now,
-            self.inner.allow_unknown_limits,
-            &outcomes,
-        ))
+        Some((customer, model))
     }
 
     /// Features of the customer; with `only`, limit callbacks run for those features alone.
@@ -544,18 +533,32 @@ impl Atlas {
     ) -> Result<Vec<CustomerFeature>, AtlasError> {
         let customer = self.customer(customer_id, info).await?;
         let model = self.fetch_pricing_model().await?;
+        Ok(self
+            .features_from(customer_id, &customer, &model, only)
+            .await)
+    }
+
+    /// The features a customer and pricing model grant, with limit callbacks run (for `only`
+    /// the features listed, when given).
+    async fn features_from(
+        &self,
+        customer_id: &str,
+        customer: &Customer,
+        model: &PricingModel,
+        only: Option<&[&str]>,
+    ) -> Vec<CustomerFeature> {
         let now = OffsetDateTime::now_utc();
-        let limited = limited_features(&customer, &model, now)
+        let limited = limited_features(customer, model, now)
             .into_iter()
             .filter(|slug| only.is_none_or(|only| only.contains(slug)));
         let outcomes = self.inner.limits.outcomes(customer_id, limited).await;
-        Ok(customer_features(
-            &customer,
-            &model,
+        customer_features(
+            customer,
+            model,
             now,
             self.inner.allow_unknown_limits,
             &outcomes,
-        ))
+        )
     }
 
     /// Whether the customer may use each of the features (by id, such as `data-explorer`):
@@ -596,33 +599,7 @@ impl Atlas {
             self.ensure_ready().await?;
             let customer = self.customer(customer_id, None).await?;
             let model = self.fetch_pricing_model().await?;
-            let now = OffsetDateTime::now_utc();
-            // Limit callbacks (the app's database) run only for limited features checked.
-            let limited: Vec<&str> = slugs
-                .iter()
-                .copied()
-                .filter(|slug| {
-                    self.inner.limits.has(slug) && is_limited(&customer, &model, now, slug)
-                })
-                .collect();
-            let outcomes = if limited.is_empty() {
-                HashMap::new()
-            } else {
-                self.inner.limits.outcomes(customer_id, limited).await
-            };
-            let allow_unknown = self.inner.allow_unknown_limits;
-            Ok::<_, AtlasError>(
-                slugs
-                    .iter()
-                    .map(|slug| {
-                        let outcome = outcomes
-                            .get(slug)
-                            .copied()
-                            .unwrap_or(LimitOutcome::NoCallback);
-                        is_allowed(&customer, &model, now, slug, allow_unknown, outcome)
-                    })
-                    .collect(),
-            )
+            Ok::<_, AtlasError>(self.decide(customer_id, slugs, &customer, &model).await)
         };
         match checked.await {
             Err(err) if err.is_outage() => {
@@ -630,6 +607,45 @@ impl Atlas {
             }
             other => other,
         }
+    }
+
+    /// Whether a customer and pricing model allow each feature. Limit callbacks (the app's
+    /// database) run only for the limited features checked.
+    async fn decide(
+        &self,
+        customer_id: &str,
+        slugs: &[&str],
+        customer: &Customer,
+        model: &PricingModel,
+    ) -> Vec<bool> {
+        let now = OffsetDateTime::now_utc();
+        let limited: Vec<&str> = slugs
+            .iter()
+            .copied()
+            .filter(|slug| self.inner.limits.has(slug) && is_limited(customer, model, now, slug))
+            .collect();
+        let outcomes = if limited.is_empty() {
+            HashMap::new()
+        } else {
+            self.inner.limits.outcomes(customer_id, limited).await
+        };
+        slugs
+            .iter()
+            .map(|slug| {
+                let outcome = outcomes
+                    .get(slug)
+                    .copied()
+                    .unwrap_or(LimitOutcome::NoCallback);
+                is_allowed(
+                    customer,
+                    model,
+                    now,
+                    slug,
+                    self.inner.allow_unknown_limits,
+                    outcome,
+                )
+            })
+            .collect()
     }
 
     /// The check while the platform cannot answer: each feature as its outage policy says.
@@ -646,12 +662,11 @@ impl Atlas {
                     tracing::warn!(customer = %customer_id, feature = %slug, %err, "Atlas unavailable: allowing the feature (fail open)");
                     true
                 }
-                OutagePolicy::ServeStale { max_age } => match self
-                    .stale_features(customer_id, max_age, Some(&[*slug]))
-                    .await
+                OutagePolicy::ServeStale { max_age } => match self.stale_data(customer_id, max_age)
                 {
-                    Some(stale) => {
-                        let allowed = stale.iter().any(|f| f.id == *slug && f.allowed);
+                    Some((customer, model)) => {
+                        let allowed =
+                            self.decide(customer_id, &[*slug], &customer, &model).await[0];
                         tracing::warn!(customer = %customer_id, feature = %slug, allowed, %err, "Atlas unavailable: deciding from the last known entitlements");
                         allowed
                     }
