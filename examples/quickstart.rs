@@ -12,6 +12,12 @@
 //! listens on `BIND`:`PORT` (default 127.0.0.1:8080) and lets the origins of
 //! `ALLOWED_ORIGINS` (comma-separated) call it from a browser. `ATLAS_EVENT_SPOOL` names a
 //! directory that keeps queued usage events on disk across crashes.
+//!
+//! Every defence is on: state changes refuse cross-site requests (allowed origins), tokens
+//! must name this app (`azp`) and, with `CLERK_ISSUER`, the Clerk instance (`iss`); only an
+//! organisation's `org:admin` members change its billing; adding seats is `exclusive`, so the
+//! plan's seat limit holds under concurrent requests. Demo mode hands out tokens to anyone who
+//! asks, so it refuses to listen beyond loopback unless `ATLAS_DEMO_PUBLIC=1`.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -55,7 +61,8 @@ impl Seats {
 struct DemoUser {
     name: String,
     user_id: String,
-    organization: Option<String>,
+    /// The organisation, and the member's role in it.
+    organization: Option<(String, String)>,
 }
 
 /// Demo users from the data file: each customer, and the `demoMembers` of organisations.
@@ -65,10 +72,14 @@ fn demo_users(data: &AtlasData) -> Vec<DemoUser> {
         let members = customer.extra.get("demoMembers").and_then(|m| m.as_array());
         match members {
             Some(members) => users.extend(members.iter().filter_map(|member| {
+                let role = member.get("role").and_then(|r| r.as_str());
                 Some(DemoUser {
                     name: member.get("name")?.as_str()?.to_owned(),
                     user_id: member.get("id")?.as_str()?.to_owned(),
-                    organization: Some(customer.external_id.clone()),
+                    organization: Some((
+                        customer.external_id.clone(),
+                        role.unwrap_or("org:member").to_owned(),
+                    )),
                 })
             })),
             None => users.push(DemoUser {
@@ -87,9 +98,15 @@ fn demo_users(data: &AtlasData) -> Vec<DemoUser> {
 /// Each demo user's name and session token.
 type DemoTokens = Vec<(String, String)>;
 
-/// Demo mode: an RSA key pair made now, Clerk-shaped tokens signed with it, verified by the
-/// very `ClerkAuth` code path a real Clerk setup uses.
-fn demo_auth(users: &[DemoUser]) -> Result<(ClerkAuth, DemoTokens), Box<dyn std::error::Error>> {
+/// The issuer of the demo's tokens.
+const DEMO_ISSUER: &str = "https://demo.clerk.invalid";
+
+/// Demo mode: an RSA key pair made now, Clerk-shaped tokens signed with it for the app at
+/// `origin`, verified by the very `ClerkAuth` code path a real Clerk setup uses.
+fn demo_auth(
+    users: &[DemoUser],
+    origin: &str,
+) -> Result<(ClerkAuth, DemoTokens), Box<dyn std::error::Error>> {
     let private_key = rsa::PrivateKey::generate();
     let public_pem = private_key
         .to_public_key()
@@ -102,22 +119,22 @@ fn demo_auth(users: &[DemoUser]) -> Result<(ClerkAuth, DemoTokens), Box<dyn std:
         let mut claims = json!({
             "sub": user.user_id,
             "sid": format!("sess_demo_{}", user.user_id),
-            "iss": "https://demo.clerk.invalid",
+            "iss": DEMO_ISSUER,
+            "azp": origin,
             "iat": now,
             "nbf": now,
             "exp": now + 24 * 3600,
             "v": 2,
         });
-        if let Some(organization) = &user.organization {
-            claims["o"] = json!({"id": organization, "rol": "member", "slg": organization});
+        if let Some((organization, role)) = &user.organization {
+            // v2 tokens carry the role without its `org:` prefix.
+            let role = role.strip_prefix("org:").unwrap_or(role);
+            claims["o"] = json!({"id": organization, "rol": role, "slg": organization});
         }
         let token = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &signing)?;
         tokens.push((user.name.clone(), token));
     }
-    Ok((
-        ClerkAuth::from_pem(&public_pem)?.organizations(true),
-        tokens,
-    ))
+    Ok((ClerkAuth::from_pem(&public_pem)?.issuer(DEMO_ISSUER), tokens))
 }
 
 /// The report the data explorer serves.
@@ -152,9 +169,11 @@ struct NewSeat {
     email: String,
 }
 
-/// Adds a seat: allowed while the customer's seats are below its plan's limit.
+/// Adds a seat: allowed while the customer's seats are below its plan's limit. `exclusive`:
+/// the check and the insert are one step per customer, so 200 concurrent requests end with
+/// exactly the limit.
 #[post("/api/seats")]
-#[requires_feature("seats")]
+#[requires_feature("seats", exclusive)]
 async fn add_seat(
     entitlements: atlas_actix::Entitlements,
     seats: web::Data<Seats>,
@@ -200,23 +219,50 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
 
+    let mut origins: Vec<String> = env("ALLOWED_ORIGINS")
+        .unwrap_or_else(|| "http://localhost:3000,http://127.0.0.1:3000".to_owned())
+        .split(',')
+        .map(|origin| origin.trim().to_owned())
+        .collect();
+    let bind = env("BIND").unwrap_or_else(|| "127.0.0.1".to_owned());
+    let port: u16 = env("PORT").map(|p| p.parse()).transpose()?.unwrap_or(8080);
+    // Bound first: demo tokens name the app's own origin.
+    let listener = std::net::TcpListener::bind((bind.as_str(), port))?;
+    let addr = listener.local_addr()?;
+    let base = format!("http://{addr}");
+    origins.push(base.clone());
+
     let (clerk, demo_tokens) = match ClerkAuth::from_env()? {
         Some(clerk) => {
+            let clerk = match env("CLERK_ISSUER") {
+                Some(issuer) => clerk.issuer(issuer),
+                None => clerk,
+            };
             let parties: Vec<String> = env("CLERK_AUTHORIZED_PARTIES")
-                .map(|p| p.split(',').map(str::to_owned).collect())
-                .unwrap_or_default();
-            (clerk.organizations(true).authorized_parties(parties), None)
+                .map(|p| p.split(',').map(|p| p.trim().to_owned()).collect())
+                .unwrap_or_else(|| origins.clone());
+            (clerk.authorized_parties(parties), None)
         }
         None => {
-            let (clerk, tokens) = demo_auth(&demo_users(&data))?;
-            (clerk, Some(tokens))
+            let public = env("ATLAS_DEMO_PUBLIC").is_some_and(|v| v == "1");
+            if !addr.ip().is_loopback() && !public {
+                return Err(format!(
+                    "demo mode hands session tokens to anyone who asks: it listens on loopback only, not {addr}. Set CLERK_JWT_KEY or CLERK_JWKS_URL, or ATLAS_DEMO_PUBLIC=1 to expose the demo anyway"
+                )
+                .into());
+            }
+            let (clerk, tokens) = demo_auth(&demo_users(&data), &base)?;
+            (clerk.authorized_parties(origins.clone()), Some(tokens))
         }
     };
+    let clerk = clerk.organizations(true).billing_roles(["org:admin"]);
 
     let seats = web::Data::new(Seats::default());
     for user in demo_users(&data) {
         seats.add(
-            user.organization.as_deref().unwrap_or(&user.user_id),
+            user.organization
+                .as_ref()
+                .map_or(&user.user_id, |(organization, _)| organization),
             user.user_id.clone(),
         );
     }
@@ -228,15 +274,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(spool) = env("ATLAS_EVENT_SPOOL") {
         builder = builder.event_spool(spool);
     }
-    let atlas = builder.user_resolver(clerk).build()?;
-
-    let origins: Vec<String> = env("ALLOWED_ORIGINS")
-        .unwrap_or_else(|| "http://localhost:3000,http://127.0.0.1:3000".to_owned())
-        .split(',')
-        .map(|origin| origin.trim().to_owned())
-        .collect();
-    let bind = env("BIND").unwrap_or_else(|| "127.0.0.1".to_owned());
-    let port: u16 = env("PORT").map(|p| p.parse()).transpose()?.unwrap_or(8080);
+    let atlas = builder
+        .user_resolver(clerk)
+        .allowed_origins(&origins)
+        .build()?;
 
     let app_atlas = atlas.clone();
     let tokens = web::Data::new(demo_tokens.clone().unwrap_or_default());
@@ -269,9 +310,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // decorates every answer, the Atlas scope's and the guards' refusals included.
         app.wrap(cors)
     })
-    .bind((bind.as_str(), port))?;
-    let addr = server.addrs()[0];
-    let base = format!("http://{addr}");
+    .listen(listener)?;
     println!("listening {base}");
     if let Some(tokens) = &demo_tokens {
         print_demo(&base, tokens);

@@ -82,6 +82,7 @@ pub(crate) fn requires_feature(
     }
     let features = &args.features;
     let shadow = args.shadow;
+    let exclusive = args.exclusive;
     let usage = match args.usage {
         Some(quantity) => {
             let quantity = Literal::f64_suffixed(quantity);
@@ -103,7 +104,7 @@ pub(crate) fn requires_feature(
             let __atlas_granted = match ::atlas_actix::__private::check_handler(
                 &__atlas_request,
                 &[#(#features),*],
-                ::atlas_actix::__private::GuardOptions::new(#shadow, #usage),
+                ::atlas_actix::__private::GuardOptions::new(#shadow, #usage, #exclusive),
             )
             .await
             {

@@ -29,7 +29,10 @@ mod parse;
 ///
 /// Options, after the feature ids: `usage = <quantity>` reports that usage of the features
 /// when the handler answers 2xx (for usage- and credit-based features); `shadow` runs the
-/// check and logs a would-be denial but lets the request through, to roll gating out safely.
+/// check and logs a would-be denial but lets the request through, to roll gating out safely;
+/// `exclusive` runs the check and the handler as one step per customer and features, so a
+/// handler that adds to a limited feature (`#[requires_feature("seats", exclusive)]`) holds
+/// the limit under concurrent requests (see `RequireFeatures::exclusive`).
 /// It works stacked above or below a route attribute and with `web::resource(..).to(..)`.
 /// The app needs its `Atlas` client in its data (`App::app_data(web::Data::new(atlas))`).
 #[proc_macro_attribute]

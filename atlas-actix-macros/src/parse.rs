@@ -82,25 +82,39 @@ impl Parse for LimitArgs {
     }
 }
 
-/// `#[requires_feature("a", "b", usage = 1, shadow)]`.
+/// `#[requires_feature("a", "b", usage = 1, shadow, exclusive)]`.
 pub(crate) struct RequiresFeatureArgs {
     pub(crate) features: Vec<LitStr>,
     pub(crate) shadow: bool,
     pub(crate) usage: Option<f64>,
+    pub(crate) exclusive: bool,
 }
 
-const OPTIONS: &str = "expected one of: `usage`, `shadow`";
+const OPTIONS: &str = "expected one of: `usage`, `shadow`, `exclusive`";
+
+/// A flag option: `shadow`, or `shadow = true|false`.
+fn flag(name: &syn::Ident, input: ParseStream<'_>) -> syn::Result<bool> {
+    if !input.peek(Token![=]) {
+        return Ok(true);
+    }
+    input.parse::<Token![=]>()?;
+    input
+        .parse::<syn::LitBool>()
+        .map(|value| value.value)
+        .map_err(|err| syn::Error::new(err.span(), format!("`{name}` takes `true` or `false`")))
+}
 
 impl Parse for RequiresFeatureArgs {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let mut features: Vec<LitStr> = Vec::new();
         let mut shadow: Option<(proc_macro2::Span, bool)> = None;
         let mut usage: Option<(proc_macro2::Span, f64)> = None;
+        let mut exclusive: Option<bool> = None;
         while !input.is_empty() {
             if input.peek(LitStr) {
                 let lit: LitStr = input.parse()?;
                 let id = feature_id(&lit)?;
-                if shadow.is_some() || usage.is_some() {
+                if shadow.is_some() || usage.is_some() || exclusive.is_some() {
                     return Err(syn::Error::new(
                         lit.span(),
                         "feature ids come first, options after them",
@@ -120,18 +134,13 @@ impl Parse for RequiresFeatureArgs {
                         if shadow.is_some() {
                             return Err(syn::Error::new(key.span(), "`shadow` is given twice"));
                         }
-                        let value = if input.peek(Token![=]) {
-                            input.parse::<Token![=]>()?;
-                            input
-                                .parse::<syn::LitBool>()
-                                .map_err(|err| {
-                                    syn::Error::new(err.span(), "`shadow` takes `true` or `false`")
-                                })?
-                                .value
-                        } else {
-                            true
-                        };
-                        shadow = Some((key.span(), value));
+                        shadow = Some((key.span(), flag(&key, input)?));
+                    }
+                    "exclusive" => {
+                        if exclusive.is_some() {
+                            return Err(syn::Error::new(key.span(), "`exclusive` is given twice"));
+                        }
+                        exclusive = Some(flag(&key, input)?);
                     }
                     "usage" => {
                         if usage.is_some() {
@@ -149,7 +158,7 @@ impl Parse for RequiresFeatureArgs {
                     other if !input.peek(Token![=]) => {
                         return Err(syn::Error::new(
                             key.span(),
-                            format!("a feature id is a string: write \"{other}\"; options are `usage = 1` and `shadow`"),
+                            format!("a feature id is a string: write \"{other}\"; options are `usage = 1`, `shadow` and `exclusive`"),
                         ));
                     }
                     other => {
@@ -166,7 +175,7 @@ impl Parse for RequiresFeatureArgs {
                 let token: proc_macro2::TokenTree = input.parse()?;
                 return Err(syn::Error::new_spanned(
                     token,
-                    "expected a feature id string, such as \"data-explorer\", or an option (`usage = 1`, `shadow`)",
+                    "expected a feature id string, such as \"data-explorer\", or an option (`usage = 1`, `shadow`, `exclusive`)",
                 ));
             }
             if !input.is_empty() {
@@ -183,6 +192,7 @@ impl Parse for RequiresFeatureArgs {
             features,
             shadow: shadow.is_some_and(|(_, value)| value),
             usage: usage.map(|(_, value)| value),
+            exclusive: exclusive.unwrap_or(false),
         })
     }
 }
@@ -208,7 +218,7 @@ fn quantity(input: ParseStream<'_>) -> syn::Result<f64> {
 
 /// The option a misspelt one most likely meant.
 fn closest(name: &str) -> Option<&'static str> {
-    ["usage", "shadow"].into_iter().find(|option| {
+    ["usage", "shadow", "exclusive"].into_iter().find(|option| {
         let shared = option.chars().filter(|c| name.contains(*c)).count();
         shared + 1 >= option.len() && name.len().abs_diff(option.len()) <= 2
     })

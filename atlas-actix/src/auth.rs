@@ -32,6 +32,15 @@ pub type ResolveFuture<'a> = Pin<Box<dyn Future<Output = Option<String>> + 'a>>;
 pub trait UserResolver: Send + Sync + 'static {
     /// The customer id of the request's user, if it has one.
     fn resolve(&self, request: HttpRequest) -> ResolveFuture<'_>;
+
+    /// Whether the request's user, already resolved, may change its customer's billing:
+    /// subscribe, cancel, renew, set a payment method. Called by the Atlas scope's billing
+    /// routes; a refusal answers 403. Default: yes. [`ClerkAuth`](crate::ClerkAuth) can
+    /// restrict it to organisation roles.
+    fn may_manage_billing(&self, request: &HttpRequest) -> bool {
+        let _ = request;
+        true
+    }
 }
 
 impl<F, Fut> UserResolver for F

@@ -4,7 +4,9 @@
 //! gives for networkless verification, or with the instance's JWKS (fetched with awc, cached,
 //! and fetched again when a token names an unknown key). `exp` and `nbf` are checked with a
 //! small leeway, `azp` against the app's origins when they are configured (Clerk warns that
-//! skipping it opens the door to CSRF), and pending sessions are refused. Anything wrong with
+//! skipping it opens the door to CSRF; a token without `azp` is then refused too), `iss`
+//! when an issuer is configured, and pending sessions are refused. Token times are compared
+//! with saturating arithmetic: a token with an `exp` near 2^64 answers the same every time. Anything wrong with
 //! a token (malformed, expired, not yet valid, another key, `alg: none`, HS256 signed with the
 //! public key, another party) makes the request anonymous: a 401, never a 500.
 //!
@@ -45,6 +47,10 @@ pub struct ClerkSession {
     pub user_id: String,
     /// The active organisation, if any (`o.id` in v2 tokens, `org_id` in v1 ones).
     pub organization_id: Option<String>,
+    /// The user's role in the active organisation, such as `org:admin` (`o.rol` in v2 tokens,
+    /// `org_role` in v1 ones). v2 tokens carry the role without its `org:` prefix; it is
+    /// added here, so both read the same.
+    pub organization_role: Option<String>,
     /// The session (`sid`).
     pub session_id: Option<String>,
     /// When the token expires, in seconds since the epoch.
@@ -65,12 +71,16 @@ struct Claims {
     o: Option<OrganizationClaim>,
     #[serde(default)]
     org_id: Option<String>,
+    #[serde(default)]
+    org_role: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct OrganizationClaim {
     #[serde(default)]
     id: Option<String>,
+    #[serde(default)]
+    rol: Option<String>,
 }
 
 enum Keys {
@@ -90,7 +100,9 @@ struct State {
 #[derive(Clone)]
 struct Options {
     authorized_parties: Vec<String>,
+    issuer: Option<String>,
     organizations: bool,
+    billing_roles: Vec<String>,
     leeway: Duration,
 }
 
@@ -122,7 +134,9 @@ impl std::fmt::Debug for ClerkAuth {
         f.debug_struct("ClerkAuth")
             .field("keys", &keys)
             .field("authorized_parties", &self.options.authorized_parties)
+            .field("issuer", &self.options.issuer)
             .field("organizations", &self.options.organizations)
+            .field("billing_roles", &self.options.billing_roles)
             .finish_non_exhaustive()
     }
 }
@@ -136,7 +150,9 @@ impl ClerkAuth {
             }),
             options: Arc::new(Options {
                 authorized_parties: Vec::new(),
+                issuer: None,
                 organizations: false,
+                billing_roles: Vec::new(),
                 leeway: Duration::from_secs(5),
             }),
         }
@@ -175,7 +191,8 @@ impl ClerkAuth {
         env("CLERK_JWKS_URL").map(Self::from_jwks_url).transpose()
     }
 
-    /// The origins the app's frontend runs on: a token whose `azp` is another is refused.
+    /// The origins the app's frontend runs on: a token whose `azp` is another, or that has no
+    /// `azp`, is refused.
     pub fn authorized_parties<I, S>(mut self, parties: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -183,6 +200,26 @@ impl ClerkAuth {
     {
         Arc::make_mut(&mut self.options).authorized_parties =
             parties.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The Clerk instance's issuer (its Frontend API URL, `CLERK_ISSUER`): a token with
+    /// another `iss`, or none, is refused.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        Arc::make_mut(&mut self.options).issuer = Some(issuer.into());
+        self
+    }
+
+    /// The organisation roles (such as `org:admin`) that may change an organisation's billing
+    /// through the Atlas scope: subscribe, cancel, renew, payment method. Other members get
+    /// 403; users acting for themselves (no active organisation) are not affected. Default:
+    /// every member may.
+    pub fn billing_roles<I, S>(mut self, roles: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Arc::make_mut(&mut self.options).billing_roles = roles.into_iter().map(Into::into).collect();
         self
     }
 
@@ -209,7 +246,8 @@ impl ClerkAuth {
     async fn verified(&self, token: &str) -> Option<Arc<ClerkSession>> {
         let now = jsonwebtoken::get_current_timestamp();
         if let Some(session) = self.state.verified.get(token) {
-            return (now <= session.expires_at + self.options.leeway.as_secs()).then_some(session);
+            return (now <= session.expires_at.saturating_add(self.options.leeway.as_secs()))
+                .then_some(session);
         }
         let header = jsonwebtoken::decode_header(token).ok()?;
         if header.alg != Algorithm::RS256 {
@@ -220,7 +258,13 @@ impl ClerkAuth {
         validation.leeway = self.options.leeway.as_secs();
         validation.validate_nbf = true;
         validation.validate_aud = false;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        match &self.options.issuer {
+            Some(issuer) => {
+                validation.set_issuer(&[issuer]);
+                validation.set_required_spec_claims(&["exp", "sub", "iss"]);
+            }
+            None => validation.set_required_spec_claims(&["exp", "sub"]),
+        }
         let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
             .ok()?
             .claims;
@@ -228,18 +272,23 @@ impl ClerkAuth {
             return None;
         }
         let parties = &self.options.authorized_parties;
-        if let Some(azp) = &claims.azp {
-            if !parties.is_empty() && !parties.contains(azp) {
-                tracing::debug!(%azp, "a Clerk token for another party was refused");
-                return None;
-            }
+        if !parties.is_empty() && !claims.azp.as_ref().is_some_and(|azp| parties.contains(azp)) {
+            tracing::debug!(azp = ?claims.azp, "a Clerk token for another party, or none, was refused");
+            return None;
         }
+        let (v2_id, v2_role) = claims.o.map_or((None, None), |o| (o.id, o.rol));
         let session = Arc::new(ClerkSession {
-            organization_id: claims
-                .o
-                .and_then(|o| o.id)
-                .or(claims.org_id)
-                .filter(|id| !id.is_empty()),
+            organization_id: v2_id.or(claims.org_id).filter(|id| !id.is_empty()),
+            organization_role: v2_role
+                .map(|role| {
+                    if role.starts_with("org:") {
+                        role
+                    } else {
+                        format!("org:{role}")
+                    }
+                })
+                .or(claims.org_role)
+                .filter(|role| !role.is_empty()),
             user_id: claims.sub,
             session_id: claims.sid,
             expires_at: claims.exp,
@@ -324,5 +373,25 @@ impl UserResolver for ClerkAuth {
             let session = self.verified(token).await?;
             Some(self.customer_id(&session))
         })
+    }
+
+    fn may_manage_billing(&self, request: &HttpRequest) -> bool {
+        let roles = &self.options.billing_roles;
+        if roles.is_empty() {
+            return true;
+        }
+        // The token was verified moments ago by `resolve`: it is in the cache.
+        let Some(session) = bearer_token(request).and_then(|token| self.state.verified.get(token))
+        else {
+            return false;
+        };
+        match (&session.organization_id, self.options.organizations) {
+            (Some(_), true) => session
+                .organization_role
+                .as_ref()
+                .is_some_and(|role| roles.contains(role)),
+            // The customer is the user: its own billing.
+            _ => true,
+        }
     }
 }

@@ -10,6 +10,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use crate::auth::UserResolver;
 use crate::client::transport::{ApiKey, Backoff};
 use crate::client::Atlas;
+use crate::csrf::AllowedOrigins;
 use crate::error::BuildError;
 use crate::guard::Denial;
 use crate::limits::{IntoUsage, LimitCallback};
@@ -61,6 +62,8 @@ pub struct AtlasBuilder {
     pub(crate) push_invalidation: bool,
     pub(crate) outage: OutagePolicies,
     pub(crate) spool: Option<std::path::PathBuf>,
+    pub(crate) allowed_origins: AllowedOrigins,
+    pub(crate) public_rate_limit: (u32, Duration),
 }
 
 /// A custom answer to a guard's denial.
@@ -113,6 +116,8 @@ impl Default for AtlasBuilder {
             push_invalidation: true,
             outage: OutagePolicies::default(),
             spool: None,
+            allowed_origins: AllowedOrigins::default(),
+            public_rate_limit: (30, Duration::from_secs(60)),
         }
     }
 }
@@ -320,6 +325,29 @@ impl AtlasBuilder {
         self
     }
 
+    /// The origins (`https://app.example.com`) of the app's frontend, besides the app's own.
+    /// A state-changing request authenticated by a cookie (the Atlas scope's `POST` routes, a
+    /// guard that reports usage) must come from one of them, or it is refused with 403: a page
+    /// on another site can make a browser send such a request with the user's cookies
+    /// (cross-site request forgery). Requests with a bearer token are not affected. Give the
+    /// same origins as the CORS layer.
+    pub fn allowed_origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.allowed_origins = AllowedOrigins::new(origins);
+        self
+    }
+
+    /// How many requests each caller (the user, else the client address) may make to the
+    /// scope's routes that need no user, `features/register` and `sdk-version`, per `period`
+    /// (default 30 a minute); more answer 429.
+    pub fn public_rate_limit(mut self, requests: u32, period: Duration) -> Self {
+        self.public_rate_limit = (requests, period);
+        self
+    }
+
     /// What entitlement checks do while the platform cannot answer (default
     /// [`OutagePolicy::FailClosed`]: guarded routes answer 503).
     ///
@@ -387,6 +415,12 @@ impl AtlasBuilder {
             return Err(BuildError::InvalidOption {
                 option: "events_queue_capacity",
                 reason: "must be above zero".to_owned(),
+            });
+        }
+        if self.public_rate_limit.0 == 0 || self.public_rate_limit.1.is_zero() {
+            return Err(BuildError::InvalidOption {
+                option: "public_rate_limit",
+                reason: "requests and period must be above zero".to_owned(),
             });
         }
         let tls = tls_config(&self.root_certificates)?;

@@ -150,6 +150,21 @@ pub enum RequestError {
     /// The body is larger than the limit. 413.
     #[error("request body larger than {0} bytes")]
     BodyTooLarge(usize),
+    /// A state-changing request whose body is not JSON (a form or `text/plain`, which a
+    /// browser sends cross-site without a preflight). 415.
+    #[error("the body must be JSON, sent with Content-Type: application/json")]
+    UnsupportedMediaType,
+    /// A state-changing request authenticated by a cookie, from an origin that is not allowed
+    /// (or with none): a cross-site request forgery. 403.
+    #[error("cross-site request refused: the origin is not allowed")]
+    ForbiddenOrigin,
+    /// The caller sent more requests than the route allows; retry after the given seconds. 429.
+    #[error("too many requests; retry in {0} s")]
+    TooManyRequests(u64),
+    /// The user may not change the customer's billing (an organisation member without a billing
+    /// role). 403.
+    #[error("your role in the organisation may not change its billing")]
+    BillingNotAllowed,
     /// The app is set up wrong (the reason is logged, with the fix). An opaque 500.
     #[error("Internal server error")]
     Misconfigured(&'static str),
@@ -166,6 +181,9 @@ impl ResponseError for RequestError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::ForbiddenOrigin | Self::BillingNotAllowed => StatusCode::FORBIDDEN,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Misconfigured(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Atlas(err) => err.status_code(),
         }
@@ -174,6 +192,9 @@ impl ResponseError for RequestError {
     fn error_response(&self) -> HttpResponse {
         match self {
             Self::Atlas(err) => err.error_response(),
+            Self::TooManyRequests(seconds) => HttpResponse::TooManyRequests()
+                .insert_header((actix_web::http::header::RETRY_AFTER, seconds.to_string()))
+                .json(serde_json::json!({ "error": self.to_string() })),
             other => HttpResponse::build(other.status_code())
                 .json(serde_json::json!({ "error": other.to_string() })),
         }

@@ -17,6 +17,8 @@ use futures_util::future::LocalBoxFuture;
 
 use crate::auth::customer_info;
 use crate::client::Atlas;
+use crate::csrf::check_origin;
+use crate::exclusive::Lease;
 use crate::entitlements::CustomerFeature;
 use crate::error::RequestError;
 
@@ -62,12 +64,19 @@ pub struct GuardOptions {
     pub shadow: bool,
     /// Report this usage of the features when the handler answers 2xx.
     pub usage: Option<f64>,
+    /// Run the check and the handler as one step per customer and features (see
+    /// [`RequireFeatures::exclusive`]).
+    pub exclusive: bool,
 }
 
 impl GuardOptions {
     /// Options as the macro writes them.
-    pub const fn new(shadow: bool, usage: Option<f64>) -> Self {
-        Self { shadow, usage }
+    pub const fn new(shadow: bool, usage: Option<f64>, exclusive: bool) -> Self {
+        Self {
+            shadow,
+            usage,
+            exclusive,
+        }
     }
 }
 
@@ -84,6 +93,8 @@ pub struct Granted {
     customer_id: String,
     /// What `#[requires_feature(usage = ..)]` reports when the handler succeeds.
     usage: Option<(&'static [&'static str], f64)>,
+    /// Held until the handler has answered, for an exclusive guard.
+    _lease: Option<Lease>,
 }
 
 impl Granted {
@@ -92,7 +103,7 @@ impl Granted {
         let Some(atlas) = self.atlas else { return };
         actix_rt::spawn(async move {
             if let Err(err) = atlas.enqueue(&self.customer_id, &features, quantity).await {
-                tracing::error!(customer = %self.customer_id, features = %features.join(", "), %err, "could not queue the usage of a guarded handler");
+                tracing::error!(customer = ?self.customer_id, features = ?features, %err, "could not queue the usage of a guarded handler");
             }
         });
     }
@@ -104,7 +115,7 @@ fn atlas_of(request: &HttpRequest) -> Result<&Atlas, RequestError> {
         Some(atlas) => Ok(atlas),
         None => {
             tracing::error!(
-                route = %request.path(),
+                route = ?request.path(),
                 "no Atlas client in the app data: add `.app_data(web::Data::new(atlas.clone()))` to the App"
             );
             Err(RequestError::Misconfigured(
@@ -121,15 +132,24 @@ pub(crate) async fn check(
     options: GuardOptions,
 ) -> Result<Granted, HttpResponse> {
     let atlas = atlas_of(request).map_err(|err| err.error_response())?;
+    if options.usage.is_some() {
+        // Reporting usage bills the customer: a cross-site request must not do it.
+        check_origin(request, atlas.allowed_origins()).map_err(|err| err.error_response())?;
+    }
     let customer = match atlas.resolve_user(request).await {
         Ok(Some(customer)) => customer,
         Ok(None) => return Err(atlas.deny(request, &Denial::Unauthenticated)),
         Err(err) => return Err(err.error_response()),
     };
+    let lease = if options.exclusive {
+        Some(atlas.exclusive_locks().acquire(&customer, features).await)
+    } else {
+        None
+    };
     let flags = match atlas.allowed_flags(&customer, features).await {
         Ok(flags) => flags,
         Err(err) => {
-            tracing::error!(route = %request.path(), %customer, %err, "the entitlement check failed");
+            tracing::error!(route = ?request.path(), customer = ?customer, %err, "the entitlement check failed");
             return Err(RequestError::Atlas(err).error_response());
         }
     };
@@ -144,11 +164,10 @@ pub(crate) async fn check(
             .filter(|(_, ok)| !**ok)
             .map(|(f, _)| f.as_str())
             .collect();
-        let denied = denied.join(", ");
         if options.shadow {
-            tracing::warn!(route = %request.path(), %customer, %denied, "shadow mode: this request would be denied");
+            tracing::warn!(route = ?request.path(), customer = ?customer, denied = ?denied, "shadow mode: this request would be denied");
         } else {
-            tracing::debug!(route = %request.path(), %customer, %denied, "request denied by plan");
+            tracing::debug!(route = ?request.path(), customer = ?customer, denied = ?denied, "request denied by plan");
             return Err(atlas.deny(request, &Denial::NotEntitled { features: allowed }));
         }
     }
@@ -159,6 +178,7 @@ pub(crate) async fn check(
         atlas: options.usage.map(|_| Atlas::clone(atlas)),
         customer_id: customer,
         usage: None,
+        _lease: lease,
     })
 }
 
@@ -236,8 +256,24 @@ impl RequireFeatures {
     }
 
     /// Reports `quantity` of usage of the features each time the wrapped service answers 2xx.
+    /// Such requests bill the customer, so a cookie-authenticated one must come from an
+    /// allowed origin (see [`AtlasBuilder::allowed_origins`](crate::AtlasBuilder::allowed_origins)).
     pub fn report_usage(mut self, quantity: f64) -> Self {
         self.options.usage = Some(quantity);
+        self
+    }
+
+    /// Runs the check and the wrapped service as one step per customer and features, in this
+    /// process: the next request of the same customer waits until this one has answered, so
+    /// its limit callback counts what this one added. For handlers that add to a limited
+    /// feature (a seat, a project): without it, concurrent requests all pass the check before
+    /// any adds, and together overshoot the limit. Costs a lock per request and serialises one
+    /// customer's requests to the route; other customers do not wait.
+    ///
+    /// Several app instances need the limit held in the shared store as well: count and insert
+    /// in one database transaction, or a constraint.
+    pub fn exclusive(mut self, exclusive: bool) -> Self {
+        self.options.exclusive = exclusive;
         self
     }
 }

@@ -23,15 +23,18 @@ mod cache;
 mod clerk;
 mod client;
 mod config;
+pub mod csrf;
 pub mod entitlements;
 mod error;
 mod events;
+mod exclusive;
 mod guard;
 mod limits;
 mod outage;
 mod registration;
 pub mod scope;
 mod spool;
+mod throttle;
 
 #[cfg(feature = "emulator")]
 pub mod emulator;

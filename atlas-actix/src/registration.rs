@@ -1,12 +1,20 @@
 //! Feature registration: the platform learns which features the code checks, so its
 //! dashboard can show them. Slugs are collected and sent together a while after the last new
 //! one (debounced); a slug is sent once per client, and again only if sending failed.
+//!
+//! Slugs the app's own checks name are few and always taken. Slugs the frontend relays
+//! through the scope come from anyone: past [`MAX_REQUESTED`] of them, only the pricing
+//! model's features are taken, so memory stays bounded and real features are never dropped.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
+
+/// The most slugs taken from callers, outside the pricing model, in a client's life.
+pub(crate) const MAX_REQUESTED: usize = 1_000;
 
 #[derive(Default)]
 struct Pending {
@@ -16,6 +24,8 @@ struct Pending {
 
 pub(crate) struct Registrations {
     seen: RwLock<HashSet<String>>,
+    /// How many seen slugs came from callers and were not the pricing model's.
+    requested: AtomicUsize,
     pending: Mutex<Pending>,
     debounce: Duration,
     wake: Arc<Notify>,
@@ -25,6 +35,7 @@ impl Registrations {
     pub(crate) fn new(debounce: Duration) -> Self {
         Self {
             seen: RwLock::new(HashSet::new()),
+            requested: AtomicUsize::new(0),
             pending: Mutex::new(Pending::default()),
             debounce,
             wake: Arc::new(Notify::new()),
@@ -35,8 +46,41 @@ impl Registrations {
         Arc::clone(&self.wake)
     }
 
-    /// Notes checked slugs; those never seen are sent at the next debounced registration.
+    /// Notes slugs the app's checks name; those never seen are sent at the next debounced
+    /// registration.
     pub(crate) fn register<'a>(&self, slugs: impl IntoIterator<Item = &'a str> + Clone) {
+        self.add(slugs, |_| true);
+    }
+
+    /// Notes slugs a caller sent: taken while fewer than [`MAX_REQUESTED`] came from callers,
+    /// and always when `in_model` says the pricing model has the feature.
+    pub(crate) fn register_requested<'a>(
+        &self,
+        slugs: impl IntoIterator<Item = &'a str> + Clone,
+        in_model: impl Fn(&str) -> bool,
+    ) {
+        self.add(slugs, |slug| {
+            if in_model(slug) {
+                return true;
+            }
+            let taken = self
+                .requested
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    (n < MAX_REQUESTED).then_some(n + 1)
+                })
+                .is_ok();
+            if !taken {
+                tracing::debug!(feature = ?slug, "feature registration ignored: too many unknown features registered");
+            }
+            taken
+        });
+    }
+
+    fn add<'a>(
+        &self,
+        slugs: impl IntoIterator<Item = &'a str> + Clone,
+        admit: impl Fn(&str) -> bool,
+    ) {
         // Checks run on every guarded request: the usual case, nothing new, takes a read lock.
         let seen = self.seen.read().unwrap_or_else(PoisonError::into_inner);
         if slugs.clone().into_iter().all(|slug| seen.contains(slug)) {
@@ -44,11 +88,13 @@ impl Registrations {
         }
         drop(seen);
         let mut seen = self.seen.write().unwrap_or_else(PoisonError::into_inner);
-        let new: Vec<String> = slugs
-            .into_iter()
-            .filter(|slug| seen.insert((*slug).to_owned()))
-            .map(str::to_owned)
-            .collect();
+        let mut new = Vec::new();
+        for slug in slugs {
+            if !seen.contains(slug) && admit(slug) {
+                seen.insert(slug.to_owned());
+                new.push(slug.to_owned());
+            }
+        }
         drop(seen);
         if !new.is_empty() {
             self.put_back(new);
@@ -99,5 +145,19 @@ mod tests {
         assert!(registrations.due_at().is_none(), "already sent");
         registrations.put_back(vec!["a".into()]);
         assert_eq!(registrations.take(), ["a"]);
+    }
+
+    #[test]
+    fn requested_slugs_are_bounded_but_model_features_always_taken() {
+        let registrations = Registrations::new(Duration::ZERO);
+        let many: Vec<String> = (0..MAX_REQUESTED + 500).map(|i| format!("junk-{i}")).collect();
+        registrations.register_requested(many.iter().map(String::as_str), |_| false);
+        registrations.register_requested(["seats", "junk-late"], |slug| slug == "seats");
+        let taken = registrations.take();
+        assert_eq!(taken.len(), MAX_REQUESTED + 1);
+        assert!(taken.contains(&"seats".to_owned()));
+        assert!(!taken.contains(&"junk-late".to_owned()));
+        registrations.register(["app-feature"]);
+        assert_eq!(registrations.take(), ["app-feature"], "the app's own checks are never capped");
     }
 }

@@ -24,6 +24,22 @@
 //! Errors are `{"error": ...}`: no user 401; invalid API key 503 `Invalid API key`; platform
 //! unavailable 503; changes not allowed 403; the platform's 4xx kept; malformed body or query
 //! 400; body over the limit 413; unknown route 404; wrong method 405.
+//!
+//! Hostile callers are bounded:
+//! - every `POST` takes only JSON bodies (415 otherwise) and, when the user comes from a
+//!   cookie, only from the app's own or an allowed origin (403 otherwise): see [`crate::csrf`]
+//!   for why;
+//! - the billing routes (`subscribe`, `cancel`, `renew`, `payment-method`) ask the resolver
+//!   whether the user may change billing ([`UserResolver::may_manage_billing`]), 403 if not;
+//! - `features/register` and `sdk-version`, which need no user, are rate-limited per caller
+//!   (429, [`AtlasBuilder::public_rate_limit`]); feature ids must look like ids (at most 100 a
+//!   request, 128 characters each, letters, digits and `-_.:`), SDK libraries must be Atlas
+//!   SDKs (`react`, `next`, `express`, `core`, `actix`), versions short version strings;
+//!   [`Atlas::register_features`] and [`Atlas::report_sdk_version`] bound what reaches the
+//!   platform.
+//!
+//! [`UserResolver::may_manage_billing`]: crate::UserResolver::may_manage_billing
+//! [`AtlasBuilder::public_rate_limit`]: crate::AtlasBuilder::public_rate_limit
 
 use actix_web::http::Method;
 use actix_web::web::{self, Bytes};
@@ -37,7 +53,9 @@ use crate::auth::customer_info;
 use crate::client::{
     Atlas, BillingCadence, CancelType, CustomerInfo, Pagination, SubscribeRequest,
 };
+use crate::csrf::{check_json_body, check_origin};
 use crate::error::{AtlasError, RequestError};
+use crate::throttle::caller;
 
 type Answer = Result<HttpResponse, RequestError>;
 
@@ -111,11 +129,15 @@ async fn user_of(atlas: &Atlas, request: &HttpRequest) -> Result<String, Request
         .ok_or(RequestError::Unauthorized)
 }
 
-/// Reads a JSON body of at most the configured size; an empty body reads as `{}`.
+/// Reads the JSON body of a state-changing request, of at most the configured size, once the
+/// request passed the cross-site checks; an empty body reads as `{}`.
 async fn body<T: DeserializeOwned>(
     atlas: &Atlas,
+    request: &HttpRequest,
     mut payload: web::Payload,
 ) -> Result<T, RequestError> {
+    check_json_body(request)?;
+    check_origin(request, atlas.allowed_origins())?;
     let limit = atlas.body_limit();
     let mut bytes = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
@@ -174,10 +196,57 @@ struct FeatureList {
     features: Vec<String>,
 }
 
-async fn register_features(atlas: web::Data<Atlas>, payload: web::Payload) -> Answer {
-    let list: FeatureList = body(&atlas, payload).await?;
+/// The most feature ids one registration may carry.
+const MAX_REGISTERED: usize = 100;
+/// The longest feature id taken.
+const MAX_FEATURE_ID: usize = 128;
+
+async fn register_features(
+    atlas: web::Data<Atlas>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> Answer {
+    throttle(&atlas, &request).await?;
+    let list: FeatureList = body(&atlas, &request, payload).await?;
+    if list.features.len() > MAX_REGISTERED {
+        return Err(RequestError::BadRequest(format!(
+            "at most {MAX_REGISTERED} features may be registered at once"
+        )));
+    }
+    if let Some(bad) = list.features.iter().find(|id| !is_feature_id(id)) {
+        return Err(RequestError::BadRequest(format!(
+            "{bad:?} is not a feature id: at most {MAX_FEATURE_ID} letters, digits and -_.:"
+        )));
+    }
     atlas.register_features(&list.features);
     Ok(HttpResponse::Ok().json(json!({})))
+}
+
+fn is_feature_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_FEATURE_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+/// Counts the request against the caller's allowance on the routes anyone may call.
+async fn throttle(atlas: &Atlas, request: &HttpRequest) -> Result<(), RequestError> {
+    // A resolver that is missing or fails counts the caller by address.
+    let user = atlas.resolve_user(request).await.ok().flatten();
+    let caller = caller(request, user.as_deref());
+    atlas.public_throttle().admit(&caller).inspect_err(|_| {
+        tracing::debug!(caller = ?caller, route = ?request.path(), "rate limit reached");
+    })
+}
+
+/// Refuses a user whom the resolver does not let change billing.
+fn billing_allowed(atlas: &Atlas, request: &HttpRequest) -> Result<(), RequestError> {
+    if atlas.may_manage_billing(request) {
+        Ok(())
+    } else {
+        Err(RequestError::BillingNotAllowed)
+    }
 }
 
 #[derive(Deserialize)]
@@ -253,7 +322,8 @@ async fn payment_method(
     payload: web::Payload,
 ) -> Answer {
     let user = user_of(&atlas, &request).await?;
-    let body: PaymentMethodBody = body(&atlas, payload).await?;
+    let body: PaymentMethodBody = body(&atlas, &request, payload).await?;
+    billing_allowed(&atlas, &request)?;
     let info = CustomerInfo {
         email: body.email,
         name: body.name,
@@ -281,7 +351,8 @@ async fn subscribe(
     payload: web::Payload,
 ) -> Answer {
     let user = user_of(&atlas, &request).await?;
-    let body: SubscribeBody = body(&atlas, payload).await?;
+    let body: SubscribeBody = body(&atlas, &request, payload).await?;
+    billing_allowed(&atlas, &request)?;
     let request = SubscribeRequest {
         billing_cadence: body.billing_cadence,
         success_url: body.success_url,
@@ -326,7 +397,8 @@ async fn cancel(
     payload: web::Payload,
 ) -> Answer {
     let user = user_of(&atlas, &request).await?;
-    let body: CancelBody = body(&atlas, payload).await?;
+    let body: CancelBody = body(&atlas, &request, payload).await?;
+    billing_allowed(&atlas, &request)?;
     atlas.cancel_subscription(&user, &id, body.kind).await?;
     Ok(HttpResponse::Ok().json(json!({})))
 }
@@ -339,7 +411,8 @@ async fn renew(
 ) -> Answer {
     let user = user_of(&atlas, &request).await?;
     // The React SDK sends no body; anything sent must still be a JSON object.
-    let _: serde_json::Map<String, serde_json::Value> = body(&atlas, payload).await?;
+    let _: serde_json::Map<String, serde_json::Value> = body(&atlas, &request, payload).await?;
+    billing_allowed(&atlas, &request)?;
     Ok(HttpResponse::Ok().json(atlas.renew_subscription(&user, &id).await?))
 }
 
@@ -361,11 +434,30 @@ struct SdkVersion {
     version: String,
 }
 
-async fn sdk_version(atlas: web::Data<Atlas>, payload: web::Payload) -> Answer {
-    let version: SdkVersion = body(&atlas, payload).await?;
-    if version.library.is_empty() || version.version.is_empty() {
+/// The Atlas SDKs whose versions the scope relays: the React SDK reports `react` or `next`.
+const SDK_LIBRARIES: [&str; 5] = ["react", "next", "express", "core", "actix"];
+
+async fn sdk_version(
+    atlas: web::Data<Atlas>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> Answer {
+    throttle(&atlas, &request).await?;
+    let version: SdkVersion = body(&atlas, &request, payload).await?;
+    if !SDK_LIBRARIES.contains(&version.library.as_str()) {
+        return Err(RequestError::BadRequest(format!(
+            "unknown SDK library; expected one of: {}",
+            SDK_LIBRARIES.join(", ")
+        )));
+    }
+    let valid_version = (1..=32).contains(&version.version.len())
+        && version
+            .version
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+'));
+    if !valid_version {
         return Err(RequestError::BadRequest(
-            "library and version must not be empty".to_owned(),
+            "the version must be a version string, such as 2.8.0".to_owned(),
         ));
     }
     atlas.report_sdk_version(&version.library, &version.version);

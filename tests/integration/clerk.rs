@@ -151,6 +151,120 @@ async fn authorized_parties_are_checked() {
 }
 
 #[actix_rt::test]
+async fn a_token_without_azp_is_refused_when_parties_are_set() {
+    let (good, _) = keys();
+    let mut no_azp = claims("user_alice");
+    no_azp.as_object_mut().unwrap().remove("azp");
+    let token = sign(&no_azp, good, None);
+    assert!(clerk().verify(&token).await.is_some(), "no parties configured");
+    let ours = clerk().authorized_parties(["https://app.example.com"]);
+    assert!(ours.verify(&token).await.is_none());
+}
+
+#[actix_rt::test]
+async fn the_issuer_is_checked_when_configured() {
+    let (good, _) = keys();
+    let ours = || clerk().issuer("https://clerk.example.dev");
+    assert!(ours()
+        .verify(&sign(&claims("u"), good, None))
+        .await
+        .is_some());
+    let mut other = claims("u");
+    other["iss"] = json!("https://clerk.attacker.dev");
+    assert!(ours().verify(&sign(&other, good, None)).await.is_none());
+    let mut none = claims("u");
+    none.as_object_mut().unwrap().remove("iss");
+    assert!(ours().verify(&sign(&none, good, None)).await.is_none());
+}
+
+#[actix_rt::test]
+async fn an_exp_near_the_end_of_time_answers_the_same_every_time() {
+    let (good, _) = keys();
+    let clerk = clerk();
+    for exp in [u64::MAX, u64::MAX - 1, u64::MAX - 4] {
+        let mut far = claims("user_far");
+        far["exp"] = json!(exp);
+        let token = sign(&far, good, None);
+        // The first answer verifies; the second comes from the verified-token cache.
+        let first = clerk.verify(&token).await;
+        let second = clerk.verify(&token).await;
+        assert_eq!(first, second, "exp {exp}");
+        assert_eq!(first.map(|s| s.expires_at), Some(exp));
+    }
+}
+
+#[actix_rt::test]
+async fn organisation_roles_are_read_from_v1_and_v2_tokens() {
+    let (good, _) = keys();
+    let mut v2 = claims("user_alice");
+    v2["o"] = json!({"id": "org_1", "rol": "admin", "slg": "one"});
+    let mut v1 = claims("user_bob");
+    v1["org_id"] = json!("org_1");
+    v1["org_role"] = json!("org:member");
+    let admin = clerk().verify(&sign(&v2, good, None)).await.unwrap();
+    assert_eq!(admin.organization_role.as_deref(), Some("org:admin"));
+    let member = clerk().verify(&sign(&v1, good, None)).await.unwrap();
+    assert_eq!(member.organization_role.as_deref(), Some("org:member"));
+}
+
+#[actix_rt::test]
+async fn only_billing_roles_change_an_organisations_billing() {
+    let emulator = start_emulator();
+    let (good, _) = keys();
+    let clerk = clerk().organizations(true).billing_roles(["org:admin"]);
+    let atlas = builder(&emulator).user_resolver(clerk).build().unwrap();
+    let app = test::init_service(App::new().service(atlas.scope())).await;
+    let token = |sub: &str, org: Option<(&str, &str)>| {
+        let mut claims = claims(sub);
+        if let Some((id, role)) = org {
+            claims["o"] = json!({"id": id, "rol": role});
+        }
+        sign(&claims, good, None)
+    };
+    let subscribe = |token: String| {
+        TestRequest::post()
+            .uri("/atlas-api/plans/plan_free/subscribe")
+            .insert_header(("authorization", format!("Bearer {token}")))
+            .set_json(json!({"billingCadence": "monthly", "successUrl": "https://app.example.com/done"}))
+            .to_request()
+    };
+    let customers = || async {
+        crate::common::Platform {
+            emulator: &emulator,
+        }
+        .admin(awc::http::Method::GET, "/__admin/customers", None)
+        .await
+        .body
+    };
+    let before = customers().await;
+    let member = token("user_bob", Some(("org_standard_corp", "member")));
+    let (status, body) = json_body(test::call_service(&app, subscribe(member)).await).await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        body["error"],
+        "your role in the organisation may not change its billing"
+    );
+    let cancel = TestRequest::post()
+        .uri("/atlas-api/subscriptions/sub_standard_team/cancel")
+        .insert_header((
+            "authorization",
+            format!("Bearer {}", token("user_bob", Some(("org_standard_corp", "member")))),
+        ))
+        .set_json(json!({"type": "active"}))
+        .to_request();
+    assert_eq!(test::call_service(&app, cancel).await.status(), 403);
+    assert_eq!(customers().await, before, "the member changed nothing");
+
+    // The admin may; so may a user acting for their own account.
+    let admin = token("user_alice", Some(("org_standard_corp", "admin")));
+    let (status, _) = json_body(test::call_service(&app, subscribe(admin)).await).await;
+    assert_eq!(status, 200);
+    let personal = token("user_dave", None);
+    let (status, _) = json_body(test::call_service(&app, subscribe(personal)).await).await;
+    assert_eq!(status, 200);
+}
+
+#[actix_rt::test]
 async fn members_share_their_organisations_plan_through_the_scope() {
     let emulator = start_emulator();
     let (good, other) = keys();

@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests.
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use atlas_actix::emulator::{AtlasData, Emulator, EmulatorHandle};
 use awc::http::{Method, StatusCode};
@@ -120,4 +123,122 @@ pub async fn json_body(response: actix_web::dev::ServiceResponse) -> (u16, Value
         status,
         serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     )
+}
+
+/// The quickstart built beside this test binary (`cargo test` builds the examples).
+pub fn quickstart_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let binary = profile_dir
+        .join("examples")
+        .join(format!("quickstart{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        binary.exists(),
+        "no {}: `cargo test --workspace` builds the examples",
+        binary.display()
+    );
+    binary
+}
+
+/// The quickstart with the emulator as its platform, in demo mode, its environment cleared
+/// of what would change its set-up.
+pub fn quickstart_command(emulator: &EmulatorHandle) -> Command {
+    let mut command = Command::new(quickstart_binary());
+    command
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("ATLAS_API_KEY", emulator.api_key())
+        .env("ATLAS_HOST", emulator.url())
+        .env("PORT", "0")
+        .env("RUST_LOG", "warn")
+        .env_remove("BIND")
+        .env_remove("ALLOWED_ORIGINS")
+        .env_remove("ATLAS_DEMO_PUBLIC")
+        .env_remove("CLERK_JWT_KEY")
+        .env_remove("CLERK_JWKS_URL")
+        .env_remove("CLERK_ISSUER")
+        .env_remove("CLERK_AUTHORIZED_PARTIES")
+        .env_remove("ATLAS_EVENT_SPOOL");
+    command
+}
+
+/// A running quickstart process, killed when dropped.
+pub struct Quickstart {
+    child: Child,
+    pub base: String,
+}
+
+impl Quickstart {
+    /// Starts the quickstart against the emulator (as if it were the platform) and waits
+    /// until it listens.
+    pub fn start(emulator: &EmulatorHandle, spool: Option<&std::path::Path>) -> Self {
+        let mut command = quickstart_command(emulator);
+        if let Some(spool) = spool {
+            command.env("ATLAS_EVENT_SPOOL", spool);
+        }
+        Self::spawn(command)
+    }
+
+    pub fn spawn(mut command: Command) -> Self {
+        command.stdout(Stdio::piped()).stderr(Stdio::null());
+        let mut child = command.spawn().expect("the quickstart starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let base = loop {
+            let line = lines
+                .next()
+                .expect("the quickstart printed its address")
+                .unwrap();
+            if let Some(base) = line.strip_prefix("listening ") {
+                break base.to_owned();
+            }
+        };
+        // Keep reading its output, so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self { child, base }
+    }
+
+    pub async fn token(&self, user: &str) -> String {
+        let tokens = call(&self.base, None, Method::GET, "/demo/tokens", None)
+            .await
+            .body;
+        tokens[user].as_str().unwrap().to_owned()
+    }
+
+    pub async fn complete(&self, token: &str) -> u16 {
+        let client = awc::Client::default();
+        let response = client
+            .post(format!("{}/api/ai/complete", self.base))
+            .insert_header(("authorization", format!("Bearer {token}")))
+            .send_json(&serde_json::json!({"prompt": "count these words"}))
+            .await
+            .unwrap();
+        response.status().as_u16()
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub fn wait(mut self) {
+        for _ in 0..200 {
+            if self.child.try_wait().unwrap().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the quickstart did not stop");
+    }
+}
+
+impl Drop for Quickstart {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }

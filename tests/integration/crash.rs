@@ -1,110 +1,13 @@
 //! Usage events survive the process: a graceful stop sends the queue, and with the durable
 //! spool a `kill -9` loses nothing. These run the quickstart binary against the emulator.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use atlas_actix::emulator::EmulatorHandle;
 use awc::http::Method;
 use serde_json::Value;
 
-use crate::common::{call, start_emulator, Platform};
-
-/// The quickstart built beside this test binary (`cargo test` builds the examples).
-fn quickstart_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let binary = profile_dir
-        .join("examples")
-        .join(format!("quickstart{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        binary.exists(),
-        "no {}: `cargo test --workspace` builds the examples",
-        binary.display()
-    );
-    binary
-}
-
-struct Quickstart {
-    child: Child,
-    base: String,
-}
-
-impl Quickstart {
-    /// Starts the quickstart against the emulator (as if it were the platform) and waits
-    /// until it listens.
-    fn start(emulator: &EmulatorHandle, spool: Option<&std::path::Path>) -> Self {
-        let mut command = Command::new(quickstart_binary());
-        command
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("ATLAS_API_KEY", emulator.api_key())
-            .env("ATLAS_HOST", emulator.url())
-            .env("PORT", "0")
-            .env("RUST_LOG", "warn")
-            .env_remove("CLERK_JWT_KEY")
-            .env_remove("CLERK_JWKS_URL")
-            .env_remove("ATLAS_EVENT_SPOOL")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        if let Some(spool) = spool {
-            command.env("ATLAS_EVENT_SPOOL", spool);
-        }
-        let mut child = command.spawn().expect("the quickstart starts");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let base = loop {
-            let line = lines
-                .next()
-                .expect("the quickstart printed its address")
-                .unwrap();
-            if let Some(base) = line.strip_prefix("listening ") {
-                break base.to_owned();
-            }
-        };
-        // Keep reading its output, so it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Self { child, base }
-    }
-
-    async fn token(&self, user: &str) -> String {
-        let tokens = call(&self.base, None, Method::GET, "/demo/tokens", None)
-            .await
-            .body;
-        tokens[user].as_str().unwrap().to_owned()
-    }
-
-    async fn complete(&self, token: &str) -> u16 {
-        let client = awc::Client::default();
-        let response = client
-            .post(format!("{}/api/ai/complete", self.base))
-            .insert_header(("authorization", format!("Bearer {token}")))
-            .send_json(&serde_json::json!({"prompt": "count these words"}))
-            .await
-            .unwrap();
-        response.status().as_u16()
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn wait(mut self) {
-        for _ in 0..200 {
-            if self.child.try_wait().unwrap().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        panic!("the quickstart did not stop");
-    }
-}
+use crate::common::{start_emulator, Platform, Quickstart};
 
 async fn events(emulator: &EmulatorHandle) -> Vec<Value> {
     let events = Platform { emulator }

@@ -1,6 +1,7 @@
 //! The workspace's integration tests, in one binary (each `tests/*.rs` file would be a link of
 //! its own, slow on small machines).
 
+mod attacks;
 mod clerk;
 mod client;
 mod common;

@@ -365,6 +365,54 @@ async fn the_api_key_appears_in_no_log_error_debug_output_or_answer() {
     );
 }
 
+#[actix_rt::test]
+async fn request_data_is_logged_escaped_never_raw() {
+    let logs = captured_logs();
+    let emulator = start_emulator();
+    let atlas = builder(&emulator)
+        .user_resolver(header_user)
+        .build()
+        .unwrap();
+    atlas.status().await.unwrap();
+    Platform {
+        emulator: &emulator,
+    }
+    .admin(
+        Method::POST,
+        "/__admin/faults",
+        Some(serde_json::json!({"path": "/external/sdk/version", "status": 500})),
+    )
+    .await;
+    // What a caller controls, with a line break and a terminal escape in it.
+    let forged = "react\nFORGED-SDK the platform is down\u{1b}[31m";
+    atlas.report_sdk_version(forged, "2.8.0\nFORGED-VERSION");
+    let app = test::init_service(App::new().service(atlas.scope())).await;
+    for (path, body) in [
+        ("/atlas-api/sdk-version", r#"{"library":"x\nFORGED-SCOPE","version":"1"}"#),
+        ("/atlas-api/features/register", r#"{"features":["a\nFORGED-SLUG"]}"#),
+        ("/atlas-api/plans/p%0AFORGED-PATH%1B%5B31m/subscribe", r#"{"billingCadence":"monthly","successUrl":"https://x"}"#),
+    ] {
+        let (status, _) = send(&app, "POST", path, "user_dave", body).await;
+        assert!((400..500).contains(&status), "{path}: {status}");
+    }
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+        if text.contains("could not report the SDK version") {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        text.contains(r#"react\nFORGED-SDK"#),
+        "the name is logged, escaped: {text}"
+    );
+    for line in text.lines() {
+        assert!(!line.starts_with("FORGED"), "a forged log line: {line:?}");
+    }
+    assert!(!text.contains('\u{1b}'), "a terminal escape reached the log");
+}
+
 fn arbitrary_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),

@@ -19,13 +19,13 @@ async fn below(
 }
 
 /// Documented, routed by hand, with a `mut` argument.
-#[requires_feature("ai-tokens", usage = 0.5, shadow = false)]
+#[requires_feature("ai-tokens", usage = 0.5, shadow = false, exclusive = false)]
 async fn by_hand(mut path: web::Path<(u32, u32)>) -> String {
     path.0 += 1;
     format!("{}", path.0 + path.1)
 }
 
-#[requires_feature("seats")]
+#[requires_feature("seats", exclusive)]
 async fn no_arguments() -> HttpResponse {
     HttpResponse::NoContent().finish()
 }

@@ -23,6 +23,9 @@ use self::transport::{ApiKey, Transport, TransportConfig};
 use crate::auth::UserResolver;
 use crate::cache::Cache;
 use crate::config::{AtlasBuilder, DenyHandler};
+use crate::csrf::AllowedOrigins;
+use crate::exclusive::ExclusiveLocks;
+use crate::throttle::Throttle;
 use crate::entitlements::{
     customer_features, is_allowed, is_limited, limited_features, CustomerFeature, LimitOutcome,
 };
@@ -41,6 +44,11 @@ use crate::spool::Spool;
 
 /// The SDK's name in the platform's SDK version reports.
 const SDK_LIBRARY: &str = "actix";
+/// The most distinct SDK versions reported in a process's life: there are a few SDKs, each
+/// at one version, so more is a caller making them up.
+const MAX_SDK_VERSIONS: usize = 16;
+/// The most feature ids registered at one platform request, far below its body limit.
+const REGISTRATION_CHUNK: usize = 100;
 
 /// The client of the Atlas platform. Cheap to clone: clones share caches, queues and the
 /// connection. Build it once, outside `HttpServer::new`, and hand it to the app as
@@ -171,6 +179,9 @@ pub(crate) struct Inner {
     outage: OutagePolicies,
     /// Whether initialisation succeeded: what every check looks at, without a lock.
     ready: AtomicBool,
+    origins: AllowedOrigins,
+    public_throttle: Throttle,
+    exclusive: ExclusiveLocks,
 }
 
 impl Inner {
@@ -246,6 +257,9 @@ impl Atlas {
             link,
             outage: builder.outage,
             ready: AtomicBool::new(false),
+            origins: builder.allowed_origins,
+            public_throttle: Throttle::new(builder.public_rate_limit.0, builder.public_rate_limit.1),
+            exclusive: ExclusiveLocks::default(),
         });
         let atlas = Self { inner };
         atlas.spawn_initialisation(Initialisation::First);
@@ -744,40 +758,66 @@ impl Atlas {
             .await
     }
 
+    /// Sends the pending registrations, in requests well under the platform's body limit. A
+    /// chunk the platform refuses (4xx) is dropped with an error log: sending it again would
+    /// be refused again, forever.
     async fn send_registrations(&self) -> Result<(), AtlasError> {
         let slugs = self.inner.registrations.take();
-        if slugs.is_empty() {
-            return Ok(());
-        }
-        match self.inner.api.register_features(&slugs).await {
-            Ok(()) => {
-                tracing::debug!(features = %slugs.join(", "), "features registered with Atlas");
-                Ok(())
+        let mut chunks = slugs.chunks(REGISTRATION_CHUNK);
+        while let Some(chunk) = chunks.next() {
+            match self.inner.api.register_features(chunk).await {
+                Ok(()) => {
+                    tracing::debug!(features = ?chunk, "features registered with Atlas");
+                }
+                Err(AtlasError::Rejected { status, message }) => {
+                    tracing::error!(status, %message, features = ?chunk, "the Atlas platform refused a feature registration; not retrying it");
+                }
+                Err(err) => {
+                    let unsent = chunk.iter().chain(chunks.flatten()).cloned().collect();
+                    self.inner.registrations.put_back(unsent);
+                    return Err(err);
+                }
             }
-            Err(err) => {
-                self.inner.registrations.put_back(slugs);
-                Err(err)
-            }
         }
+        Ok(())
     }
 
     /// Reports an SDK's version to the platform, once per library and version (the scope's
     /// `sdk-version` route relays the frontend's).
+    ///
+    /// At most 16 distinct versions are reported in a process's life; later ones are
+    /// ignored, with one warning, so a caller making versions up cannot turn them into
+    /// platform calls.
     pub fn report_sdk_version(&self, library: &str, version: &str) {
-        let first = self
-            .inner
-            .sdk_versions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert((library.to_owned(), version.to_owned()));
-        if !first {
-            return;
+        {
+            let mut reported = self
+                .inner
+                .sdk_versions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let key = (library.to_owned(), version.to_owned());
+            if reported.contains(&key) {
+                return;
+            }
+            if reported.len() >= MAX_SDK_VERSIONS {
+                if reported.len() == MAX_SDK_VERSIONS {
+                    tracing::warn!(
+                        library = ?library,
+                        version = ?version,
+                        "more SDK versions than any app has were reported; ignoring this and later ones"
+                    );
+                    // One more entry marks the warning as given.
+                    reported.insert(key);
+                }
+                return;
+            }
+            reported.insert(key);
         }
         let api = Arc::clone(&self.inner.api);
         let (library, version) = (library.to_owned(), version.to_owned());
         self.transport().spawn(move || async move {
             if let Err(err) = api.report_sdk_version(&library, &version).await {
-                tracing::warn!(%library, %version, %err, "could not report the SDK version to Atlas");
+                tracing::warn!(library = ?library, version = ?version, %err, "could not report the SDK version to Atlas");
             }
         });
     }
@@ -1027,6 +1067,26 @@ impl Atlas {
         self.inner.body_limit
     }
 
+    pub(crate) fn allowed_origins(&self) -> &AllowedOrigins {
+        &self.inner.origins
+    }
+
+    pub(crate) fn public_throttle(&self) -> &Throttle {
+        &self.inner.public_throttle
+    }
+
+    pub(crate) fn exclusive_locks(&self) -> &ExclusiveLocks {
+        &self.inner.exclusive
+    }
+
+    /// Whether the request's user may change its customer's billing, as the resolver says.
+    pub(crate) fn may_manage_billing(&self, request: &actix_web::HttpRequest) -> bool {
+        self.inner
+            .resolver
+            .as_ref()
+            .is_none_or(|resolver| resolver.may_manage_billing(request))
+    }
+
     /// The `/atlas-api` scope the Atlas React SDK calls: mount it on the `App`
     /// (`App::new().service(atlas.scope())`). See [`crate::scope`] for its routes.
     pub fn scope(&self) -> actix_web::Scope {
@@ -1034,15 +1094,26 @@ impl Atlas {
     }
 
     /// Notes features the frontend checks, for the platform's dashboard (sent debounced).
+    ///
+    /// The ids come from callers the app does not control (the scope's `features/register`
+    /// relays the browser's), so their number is bounded: past 1,000 ids in a process's life,
+    /// only ids of the pricing model's features are still taken.
     pub fn register_features<I, S>(&self, features: I)
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
         let features: Vec<S> = features.into_iter().collect();
-        self.inner
-            .registrations
-            .register(features.iter().map(AsRef::as_ref).filter(|f| !f.is_empty()));
+        let model = self.inner.pricing_model.get_stale(&(), Duration::MAX);
+        let in_model = |slug: &str| {
+            model
+                .as_ref()
+                .is_some_and(|model| model.entitlements.iter().any(|e| e.slug == slug))
+        };
+        self.inner.registrations.register_requested(
+            features.iter().map(AsRef::as_ref).filter(|f| !f.is_empty()),
+            in_model,
+        );
     }
 
     /// Number of usage events queued and not yet accepted by the platform.

@@ -1,0 +1,8 @@
+use atlas_actix::requires_feature;
+
+#[requires_feature("seats", exclusive, exclusive = false)]
+async fn handler() -> &'static str {
+    "twice"
+}
+
+fn main() {}

@@ -1,0 +1,110 @@
+//! Exclusive guards: the check of a limited feature and the handler that uses it, as one step
+//! per customer and feature in this process.
+//!
+//! A limit check reads the customer's usage (the app's `limit!` callback) and the handler then
+//! adds to it. Two requests checked at once both see room for one more and both add: 200
+//! concurrent "add a seat" requests against a limit of 10 end above 10. An exclusive guard
+//! holds a lock, one per customer and feature set, from before the check until the handler
+//! has answered, so the next request's check counts what the previous one added. Requests of
+//! other customers, and other features, do not wait.
+//!
+//! The lock holds within one process. Apps that count in their own database and run several
+//! instances hold the limit there too: insert and count in one transaction, or a constraint.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+
+/// The locks, by key; an entry lives while someone holds or waits for it.
+#[derive(Debug, Default)]
+pub(crate) struct ExclusiveLocks {
+    locks: Arc<Mutex<HashMap<String, Arc<AsyncMutex<()>>>>>,
+}
+
+/// A held lock; dropping it lets the next request of the same customer and features in.
+pub(crate) struct Lease {
+    key: String,
+    guard: Option<OwnedMutexGuard<()>>,
+    locks: Arc<Mutex<HashMap<String, Arc<AsyncMutex<()>>>>>,
+}
+
+impl ExclusiveLocks {
+    /// Waits for the lock of `customer` and `features`.
+    pub(crate) async fn acquire(&self, customer: &str, features: &[&str]) -> Lease {
+        let mut key = String::with_capacity(customer.len() + 32);
+        key.push_str(customer);
+        for feature in features {
+            key.push('\0');
+            key.push_str(feature);
+        }
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(locks.entry(key.clone()).or_default())
+        };
+        let guard = lock.lock_owned().await;
+        Lease {
+            key,
+            guard: Some(guard),
+            locks: Arc::clone(&self.locks),
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
+        drop(self.guard.take());
+        // Nobody else holds or waits for it (the map's handle is the last): forget it, so
+        // the map stays as small as the requests under way.
+        if locks
+            .get(&self.key)
+            .is_some_and(|lock| Arc::strong_count(lock) == 1)
+        {
+            locks.remove(&self.key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    #[actix_rt::test]
+    async fn one_holder_per_key_and_no_entry_left_behind() {
+        let locks = Arc::new(ExclusiveLocks::default());
+        let inside = Arc::new(AtomicU32::new(0));
+        let most = Arc::new(AtomicU32::new(0));
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let (locks, inside, most) =
+                    (Arc::clone(&locks), Arc::clone(&inside), Arc::clone(&most));
+                actix_rt::spawn(async move {
+                    let _lease = locks.acquire("org_1", &["seats"]).await;
+                    let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                })
+            })
+            .collect();
+        let other = locks.acquire("org_2", &["seats"]).await;
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 1);
+        assert_eq!(locks.len(), 1, "only org_2's lease is left");
+        drop(other);
+        assert_eq!(locks.len(), 0);
+    }
+}

@@ -1,0 +1,307 @@
+//! Attacks replayed against the quickstart process, as a hostile page in the victim's browser
+//! or an anonymous caller would send them: each is refused with a 4xx and changes nothing.
+
+use std::time::Duration;
+
+use atlas_actix::emulator::EmulatorHandle;
+use awc::http::Method;
+use serde_json::{json, Value};
+
+use crate::common::{quickstart_command, start_emulator, Platform, Quickstart};
+
+const EVIL: &str = "https://evil.example";
+
+/// Sends a request with exactly these headers and this body; the status and the JSON answer.
+async fn raw(
+    base: &str,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Value) {
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish();
+    let mut request = client.request(method, format!("{base}{path}"));
+    for (name, value) in headers {
+        request = request.insert_header((*name, *value));
+    }
+    let mut response = request
+        .send_body(body.to_owned())
+        .await
+        .expect("the quickstart answers");
+    let bytes = response.body().await.unwrap();
+    (
+        response.status().as_u16(),
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// A JSON `POST` with no credentials, as an anonymous caller sends it.
+async fn anonymous_post(base: &str, path: &str, body: &Value) -> u16 {
+    let json = [("content-type", "application/json")];
+    raw(base, Method::POST, path, &json, &body.to_string()).await.0
+}
+
+async fn admin(emulator: &EmulatorHandle, path: &str) -> Value {
+    Platform { emulator }
+        .admin(Method::GET, path, None)
+        .await
+        .body
+}
+
+#[actix_rt::test]
+async fn cross_site_requests_with_the_victims_cookie_change_nothing() {
+    let emulator = start_emulator();
+    let quickstart = Quickstart::start(&emulator, None);
+    let base = quickstart.base.as_str();
+    let cookie = format!("__session={}", quickstart.token("Alice").await);
+    let erin = format!("__session={}", quickstart.token("Erin Pro").await);
+    let before = admin(&emulator, "/__admin/customers").await;
+    let subscribe = "/atlas-api/plans/plan_free/subscribe";
+    let body = r#"{"billingCadence":"monthly","successUrl":"https://evil.example/done"}"#;
+
+    // A "simple" request: no preflight, so CORS never had a say.
+    let (status, answer) = raw(
+        base,
+        Method::POST,
+        subscribe,
+        &[("cookie", &cookie), ("origin", EVIL), ("content-type", "text/plain")],
+        body,
+    )
+    .await;
+    assert_eq!(status, 415, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("JSON"));
+    let form = [
+        ("cookie", cookie.as_str()),
+        ("origin", EVIL),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ];
+    let cancel = "/atlas-api/subscriptions/sub_standard_team/cancel";
+    assert_eq!(raw(base, Method::POST, cancel, &form, "type=active").await.0, 415);
+
+    // JSON, or no body at all, from a foreign origin, from `null`, or with no origin.
+    for origin in [Some(EVIL), Some("null"), None] {
+        let mut headers = vec![("cookie", cookie.as_str()), ("content-type", "application/json")];
+        headers.extend(origin.map(|origin| ("origin", origin)));
+        let (status, answer) = raw(base, Method::POST, subscribe, &headers, body).await;
+        assert_eq!(status, 403, "origin {origin:?}: {answer}");
+        assert_eq!(
+            answer["error"],
+            "cross-site request refused: the origin is not allowed"
+        );
+        let renew = "/atlas-api/subscriptions/sub_standard_team/renew";
+        let no_body = [("cookie", cookie.as_str())];
+        let mut headers = no_body.to_vec();
+        headers.extend(origin.map(|origin| ("origin", origin)));
+        assert_eq!(raw(base, Method::POST, renew, &headers, "").await.0, 403);
+    }
+    // A referer from another site is no better.
+    let referer = [
+        ("cookie", cookie.as_str()),
+        ("content-type", "application/json"),
+        ("referer", "https://evil.example/https://127.0.0.1/"),
+    ];
+    assert_eq!(raw(base, Method::POST, subscribe, &referer, body).await.0, 403);
+
+    // A guard that reports usage bills the customer: not from another site either.
+    let complete = [
+        ("cookie", erin.as_str()),
+        ("origin", EVIL),
+        ("content-type", "application/json"),
+    ];
+    let (status, _) = raw(base, Method::POST, "/api/ai/complete", &complete, r#"{"prompt":"x"}"#).await;
+    assert_eq!(status, 403);
+
+    // The app's own pages may, with the cookie.
+    let own = [
+        ("cookie", erin.as_str()),
+        ("origin", base),
+        ("content-type", "application/json"),
+    ];
+    let (status, _) = raw(base, Method::POST, "/api/ai/complete", &own, r#"{"prompt":"x"}"#).await;
+    assert_eq!(status, 200);
+
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(admin(&emulator, "/__admin/customers").await, before, "no plan moved");
+    quickstart.signal("-TERM");
+    quickstart.wait();
+    let events = admin(&emulator, "/__admin/events").await;
+    assert_eq!(
+        events.as_array().map(Vec::len),
+        Some(1),
+        "only the same-origin completion was billed: {events}"
+    );
+}
+
+#[actix_rt::test]
+async fn organisation_members_without_a_billing_role_cannot_change_the_plan() {
+    let emulator = start_emulator();
+    let quickstart = Quickstart::start(&emulator, None);
+    let base = quickstart.base.as_str();
+    let before = admin(&emulator, "/__admin/customers").await;
+    let bob = format!("Bearer {}", quickstart.token("Bob").await);
+    let headers = [
+        ("authorization", bob.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let subscribe = raw(
+        base,
+        Method::POST,
+        "/atlas-api/plans/plan_free/subscribe",
+        &headers,
+        r#"{"billingCadence":"monthly","successUrl":"https://app.example.com/done"}"#,
+    );
+    assert_eq!(subscribe.await.0, 403);
+    let cancel = raw(
+        base,
+        Method::POST,
+        "/atlas-api/subscriptions/sub_standard_team/cancel",
+        &headers,
+        r#"{"type":"active"}"#,
+    );
+    assert_eq!(cancel.await.0, 403);
+    assert_eq!(admin(&emulator, "/__admin/customers").await, before);
+
+    // Alice administers Standard Corp.
+    let alice = format!("Bearer {}", quickstart.token("Alice").await);
+    let (status, session) = raw(
+        base,
+        Method::POST,
+        "/atlas-api/user/payment-method",
+        &[("authorization", &alice), ("content-type", "application/json")],
+        r#"{"successUrl":"https://app.example.com/done"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{session}");
+}
+
+#[actix_rt::test]
+async fn anonymous_feature_registration_is_bounded_and_never_wedges() {
+    let emulator = start_emulator();
+    let quickstart = Quickstart::start(&emulator, None);
+    let base = quickstart.base.as_str();
+    let register = |body: Value| async move {
+        anonymous_post(base, "/atlas-api/features/register", &body).await
+    };
+    assert_eq!(register(json!({"features": ["fine", "not\nan id"]})).await, 400);
+    let too_many: Vec<String> = (0..101).map(|i| format!("f{i}")).collect();
+    assert_eq!(register(json!({ "features": too_many })).await, 400);
+
+    // The flood: unique ids, as fast as the caller can. The allowance is 30 a minute.
+    let mut statuses = Vec::new();
+    for round in 0..38 {
+        let slugs: Vec<String> = (0..100).map(|i| format!("junk-{round}-{i}")).collect();
+        statuses.push(register(json!({ "features": slugs })).await);
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 28, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 10, "{statuses:?}");
+
+    // A legitimate registration still arrives: the guard's own check of data-explorer.
+    let dave = format!("Bearer {}", quickstart.token("Dave Free").await);
+    let (status, _) = raw(base, Method::GET, "/api/data-explorer", &[("authorization", &dave)], "").await;
+    assert_eq!(status, 403);
+    let mut registered = Vec::new();
+    for _ in 0..200 {
+        registered = admin(&emulator, "/__admin/registrations")
+            .await
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if registered.iter().any(|slug| slug == "data-explorer") {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        registered.iter().any(|slug| slug == "data-explorer"),
+        "the app's own registration arrived"
+    );
+    assert!(
+        registered.len() <= 1_000 + 10,
+        "caller-sent ids are capped: {} arrived",
+        registered.len()
+    );
+    let requests = admin(&emulator, "/__admin/requests").await;
+    let registrations = requests["PUT /external/billables/register"].as_u64().unwrap();
+    assert!(
+        registrations >= 10,
+        "sent in chunks of at most 100: {registrations} requests"
+    );
+}
+
+#[actix_rt::test]
+async fn sdk_version_reports_make_a_handful_of_platform_calls_at_most() {
+    let emulator = start_emulator();
+    let quickstart = Quickstart::start(&emulator, None);
+    let base = quickstart.base.as_str();
+    let report = |library: &str, version: &str| {
+        let body = json!({"library": library, "version": version});
+        async move { anonymous_post(base, "/atlas-api/sdk-version", &body).await }
+    };
+    assert_eq!(report("evil\nFORGED log line", "1.0.0").await, 400);
+    assert_eq!(report("made-up-sdk", "1.0.0").await, 400);
+    assert_eq!(report("react", "2.8.0\u{1b}[31m").await, 400);
+    let mut statuses = Vec::new();
+    for i in 0..40 {
+        statuses.push(report("react", &format!("2.{i}.0")).await);
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 27, "{statuses:?}");
+    assert!(statuses.ends_with(&[429; 13]), "{statuses:?}");
+
+    actix_rt::time::sleep(Duration::from_millis(500)).await;
+    let requests = admin(&emulator, "/__admin/requests").await;
+    let calls = requests["POST /external/sdk/version"].as_u64().unwrap();
+    // The SDK's own report, then at most 16 distinct versions in the process's life.
+    assert!(calls <= 17, "{calls} platform calls");
+    let reported = admin(&emulator, "/__admin/sdk-versions").await;
+    assert!(
+        !reported.to_string().contains("made-up"),
+        "unknown libraries are not relayed: {reported}"
+    );
+}
+
+#[actix_rt::test]
+async fn two_hundred_concurrent_seat_requests_end_at_exactly_the_limit() {
+    let emulator = start_emulator();
+    let quickstart = Quickstart::start(&emulator, None);
+    let alice = format!("Bearer {}", quickstart.token("Alice").await);
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .finish();
+    let requests = (0..200).map(|i| {
+        let request = client
+            .post(format!("{}/api/seats", quickstart.base))
+            .insert_header(("authorization", alice.as_str()))
+            .send_json(&json!({"email": format!("seat{i}@standard.example")}));
+        async move {
+            let mut response = request.await.expect("answered");
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            (response.status().as_u16(), body)
+        }
+    });
+    let answers = futures_util::future::join_all(requests).await;
+    let created: Vec<u64> = answers
+        .iter()
+        .filter(|(status, _)| *status == 201)
+        .map(|(_, body)| body["seats"].as_u64().unwrap())
+        .collect();
+    // Standard Corp's Team plan has 10 seats; Alice, Bob and Carol hold 3.
+    assert_eq!(created.len(), 7, "{answers:?}");
+    assert_eq!(created.iter().max(), Some(&10));
+    assert!(answers
+        .iter()
+        .all(|(status, _)| *status == 201 || *status == 403));
+}
+
+#[test]
+fn demo_mode_refuses_to_listen_beyond_loopback() {
+    let emulator = start_emulator();
+    let output = quickstart_command(&emulator)
+        .env("BIND", "0.0.0.0")
+        .output()
+        .expect("the quickstart runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("ATLAS_DEMO_PUBLIC=1"), "{stderr}");
+}
