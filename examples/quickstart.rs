@@ -134,7 +134,10 @@ fn demo_auth(
         let token = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &signing)?;
         tokens.push((user.name.clone(), token));
     }
-    Ok((ClerkAuth::from_pem(&public_pem)?.issuer(DEMO_ISSUER), tokens))
+    Ok((
+        ClerkAuth::from_pem(&public_pem)?.issuer(DEMO_ISSUER),
+        tokens,
+    ))
 }
 
 /// The report the data explorer serves.

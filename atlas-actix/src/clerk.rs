@@ -219,7 +219,8 @@ impl ClerkAuth {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Arc::make_mut(&mut self.options).billing_roles = roles.into_iter().map(Into::into).collect();
+        Arc::make_mut(&mut self.options).billing_roles =
+            roles.into_iter().map(Into::into).collect();
         self
     }
 
@@ -246,8 +247,11 @@ impl ClerkAuth {
     async fn verified(&self, token: &str) -> Option<Arc<ClerkSession>> {
         let now = jsonwebtoken::get_current_timestamp();
         if let Some(session) = self.state.verified.get(token) {
-            return (now <= session.expires_at.saturating_add(self.options.leeway.as_secs()))
-                .then_some(session);
+            return (now
+                <= session
+                    .expires_at
+                    .saturating_add(self.options.leeway.as_secs()))
+            .then_some(session);
         }
         let header = jsonwebtoken::decode_header(token).ok()?;
         if header.alg != Algorithm::RS256 {

@@ -38,7 +38,13 @@ impl AllowedOrigins {
         Self(
             origins
                 .into_iter()
-                .map(|origin| origin.as_ref().trim().trim_end_matches('/').to_ascii_lowercase())
+                .map(|origin| {
+                    origin
+                        .as_ref()
+                        .trim()
+                        .trim_end_matches('/')
+                        .to_ascii_lowercase()
+                })
                 .filter(|origin| !origin.is_empty())
                 .collect(),
         )
@@ -46,7 +52,7 @@ impl AllowedOrigins {
 
     fn allows(&self, origin: &str, request: &HttpRequest) -> bool {
         let origin = origin.to_ascii_lowercase();
-        if self.0.iter().any(|allowed| *allowed == origin) {
+        if self.0.contains(&origin) {
             return true;
         }
         let own = request.connection_info();
@@ -57,9 +63,12 @@ impl AllowedOrigins {
 /// Whether the request carries credentials a browser attaches by itself.
 fn has_ambient_credentials(request: &HttpRequest) -> bool {
     let headers = request.headers();
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .is_some_and(|value| value.as_bytes().get(..7).is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"bearer ")));
+    let bearer = headers.get(header::AUTHORIZATION).is_some_and(|value| {
+        value
+            .as_bytes()
+            .get(..7)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"bearer "))
+    });
     if bearer {
         return false;
     }
@@ -90,7 +99,7 @@ pub(crate) fn check_origin(
         Some(origin) if origin != "null" && allowed.allows(&origin, request) => Ok(()),
         origin => {
             tracing::warn!(
-                route = %request.path(),
+                route = ?request.path(),
                 origin = ?origin,
                 "a cookie-authenticated state change from a foreign or missing origin was refused"
             );
@@ -166,11 +175,20 @@ mod tests {
         };
         assert!(from(Some(("origin", "https://app.example.com"))));
         assert!(from(Some(("origin", "HTTPS://APP.example.com"))));
-        assert!(from(Some(("origin", "http://api.example.com"))), "same origin");
-        assert!(from(Some(("referer", "https://app.example.com/billing?x=1"))));
+        assert!(
+            from(Some(("origin", "http://api.example.com"))),
+            "same origin"
+        );
+        assert!(from(Some((
+            "referer",
+            "https://app.example.com/billing?x=1"
+        ))));
         assert!(!from(Some(("origin", "https://evil.example"))));
         assert!(!from(Some(("origin", "null"))));
-        assert!(!from(Some(("referer", "https://evil.example/app.example.com"))));
+        assert!(!from(Some((
+            "referer",
+            "https://evil.example/app.example.com"
+        ))));
         assert!(!from(None));
         let basic = TestRequest::post()
             .insert_header(("authorization", "Basic YTpi"))

@@ -188,7 +188,7 @@ fn grants<'a>(
             let plan = model.plan(&subscription.plan_id);
             if plan.is_none() && warn {
                 tracing::warn!(
-                    customer = %customer.external_id,
+                    customer = ?customer.external_id,
                     subscription = %subscription.id,
                     plan = %subscription.plan_id,
                     "a subscription's plan is not in the pricing model; skipping it"
@@ -208,7 +208,7 @@ fn grants<'a>(
                             return None;
                         }
                         tracing::warn!(
-                            customer = %customer.external_id,
+                            customer = ?customer.external_id,
                             entitlement = %grant.id,
                             "a plan grants a feature the pricing model does not define; skipping it"
                         );

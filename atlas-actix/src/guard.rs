@@ -18,9 +18,9 @@ use futures_util::future::LocalBoxFuture;
 use crate::auth::customer_info;
 use crate::client::Atlas;
 use crate::csrf::check_origin;
-use crate::exclusive::Lease;
 use crate::entitlements::CustomerFeature;
 use crate::error::RequestError;
+use crate::exclusive::Lease;
 
 /// Why a guard refused a request; given to a custom answer (see
 /// [`AtlasBuilder::deny_with`](crate::AtlasBuilder::deny_with)).

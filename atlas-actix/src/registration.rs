@@ -150,7 +150,9 @@ mod tests {
     #[test]
     fn requested_slugs_are_bounded_but_model_features_always_taken() {
         let registrations = Registrations::new(Duration::ZERO);
-        let many: Vec<String> = (0..MAX_REQUESTED + 500).map(|i| format!("junk-{i}")).collect();
+        let many: Vec<String> = (0..MAX_REQUESTED + 500)
+            .map(|i| format!("junk-{i}"))
+            .collect();
         registrations.register_requested(many.iter().map(String::as_str), |_| false);
         registrations.register_requested(["seats", "junk-late"], |slug| slug == "seats");
         let taken = registrations.take();
@@ -158,6 +160,10 @@ mod tests {
         assert!(taken.contains(&"seats".to_owned()));
         assert!(!taken.contains(&"junk-late".to_owned()));
         registrations.register(["app-feature"]);
-        assert_eq!(registrations.take(), ["app-feature"], "the app's own checks are never capped");
+        assert_eq!(
+            registrations.take(),
+            ["app-feature"],
+            "the app's own checks are never capped"
+        );
     }
 }

@@ -64,7 +64,9 @@ impl Throttle {
         if window.count.fetch_add(1, Ordering::Relaxed) < self.requests {
             Ok(())
         } else {
-            let left = self.period.saturating_sub(now.duration_since(window.started));
+            let left = self
+                .period
+                .saturating_sub(now.duration_since(window.started));
             Err(RequestError::TooManyRequests(left.as_secs().max(1)))
         }
     }

@@ -156,7 +156,10 @@ async fn a_token_without_azp_is_refused_when_parties_are_set() {
     let mut no_azp = claims("user_alice");
     no_azp.as_object_mut().unwrap().remove("azp");
     let token = sign(&no_azp, good, None);
-    assert!(clerk().verify(&token).await.is_some(), "no parties configured");
+    assert!(
+        clerk().verify(&token).await.is_some(),
+        "no parties configured"
+    );
     let ours = clerk().authorized_parties(["https://app.example.com"]);
     assert!(ours.verify(&token).await.is_none());
 }
@@ -225,7 +228,9 @@ async fn only_billing_roles_change_an_organisations_billing() {
         TestRequest::post()
             .uri("/atlas-api/plans/plan_free/subscribe")
             .insert_header(("authorization", format!("Bearer {token}")))
-            .set_json(json!({"billingCadence": "monthly", "successUrl": "https://app.example.com/done"}))
+            .set_json(
+                json!({"billingCadence": "monthly", "successUrl": "https://app.example.com/done"}),
+            )
             .to_request()
     };
     let customers = || async {
@@ -248,7 +253,10 @@ async fn only_billing_roles_change_an_organisations_billing() {
         .uri("/atlas-api/subscriptions/sub_standard_team/cancel")
         .insert_header((
             "authorization",
-            format!("Bearer {}", token("user_bob", Some(("org_standard_corp", "member")))),
+            format!(
+                "Bearer {}",
+                token("user_bob", Some(("org_standard_corp", "member")))
+            ),
         ))
         .set_json(json!({"type": "active"}))
         .to_request();

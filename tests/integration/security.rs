@@ -388,9 +388,18 @@ async fn request_data_is_logged_escaped_never_raw() {
     atlas.report_sdk_version(forged, "2.8.0\nFORGED-VERSION");
     let app = test::init_service(App::new().service(atlas.scope())).await;
     for (path, body) in [
-        ("/atlas-api/sdk-version", r#"{"library":"x\nFORGED-SCOPE","version":"1"}"#),
-        ("/atlas-api/features/register", r#"{"features":["a\nFORGED-SLUG"]}"#),
-        ("/atlas-api/plans/p%0AFORGED-PATH%1B%5B31m/subscribe", r#"{"billingCadence":"monthly","successUrl":"https://x"}"#),
+        (
+            "/atlas-api/sdk-version",
+            r#"{"library":"x\nFORGED-SCOPE","version":"1"}"#,
+        ),
+        (
+            "/atlas-api/features/register",
+            r#"{"features":["a\nFORGED-SLUG"]}"#,
+        ),
+        (
+            "/atlas-api/plans/p%0AFORGED-PATH%1B%5B31m/subscribe",
+            r#"{"billingCadence":"monthly","successUrl":"https://x"}"#,
+        ),
     ] {
         let (status, _) = send(&app, "POST", path, "user_dave", body).await;
         assert!((400..500).contains(&status), "{path}: {status}");
@@ -410,7 +419,61 @@ async fn request_data_is_logged_escaped_never_raw() {
     for line in text.lines() {
         assert!(!line.starts_with("FORGED"), "a forged log line: {line:?}");
     }
-    assert!(!text.contains('\u{1b}'), "a terminal escape reached the log");
+    assert!(
+        !text.contains('\u{1b}'),
+        "a terminal escape reached the log"
+    );
+}
+
+#[actix_rt::test]
+async fn a_registration_the_platform_refuses_is_not_retried_forever() {
+    let emulator = start_emulator();
+    let platform = Platform {
+        emulator: &emulator,
+    };
+    let atlas = builder(&emulator).build().unwrap();
+    atlas.status().await.unwrap();
+    platform
+        .admin(
+            Method::POST,
+            "/__admin/faults",
+            Some(serde_json::json!({"path": "/external/billables/register", "status": 413})),
+        )
+        .await;
+    atlas.register_features(["refused-once"]);
+    let register = "PUT /external/billables/register";
+    let attempts = || async {
+        platform
+            .admin(Method::GET, "/__admin/requests", None)
+            .await
+            .body[register]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    for _ in 0..100 {
+        if attempts().await >= 1 {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Long enough for several retries, were the refused chunk put back.
+    actix_rt::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(attempts().await, 1, "the refused chunk was sent again");
+    platform
+        .admin(Method::DELETE, "/__admin/faults", None)
+        .await;
+    atlas.register_features(["accepted"]);
+    for _ in 0..100 {
+        if attempts().await >= 2 {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    let registered = platform
+        .admin(Method::GET, "/__admin/registrations", None)
+        .await
+        .body;
+    assert_eq!(registered, serde_json::json!(["accepted"]));
 }
 
 fn arbitrary_json() -> impl Strategy<Value = Value> {

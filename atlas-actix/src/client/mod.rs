@@ -24,14 +24,13 @@ use crate::auth::UserResolver;
 use crate::cache::Cache;
 use crate::config::{AtlasBuilder, DenyHandler};
 use crate::csrf::AllowedOrigins;
-use crate::exclusive::ExclusiveLocks;
-use crate::throttle::Throttle;
 use crate::entitlements::{
     customer_features, is_allowed, is_limited, limited_features, CustomerFeature, LimitOutcome,
 };
 use crate::error::RequestError;
 use crate::error::{AtlasError, BuildError};
 use crate::events::EventQueue;
+use crate::exclusive::ExclusiveLocks;
 use crate::guard::Denial;
 use crate::limits::Limits;
 use crate::models::{
@@ -41,6 +40,7 @@ use crate::models::{
 use crate::outage::{OutagePolicies, OutagePolicy};
 use crate::registration::Registrations;
 use crate::spool::Spool;
+use crate::throttle::Throttle;
 
 /// The SDK's name in the platform's SDK version reports.
 const SDK_LIBRARY: &str = "actix";
@@ -258,7 +258,10 @@ impl Atlas {
             outage: builder.outage,
             ready: AtomicBool::new(false),
             origins: builder.allowed_origins,
-            public_throttle: Throttle::new(builder.public_rate_limit.0, builder.public_rate_limit.1),
+            public_throttle: Throttle::new(
+                builder.public_rate_limit.0,
+                builder.public_rate_limit.1,
+            ),
             exclusive: ExclusiveLocks::default(),
         });
         let atlas = Self { inner };
@@ -452,7 +455,7 @@ impl Atlas {
                 if let Some(customer) = api.customer(&external_id).await? {
                     return Ok(customer);
                 }
-                tracing::info!(customer = %external_id, "creating the customer on the Atlas platform");
+                tracing::info!(customer = ?external_id, "creating the customer on the Atlas platform");
                 api.create_customer(&external_id, &info).await
             })
             .await
@@ -486,7 +489,7 @@ impl Atlas {
             Some(id) => match self.customer(id, None).await {
                 Ok(customer) => Some(customer),
                 Err(err) => {
-                    tracing::warn!(customer = %id, %err, "no customer for the public pricing model; showing public plans only");
+                    tracing::warn!(customer = ?id, %err, "no customer for the public pricing model; showing public plans only");
                     None
                 }
             },
@@ -510,7 +513,7 @@ impl Atlas {
                 OutagePolicy::ServeStale { max_age } => {
                     match self.stale_data(customer_id, max_age) {
                         Some((customer, model)) => {
-                            tracing::warn!(customer = %customer_id, %err, "Atlas unavailable: serving the last known features");
+                            tracing::warn!(customer = ?customer_id, %err, "Atlas unavailable: serving the last known features");
                             Ok(self
                                 .features_from(customer_id, &customer, &model, None)
                                 .await)
@@ -673,7 +676,7 @@ impl Atlas {
         for slug in slugs {
             let allowed = match self.inner.outage.of(slug) {
                 OutagePolicy::FailOpen => {
-                    tracing::warn!(customer = %customer_id, feature = %slug, %err, "Atlas unavailable: allowing the feature (fail open)");
+                    tracing::warn!(customer = ?customer_id, feature = ?slug, %err, "Atlas unavailable: allowing the feature (fail open)");
                     true
                 }
                 OutagePolicy::ServeStale { max_age } => match self.stale_data(customer_id, max_age)
@@ -681,16 +684,16 @@ impl Atlas {
                     Some((customer, model)) => {
                         let allowed =
                             self.decide(customer_id, &[*slug], &customer, &model).await[0];
-                        tracing::warn!(customer = %customer_id, feature = %slug, allowed, %err, "Atlas unavailable: deciding from the last known entitlements");
+                        tracing::warn!(customer = ?customer_id, feature = ?slug, allowed, %err, "Atlas unavailable: deciding from the last known entitlements");
                         allowed
                     }
                     None => {
-                        tracing::warn!(customer = %customer_id, feature = %slug, %err, "Atlas unavailable and no recent entitlements: failing closed");
+                        tracing::warn!(customer = ?customer_id, feature = ?slug, %err, "Atlas unavailable and no recent entitlements: failing closed");
                         return Err(err);
                     }
                 },
                 OutagePolicy::FailClosed => {
-                    tracing::warn!(customer = %customer_id, feature = %slug, %err, "Atlas unavailable: failing closed");
+                    tracing::warn!(customer = ?customer_id, feature = ?slug, %err, "Atlas unavailable: failing closed");
                     return Err(err);
                 }
             };
@@ -744,7 +747,7 @@ impl Atlas {
         }
         let count = events.len();
         self.inner.events.push(events).inspect_err(|err| {
-            tracing::error!(customer = %customer_id, %err, count, "usage events refused");
+            tracing::error!(customer = ?customer_id, %err, count, "usage events refused");
         })
     }
 
@@ -770,7 +773,7 @@ impl Atlas {
                     tracing::debug!(features = ?chunk, "features registered with Atlas");
                 }
                 Err(AtlasError::Rejected { status, message }) => {
-                    tracing::error!(status, %message, features = ?chunk, "the Atlas platform refused a feature registration; not retrying it");
+                    tracing::error!(status, message = ?message, features = ?chunk, "the Atlas platform refused a feature registration; not retrying it");
                 }
                 Err(err) => {
                     let unsent = chunk.iter().chain(chunks.flatten()).cloned().collect();

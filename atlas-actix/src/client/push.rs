@@ -217,7 +217,7 @@ async fn connect(
                 };
                 match event(packet) {
                     Some(Event::Customer(customer)) => {
-                        tracing::debug!(%customer, "push: customer changed");
+                        tracing::debug!(customer = ?customer, "push: customer changed");
                         atlas.invalidate_customer(&customer);
                     }
                     Some(Event::Plans) => {
