@@ -46,6 +46,7 @@ mod platform;
 mod reply;
 mod router;
 mod server;
+mod shared;
 mod socketio;
 
 pub use data::{AtlasData, DataFileError};

@@ -4,7 +4,7 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use actix_web::dev::{Server, ServerHandle};
@@ -19,23 +19,10 @@ use super::faults::Fault;
 use super::platform::{Platform, Push, Query};
 use super::reply::{ApiError, Reply};
 use super::router::{is_admin, match_route, Match, Route};
+use super::shared::Shared;
 
 /// Request bodies above this size are refused with 413, as the platform does.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
-
-pub(crate) struct Shared {
-    platform: Mutex<Platform>,
-    data_file: Option<PathBuf>,
-    pub(crate) pushes: broadcast::Sender<Push>,
-}
-
-impl Shared {
-    pub(crate) fn platform(&self) -> MutexGuard<'_, Platform> {
-        // Every operation leaves the state consistent before it can fail, so a panic elsewhere
-        // while the lock was held leaves nothing half-done.
-        self.platform.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
 
 /// A local Atlas platform for tests and examples.
 ///
@@ -203,14 +190,6 @@ pub struct EmulatorHandle {
     shared: Arc<Shared>,
     server: ServerHandle,
     thread: Option<JoinHandle<io::Result<()>>>,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("data_file", &self.data_file)
-            .finish_non_exhaustive()
-    }
 }
 
 impl EmulatorHandle {

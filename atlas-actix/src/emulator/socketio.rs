@@ -15,7 +15,7 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::platform::Push;
-use super::server::Shared;
+use super::shared::Shared;
 
 /// How often the server pings, and how long it waits for the answer, as socket.io's defaults.
 const PING_INTERVAL: Duration = Duration::from_secs(25);
