@@ -5,7 +5,7 @@ use std::pin::Pin;
 
 use actix_web::HttpRequest;
 
-use crate::client::CustomerInfo;
+use crate::models::CustomerInfo;
 
 /// The future a [`UserResolver`] returns; it may borrow the resolver.
 pub type ResolveFuture<'a> = Pin<Box<dyn Future<Output = Option<String>> + 'a>>;

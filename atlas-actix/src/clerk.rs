@@ -345,7 +345,7 @@ impl ClerkAuth {
 }
 
 async fn fetch_jwks(url: &str) -> Result<HashMap<String, DecodingKey>, String> {
-    let tls = crate::config::tls_config(&[]).map_err(|err| err.to_string())?;
+    let tls = crate::client::transport::tls_config(&[]).map_err(|err| err.to_string())?;
     let client = awc::Client::builder()
         .connector(awc::Connector::new().rustls_0_23(tls))
         .timeout(Duration::from_secs(5))

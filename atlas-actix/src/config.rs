@@ -1,23 +1,22 @@
 //! Building a client: every option, its default, and where the environment fills in.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse};
 
+use crate::atlas::{Atlas, WebOptions};
 use crate::auth::UserResolver;
-use crate::client::transport::{ApiKey, Backoff};
-use crate::client::Atlas;
+use crate::client::backoff::Backoff;
+use crate::client::config::ClientConfig;
 use crate::csrf::AllowedOrigins;
 use crate::error::BuildError;
+use crate::exclusive::ExclusiveLocks;
 use crate::guard::Denial;
 use crate::limits::{IntoUsage, LimitCallback};
-use crate::outage::{OutagePolicies, OutagePolicy};
-
-/// The public Atlas platform.
-pub const DEFAULT_PLATFORM_URL: &str = "https://platform.runonatlas.com";
+use crate::outage::OutagePolicy;
+use crate::throttle::Throttle;
 
 /// Configures and builds an [`Atlas`] client; made by [`Atlas::builder`].
 ///
@@ -37,31 +36,10 @@ pub const DEFAULT_PLATFORM_URL: &str = "https://platform.runonatlas.com";
 /// # Ok::<(), atlas_actix::BuildError>(())
 /// ```
 pub struct AtlasBuilder {
-    pub(crate) api_key: Option<String>,
-    pub(crate) base_url: Option<String>,
-    pub(crate) timeout: Duration,
-    pub(crate) backoff: Backoff,
-    pub(crate) customer_ttl: Duration,
-    pub(crate) invoice_ttl: Duration,
-    pub(crate) credit_usage_ttl: Duration,
-    pub(crate) pricing_model_ttl: Duration,
-    pub(crate) subscription_ttl: Duration,
-    pub(crate) cache_capacity: usize,
-    pub(crate) allow_unknown_limits: bool,
-    pub(crate) limits: HashMap<String, LimitCallback>,
-    pub(crate) limit_timeout: Duration,
-    pub(crate) events_flush_interval: Duration,
-    pub(crate) events_flush_at: usize,
-    pub(crate) events_queue_capacity: usize,
-    pub(crate) registration_debounce: Duration,
-    pub(crate) shutdown_timeout: Duration,
-    pub(crate) root_certificates: Vec<Vec<u8>>,
+    pub(crate) client: ClientConfig,
     pub(crate) resolver: Option<Arc<dyn UserResolver>>,
     pub(crate) deny: Option<DenyHandler>,
     pub(crate) body_limit: usize,
-    pub(crate) push_invalidation: bool,
-    pub(crate) outage: OutagePolicies,
-    pub(crate) spool: Option<std::path::PathBuf>,
     pub(crate) allowed_origins: AllowedOrigins,
     pub(crate) public_rate_limit: (u32, Duration),
 }
@@ -71,19 +49,19 @@ pub(crate) type DenyHandler = Arc<dyn Fn(&HttpRequest, &Denial) -> HttpResponse 
 
 impl std::fmt::Debug for AtlasBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut limits: Vec<&String> = self.limits.keys().collect();
+        let mut limits: Vec<&String> = self.client.limits.keys().collect();
         limits.sort();
         f.debug_struct("AtlasBuilder")
-            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
-            .field("base_url", &self.base_url)
-            .field("timeout", &self.timeout)
-            .field("customer_ttl", &self.customer_ttl)
-            .field("cache_capacity", &self.cache_capacity)
-            .field("allow_unknown_limits", &self.allow_unknown_limits)
+            .field("api_key", &self.client.api_key.as_ref().map(|_| "***"))
+            .field("base_url", &self.client.base_url)
+            .field("timeout", &self.client.timeout)
+            .field("customer_ttl", &self.client.customer_ttl)
+            .field("cache_capacity", &self.client.cache_capacity)
+            .field("allow_unknown_limits", &self.client.allow_unknown_limits)
             .field("limits", &limits)
-            .field("events_flush_interval", &self.events_flush_interval)
-            .field("events_flush_at", &self.events_flush_at)
-            .field("events_queue_capacity", &self.events_queue_capacity)
+            .field("events_flush_interval", &self.client.events_flush_interval)
+            .field("events_flush_at", &self.client.events_flush_at)
+            .field("events_queue_capacity", &self.client.events_queue_capacity)
             .finish_non_exhaustive()
     }
 }
@@ -91,112 +69,86 @@ impl std::fmt::Debug for AtlasBuilder {
 impl Default for AtlasBuilder {
     fn default() -> Self {
         Self {
-            api_key: None,
-            base_url: None,
-            timeout: Duration::from_secs(10),
-            backoff: Backoff::default(),
-            customer_ttl: Duration::from_secs(10),
-            invoice_ttl: Duration::from_secs(10),
-            credit_usage_ttl: Duration::from_secs(10),
-            pricing_model_ttl: Duration::from_secs(5 * 60),
-            subscription_ttl: Duration::from_secs(5 * 60),
-            cache_capacity: 100_000,
-            allow_unknown_limits: false,
-            limits: HashMap::new(),
-            limit_timeout: Duration::from_secs(5),
-            events_flush_interval: Duration::from_secs(3),
-            events_flush_at: 20,
-            events_queue_capacity: 100_000,
-            registration_debounce: Duration::from_secs(3),
-            shutdown_timeout: Duration::from_secs(10),
-            root_certificates: Vec::new(),
+            client: ClientConfig::default(),
             resolver: None,
             deny: None,
             body_limit: 64 * 1024,
-            push_invalidation: true,
-            outage: OutagePolicies::default(),
-            spool: None,
             allowed_origins: AllowedOrigins::default(),
             public_rate_limit: (30, Duration::from_secs(60)),
         }
     }
 }
 
-/// The environment variable's value, an empty one counting as unset.
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|value| !value.is_empty())
-}
-
 impl AtlasBuilder {
     /// The platform API key. Default: the `ATLAS_API_KEY` environment variable.
     pub fn api_key(mut self, key: impl Into<String>) -> Self {
-        self.api_key = Some(key.into());
+        self.client.api_key = Some(key.into());
         self
     }
 
     /// The platform's base URL, such as an emulator's. Default: the `ATLAS_HOST` environment
-    /// variable, else [`DEFAULT_PLATFORM_URL`].
+    /// variable, else [`DEFAULT_PLATFORM_URL`](crate::DEFAULT_PLATFORM_URL).
     pub fn base_url(mut self, url: impl Into<String>) -> Self {
-        self.base_url = Some(url.into());
+        self.client.base_url = Some(url.into());
         self
     }
 
     /// The longest a platform call may take, its retries included (default 10 s). A call that
     /// runs out answers [`AtlasError::Unavailable`](crate::AtlasError::Unavailable).
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.client.timeout = timeout;
         self
     }
 
     /// The backoff between retries of a failed call (default: from 100 ms, doubling, at most
     /// 5 s, with full jitter).
     pub fn retry_backoff(mut self, base: Duration, max: Duration) -> Self {
-        self.backoff = Backoff { base, max };
+        self.client.backoff = Backoff::new(base, max);
         self
     }
 
     /// How long customer details stay fresh (default 10 s). Push invalidations and the
     /// client's own subscription changes refresh them sooner.
     pub fn customer_ttl(mut self, ttl: Duration) -> Self {
-        self.customer_ttl = ttl;
+        self.client.customer_ttl = ttl;
         self
     }
 
     /// How long invoices and their line items stay fresh (default 10 s).
     pub fn invoice_ttl(mut self, ttl: Duration) -> Self {
-        self.invoice_ttl = ttl;
+        self.client.invoice_ttl = ttl;
         self
     }
 
     /// How long credit usage stays fresh (default 10 s).
     pub fn credit_usage_ttl(mut self, ttl: Duration) -> Self {
-        self.credit_usage_ttl = ttl;
+        self.client.credit_usage_ttl = ttl;
         self
     }
 
     /// How long the pricing model stays fresh (default 5 min).
     pub fn pricing_model_ttl(mut self, ttl: Duration) -> Self {
-        self.pricing_model_ttl = ttl;
+        self.client.pricing_model_ttl = ttl;
         self
     }
 
     /// How long subscriptions stay fresh (default 5 min).
     pub fn subscription_ttl(mut self, ttl: Duration) -> Self {
-        self.subscription_ttl = ttl;
+        self.client.subscription_ttl = ttl;
         self
     }
 
     /// The most entries each cache holds (default 100,000), so any number of distinct
     /// customers uses bounded memory; beyond it the least useful entries are evicted.
     pub fn cache_capacity(mut self, entries: usize) -> Self {
-        self.cache_capacity = entries;
+        self.client.cache_capacity = entries;
         self
     }
 
     /// Whether a limited feature is allowed when its limit cannot be counted: no callback is
     /// registered, or the callback failed or timed out (default `false`: denied).
     pub fn allow_unknown_limits(mut self, allow: bool) -> Self {
-        self.allow_unknown_limits = allow;
+        self.client.allow_unknown_limits = allow;
         self
     }
 
@@ -232,26 +184,26 @@ impl AtlasBuilder {
     }
 
     pub(crate) fn with_limit(mut self, feature: String, callback: LimitCallback) -> Self {
-        self.limits.insert(feature, callback);
+        self.client.limits.insert(feature, callback);
         self
     }
 
     /// The longest a limit callback may take before it counts as failed (default 5 s).
     pub fn limit_timeout(mut self, timeout: Duration) -> Self {
-        self.limit_timeout = timeout;
+        self.client.limit_timeout = timeout;
         self
     }
 
     /// How long usage events wait before they are sent, counted from the first one queued
     /// (default 3 s). Zero sends at each [`enqueue`](Atlas::enqueue).
     pub fn events_flush_interval(mut self, interval: Duration) -> Self {
-        self.events_flush_interval = interval;
+        self.client.events_flush_interval = interval;
         self
     }
 
     /// How many queued usage events trigger a send at once (default 20).
     pub fn events_flush_at(mut self, events: usize) -> Self {
-        self.events_flush_at = events;
+        self.client.events_flush_at = events;
         self
     }
 
@@ -259,14 +211,14 @@ impl AtlasBuilder {
     /// it, [`enqueue`](Atlas::enqueue) answers
     /// [`AtlasError::QueueFull`](crate::AtlasError::QueueFull) rather than drop anything.
     pub fn events_queue_capacity(mut self, events: usize) -> Self {
-        self.events_queue_capacity = events;
+        self.client.events_queue_capacity = events;
         self
     }
 
     /// How long feature registrations wait for more checked features before they are sent
     /// together (default 3 s).
     pub fn registration_debounce(mut self, delay: Duration) -> Self {
-        self.registration_debounce = delay;
+        self.client.registration_debounce = delay;
         self
     }
 
@@ -275,14 +227,14 @@ impl AtlasBuilder {
     /// accepted are sent again with their original idempotency keys (the platform counts each
     /// once). Use one directory per process.
     pub fn event_spool(mut self, directory: impl Into<std::path::PathBuf>) -> Self {
-        self.spool = Some(directory.into());
+        self.client.spool = Some(directory.into());
         self
     }
 
     /// The longest [`shutdown`](Atlas::shutdown) waits for queued events to be sent
     /// (default 10 s).
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
-        self.shutdown_timeout = timeout;
+        self.client.shutdown_timeout = timeout;
         self
     }
 
@@ -360,7 +312,7 @@ impl AtlasBuilder {
     ///     .feature_outage_policy("status-page", OutagePolicy::FailOpen);
     /// ```
     pub fn outage_policy(mut self, policy: OutagePolicy) -> Self {
-        self.outage.default = policy;
+        self.client.outage.default = policy;
         self
     }
 
@@ -370,7 +322,10 @@ impl AtlasBuilder {
         feature: impl Into<String>,
         policy: OutagePolicy,
     ) -> Self {
-        self.outage.per_feature.insert(feature.into(), policy);
+        self.client
+            .outage
+            .per_feature
+            .insert(feature.into(), policy);
         self
     }
 
@@ -378,14 +333,14 @@ impl AtlasBuilder {
     /// a change (an upgrade, a plan edited in the dashboard) shows on the next request
     /// (default `true`). Without it, cache TTLs alone bound staleness.
     pub fn push_invalidation(mut self, enabled: bool) -> Self {
-        self.push_invalidation = enabled;
+        self.client.push_invalidation = enabled;
         self
     }
 
     /// Trusts this certificate authority (DER) besides the public roots, for a platform behind
     /// a private CA, or a local one in tests.
     pub fn add_root_certificate(mut self, der: impl Into<Vec<u8>>) -> Self {
-        self.root_certificates.push(der.into());
+        self.client.root_certificates.push(der.into());
         self
     }
 
@@ -393,110 +348,27 @@ impl AtlasBuilder {
     /// pricing model); calls wait for it. Needs no runtime: the client's I/O runs on a thread
     /// of its own.
     pub fn build(self) -> Result<Atlas, BuildError> {
-        let api_key = self
-            .api_key
-            .clone()
-            .filter(|key| !key.is_empty())
-            .or_else(|| env("ATLAS_API_KEY"))
-            .ok_or(BuildError::MissingApiKey)?;
-        let base_url = self
-            .base_url
-            .clone()
-            .or_else(|| env("ATLAS_HOST"))
-            .unwrap_or_else(|| DEFAULT_PLATFORM_URL.to_owned());
-        let base_url = check_url(&base_url)?;
-        if self.timeout.is_zero() {
-            return Err(BuildError::InvalidOption {
-                option: "timeout",
-                reason: "must be above zero".to_owned(),
-            });
-        }
-        if self.events_queue_capacity == 0 {
-            return Err(BuildError::InvalidOption {
-                option: "events_queue_capacity",
-                reason: "must be above zero".to_owned(),
-            });
-        }
         if self.public_rate_limit.0 == 0 || self.public_rate_limit.1.is_zero() {
             return Err(BuildError::InvalidOption {
                 option: "public_rate_limit",
                 reason: "requests and period must be above zero".to_owned(),
             });
         }
-        let tls = tls_config(&self.root_certificates)?;
-        Atlas::start(self, ApiKey::new(api_key), base_url, tls)
+        let web = WebOptions {
+            resolver: self.resolver,
+            deny: self.deny,
+            body_limit: self.body_limit,
+            allowed_origins: self.allowed_origins,
+            public_throttle: Throttle::new(self.public_rate_limit.0, self.public_rate_limit.1),
+            exclusive: ExclusiveLocks::default(),
+        };
+        Ok(Atlas::new(self.client.start()?, web))
     }
-}
-
-/// rustls with the ring provider, trusting the webpki roots and `extra_roots` (DER).
-pub(crate) fn tls_config(extra_roots: &[Vec<u8>]) -> Result<Arc<rustls::ClientConfig>, BuildError> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    for der in extra_roots {
-        roots
-            .add(rustls::pki_types::CertificateDer::from(der.clone()))
-            .map_err(|err| BuildError::InvalidOption {
-                option: "add_root_certificate",
-                reason: err.to_string(),
-            })?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|err| BuildError::InvalidOption {
-            option: "tls",
-            reason: err.to_string(),
-        })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
-}
-
-/// Checks that the URL is absolute http(s) with a host and no query, and strips a trailing
-/// slash.
-fn check_url(url: &str) -> Result<String, BuildError> {
-    let invalid = |reason: &str| BuildError::InvalidUrl {
-        url: url.to_owned(),
-        reason: reason.to_owned(),
-    };
-    let uri: actix_web::http::Uri = url.parse().map_err(|_| invalid("not a URL"))?;
-    match uri.scheme_str() {
-        Some("http" | "https") => {}
-        _ => return Err(invalid("the scheme must be http or https")),
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(invalid("it has no host"));
-    }
-    if uri.query().is_some() {
-        return Err(invalid("it must not have a query"));
-    }
-    Ok(url.trim_end_matches('/').to_owned())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_must_be_absolute_http() {
-        assert_eq!(
-            check_url("https://platform.runonatlas.com/").unwrap(),
-            "https://platform.runonatlas.com"
-        );
-        assert_eq!(
-            check_url("http://127.0.0.1:4010").unwrap(),
-            "http://127.0.0.1:4010"
-        );
-        for bad in [
-            "platform.runonatlas.com",
-            "ftp://x",
-            "http://",
-            "https://x?y=1",
-            "",
-        ] {
-            assert!(check_url(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn debug_hides_the_key() {

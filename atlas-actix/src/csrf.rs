@@ -22,7 +22,7 @@
 use actix_web::http::header;
 use actix_web::HttpRequest;
 
-use crate::error::RequestError;
+use crate::error_response::RequestError;
 
 /// The origins (`scheme://host[:port]`) a cookie-authenticated request may come from, besides
 /// the app's own.

@@ -15,11 +15,11 @@ use actix_web::dev::{forward_ready, Payload, Service, ServiceRequest, ServiceRes
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use futures_util::future::LocalBoxFuture;
 
+use crate::atlas::Atlas;
 use crate::auth::customer_info;
-use crate::client::Atlas;
 use crate::csrf::check_origin;
 use crate::entitlements::CustomerFeature;
-use crate::error::RequestError;
+use crate::error_response::RequestError;
 use crate::exclusive::Lease;
 
 /// Why a guard refused a request; given to a custom answer (see

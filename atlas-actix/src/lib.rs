@@ -17,6 +17,7 @@
 // Library code logs through `tracing`, never to the terminal.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+mod atlas;
 mod auth;
 mod cache;
 #[cfg(feature = "clerk")]
@@ -26,6 +27,7 @@ mod config;
 pub mod csrf;
 pub mod entitlements;
 mod error;
+mod error_response;
 mod events;
 mod exclusive;
 mod guard;
@@ -40,19 +42,22 @@ mod throttle;
 pub mod emulator;
 pub mod models;
 
+pub use atlas::Atlas;
 pub use auth::{ResolveFuture, UserResolver};
 #[cfg(feature = "clerk")]
 pub use clerk::{ClerkAuth, ClerkError, ClerkSession};
-pub use client::transport::Backoff;
+pub use client::config::DEFAULT_PLATFORM_URL;
 pub use client::{
-    Allowed, Atlas, BillingCadence, CancelType, CustomerInfo, Pagination, PushLink, Status,
+    Allowed, AtlasClient, BillingCadence, CancelType, Pagination, PushLink, Status,
     SubscribeRequest,
 };
-pub use config::{AtlasBuilder, DEFAULT_PLATFORM_URL};
+pub use config::AtlasBuilder;
 pub use entitlements::{CustomerFeature, FeatureType};
-pub use error::{AtlasError, BuildError, RequestError};
-pub use guard::{Denial, Entitlements, GuardOptions, RequireFeatures, RequireFeaturesService};
+pub use error::{AtlasError, BuildError};
+pub use error_response::RequestError;
+pub use guard::{Denial, Entitlements, RequireFeatures, RequireFeaturesService};
 pub use limits::{IntoUsage, LimitError};
+pub use models::CustomerInfo;
 pub use outage::OutagePolicy;
 
 /// The README's snippets, compiled and run as doctests.

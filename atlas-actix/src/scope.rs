@@ -49,12 +49,13 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::atlas::Atlas;
 use crate::auth::customer_info;
-use crate::client::{
-    Atlas, BillingCadence, CancelType, CustomerInfo, Pagination, SubscribeRequest,
-};
+use crate::client::{BillingCadence, CancelType, Pagination, SubscribeRequest};
 use crate::csrf::{check_json_body, check_origin};
-use crate::error::{AtlasError, RequestError};
+use crate::error::AtlasError;
+use crate::error_response::RequestError;
+use crate::models::CustomerInfo;
 use crate::throttle::caller;
 
 type Answer = Result<HttpResponse, RequestError>;

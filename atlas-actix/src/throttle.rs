@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::HttpRequest;
 
-use crate::error::RequestError;
+use crate::error_response::RequestError;
 
 /// The most callers whose windows are remembered at once.
 const CALLERS: usize = 10_000;

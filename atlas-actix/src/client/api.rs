@@ -1,18 +1,17 @@
 //! The platform's HTTP API, one method per endpoint: paths with every id percent-encoded,
 //! retry rules per call, and answers decoded into the models.
 
-use actix_web::http::Method;
-use actix_web::web::Bytes;
+use awc::http::Method;
+use bytes::Bytes;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::transport::{template, Request, Response, Retry, Transport, TransportError};
 use crate::error::AtlasError;
 use crate::models::{
-    CheckoutSession, CreditUsage, Customer, Invoice, InvoiceLineItem, Merchant, Page, PricingModel,
-    Subscription, Transaction, UsageEvent,
+    CheckoutSession, CreditUsage, Customer, CustomerInfo, Invoice, InvoiceLineItem, Merchant, Page,
+    PricingModel, Subscription, Transaction, UsageEvent,
 };
 
 /// Everything but unreserved characters, and `.` too, so a segment can never be `.` or `..`.
@@ -38,17 +37,6 @@ const READ: Retry = Retry::Idempotent { attempts: 3 };
 const WRITE: Retry = Retry::UnlessSent { attempts: 3 };
 /// Events carry idempotency keys: repeating a batch cannot count it twice.
 const EVENTS: Retry = Retry::Idempotent { attempts: 5 };
-
-/// Customer details sent when the platform creates a customer.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct CustomerInfo {
-    /// The customer's email.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-    /// The customer's name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-}
 
 /// Paging and ordering of a listing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

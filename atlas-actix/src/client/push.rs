@@ -6,19 +6,20 @@
 //! socket.io clients bring their own (tokio-tungstenite, reqwest) beside awc. The open packet `0{...}` gives the ping timing, `40`
 //! joins the default namespace, pings `2` are answered `3`, and events arrive as
 //! `42["name", payload]`. A link that misses its pings for `pingInterval + pingTimeout` is
-//! dead; the client reconnects with capped exponential backoff and full jitter. A refused key
+//! dead; the client reconnects with capped exponential backoff with jitter. A refused key
 //! is reported and retried only at the cap, never in a hot loop.
 
 use std::sync::Weak;
 use std::time::Duration;
 
-use actix_web::http::header::HeaderValue;
+use awc::http::header::HeaderValue;
 use awc::ws;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::watch;
 
+use super::backoff::Backoff;
 use super::{upgrade, Inner};
 
 /// The state of the push link, as [`Atlas::push_link`](super::Atlas::push_link) reports it.
@@ -39,7 +40,8 @@ pub enum PushLink {
 }
 
 /// The longest wait between two connection attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Reconnections wait 0.5 s, 1 s, 2 s, ... at most 60 s (jittered).
+const RECONNECT: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
 /// The longest wait for the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -122,13 +124,13 @@ pub(crate) async fn run(weak: Weak<Inner>, config: LinkConfig, state: watch::Sen
                 if state.send_replace(PushLink::Refused) != PushLink::Refused {
                     tracing::error!("the Atlas platform refused the push link's API key");
                 }
-                MAX_BACKOFF
+                RECONNECT.max
             }
             Ended::Down(reason) => {
                 tracing::warn!(%reason, "the Atlas push link is down; reconnecting");
                 state.send_replace(PushLink::Disconnected { reason });
                 failures += 1;
-                backoff(failures)
+                RECONNECT.delay(failures.saturating_sub(1))
             }
         };
         if weak.strong_count() == 0 {
@@ -139,14 +141,6 @@ pub(crate) async fn run(weak: Weak<Inner>, config: LinkConfig, state: watch::Sen
             failures = 0;
         }
     }
-}
-
-/// Capped exponential backoff with full jitter: up to 0.5 s, 1 s, 2 s, ... 60 s.
-fn backoff(failures: u32) -> Duration {
-    let ceiling = Duration::from_millis(500)
-        .saturating_mul(1 << failures.saturating_sub(1).min(7))
-        .min(MAX_BACKOFF);
-    ceiling.mul_f64(fastrand::f64())
 }
 
 async fn connect(
@@ -275,10 +269,10 @@ mod tests {
     }
 
     #[test]
-    fn backoff_is_capped() {
-        for failures in 1..40 {
-            assert!(backoff(failures) <= MAX_BACKOFF);
+    fn reconnections_back_off_to_a_minute() {
+        for failures in 0..40 {
+            assert!(RECONNECT.delay(failures) <= RECONNECT.max);
         }
-        assert!(backoff(1) <= Duration::from_millis(500));
+        assert!(RECONNECT.delay(0) <= Duration::from_millis(500));
     }
 }

@@ -14,11 +14,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use actix_web::http::{header, Method};
-use actix_web::web::Bytes;
 use awc::error::SendRequestError;
+use awc::http::{header, Method};
 use backon::Retryable;
+use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
+
+use super::backoff::Backoff;
+use crate::error::BuildError;
 
 /// The largest platform answer read (a pricing model with many plans stays far below).
 const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
@@ -96,58 +99,6 @@ pub(crate) enum TransportError {
     Timeout(Duration),
     #[error("the client is shut down")]
     Shutdown,
-}
-
-/// Exponential backoff with full jitter: before retry `n` (from 0), wait a random time
-/// between zero and `min(max, base * 2^n)`, so many clients retrying together spread out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    /// The first ceiling.
-    pub base: Duration,
-    /// The largest ceiling.
-    pub max: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            base: Duration::from_millis(100),
-            max: Duration::from_secs(5),
-        }
-    }
-}
-
-impl Backoff {
-    /// The waits before each retry, `retries` of them.
-    pub(crate) fn delays(self, retries: u32) -> FullJitter {
-        FullJitter {
-            ceiling: self.base,
-            max: self.max,
-            left: retries,
-        }
-    }
-}
-
-/// The delays of a [`Backoff`].
-#[derive(Debug)]
-pub(crate) struct FullJitter {
-    ceiling: Duration,
-    max: Duration,
-    left: u32,
-}
-
-impl Iterator for FullJitter {
-    type Item = Duration;
-
-    fn next(&mut self) -> Option<Duration> {
-        if self.left == 0 {
-            return None;
-        }
-        self.left -= 1;
-        let ceiling = self.ceiling.min(self.max);
-        self.ceiling = self.ceiling.saturating_mul(2);
-        Some(ceiling.mul_f64(fastrand::f64()))
-    }
 }
 
 /// What the I/O thread needs to call the platform.
@@ -376,6 +327,31 @@ impl Io {
     }
 }
 
+/// rustls with the ring provider, trusting the webpki roots and `extra_roots` (DER): the one
+/// TLS set-up of every connection the SDK makes.
+pub(crate) fn tls_config(extra_roots: &[Vec<u8>]) -> Result<Arc<rustls::ClientConfig>, BuildError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for der in extra_roots {
+        roots
+            .add(rustls::pki_types::CertificateDer::from(der.clone()))
+            .map_err(|err| BuildError::InvalidOption {
+                option: "add_root_certificate",
+                reason: err.to_string(),
+            })?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|err| BuildError::InvalidOption {
+            option: "tls",
+            reason: err.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// The path without its query, for logs: ids in queries are the caller's data.
 pub(crate) fn template(path: &str) -> &str {
     path.split('?').next().unwrap_or(path)
@@ -384,26 +360,6 @@ pub(crate) fn template(path: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn full_jitter_stays_under_a_doubling_ceiling() {
-        let backoff = Backoff {
-            base: Duration::from_millis(100),
-            max: Duration::from_millis(350),
-        };
-        let ceilings = [100, 200, 350, 350];
-        for _ in 0..100 {
-            let delays: Vec<Duration> = backoff.delays(4).collect();
-            assert_eq!(delays.len(), 4);
-            for (delay, ceiling) in delays.iter().zip(ceilings) {
-                assert!(
-                    *delay <= Duration::from_millis(ceiling),
-                    "{delay:?} > {ceiling} ms"
-                );
-            }
-        }
-        assert_eq!(backoff.delays(0).count(), 0);
-    }
 
     #[test]
     fn the_key_never_shows_in_debug() {

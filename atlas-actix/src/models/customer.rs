@@ -166,3 +166,14 @@ pub struct PrivatePlan {
     #[serde(flatten)]
     pub extra: Extra,
 }
+
+/// Customer details sent when the platform creates a customer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct CustomerInfo {
+    /// The customer's email.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// The customer's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}

@@ -12,7 +12,8 @@ mod pricing;
 
 pub use billing::{CheckoutSession, CreditUsage, Invoice, InvoiceLineItem, Page, Transaction};
 pub use customer::{
-    BillableAccess, Customer, CustomerBalance, PrivatePlan, Subscription, SubscriptionPlan,
+    BillableAccess, Customer, CustomerBalance, CustomerInfo, PrivatePlan, Subscription,
+    SubscriptionPlan,
 };
 pub use event::{EventData, UsageEvent};
 pub use pricing::{

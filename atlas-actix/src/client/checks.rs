@@ -1,0 +1,285 @@
+//! Entitlement checks: the customer and the pricing model (cached, coalesced), the features
+//! they grant with the app's limit callbacks, and the outage policy when the platform is down.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use super::{check_id, Allowed, AtlasClient};
+use crate::entitlements::{
+    customer_features, is_allowed, is_limited, limited_features, CustomerFeature, LimitOutcome,
+};
+use crate::error::AtlasError;
+use crate::models::{Customer, CustomerInfo, PricingModel};
+use crate::outage::OutagePolicy;
+
+impl AtlasClient {
+    /// The customer's details, created on the platform (with `info`) when it has none.
+    pub async fn customer(
+        &self,
+        customer_id: &str,
+        info: Option<&CustomerInfo>,
+    ) -> Result<Arc<Customer>, AtlasError> {
+        check_id("customer id", customer_id)?;
+        self.ensure_ready().await?;
+        if let Some(customer) = self.inner.customers.get_fresh(customer_id) {
+            return Ok(customer);
+        }
+        let api = Arc::clone(&self.inner.api);
+        let external_id = customer_id.to_owned();
+        let info = info.cloned().unwrap_or_default();
+        self.inner
+            .customers
+            .get_or_fetch(customer_id.to_owned(), move || async move {
+                if let Some(customer) = api.customer(&external_id).await? {
+                    return Ok(customer);
+                }
+                tracing::info!(customer = ?external_id, "creating the customer on the Atlas platform");
+                api.create_customer(&external_id, &info).await
+            })
+            .await
+    }
+
+    pub(super) async fn fetch_pricing_model(&self) -> Result<Arc<PricingModel>, AtlasError> {
+        if let Some(model) = self.inner.pricing_model.get_fresh(&()) {
+            return Ok(model);
+        }
+        let api = Arc::clone(&self.inner.api);
+        self.inner
+            .pricing_model
+            .get_or_fetch((), move || async move { api.pricing_model().await })
+            .await
+    }
+
+    /// The merchant's whole pricing model.
+    pub async fn pricing_model(&self) -> Result<Arc<PricingModel>, AtlasError> {
+        self.status().await?;
+        self.fetch_pricing_model().await
+    }
+
+    /// The pricing model a pricing page may show: available plans only, private plans only to
+    /// the customer they are offered to, internal ids removed.
+    pub async fn public_pricing_model(
+        &self,
+        customer_id: Option<&str>,
+    ) -> Result<PricingModel, AtlasError> {
+        let model = self.pricing_model().await?;
+        let customer = match customer_id {
+            Some(id) => match self.customer(id, None).await {
+                Ok(customer) => Some(customer),
+                Err(err) => {
+                    tracing::warn!(customer = ?id, %err, "no customer for the public pricing model; showing public plans only");
+                    None
+                }
+            },
+            None => None,
+        };
+        Ok(model.public_view(customer.as_deref()))
+    }
+
+    /// Everything the customer's plans grant, with limits counted by the app's callbacks. The
+    /// customer is created (with `info`) when the platform does not know it.
+    ///
+    /// While the platform cannot answer, a [`ServeStale`](OutagePolicy::ServeStale) default
+    /// policy serves the last known features; otherwise the outage is the answer.
+    pub async fn features(
+        &self,
+        customer_id: &str,
+        info: Option<&CustomerInfo>,
+    ) -> Result<Vec<CustomerFeature>, AtlasError> {
+        match self.features_of(customer_id, info, None).await {
+            Err(err) if err.is_outage() => match self.inner.outage.default {
+                OutagePolicy::ServeStale { max_age } => {
+                    match self.stale_data(customer_id, max_age) {
+                        Some((customer, model)) => {
+                            tracing::warn!(customer = ?customer_id, %err, "Atlas unavailable: serving the last known features");
+                            Ok(self
+                                .features_from(customer_id, &customer, &model, None)
+                                .await)
+                        }
+                        None => Err(err),
+                    }
+                }
+                _ => Err(err),
+            },
+            other => other,
+        }
+    }
+
+    /// The last customer and pricing model fetched, if both are younger than `max_age`.
+    pub(super) fn stale_data(
+        &self,
+        customer_id: &str,
+        max_age: Duration,
+    ) -> Option<(Arc<Customer>, Arc<PricingModel>)> {
+        let customer = self
+            .inner
+            .customers
+            .get_stale(&customer_id.to_owned(), max_age)?;
+        let model = self.inner.pricing_model.get_stale(&(), max_age)?;
+        Some((customer, model))
+    }
+
+    /// Features of the customer; with `only`, limit callbacks run for those features alone.
+    pub(super) async fn features_of(
+        &self,
+        customer_id: &str,
+        info: Option<&CustomerInfo>,
+        only: Option<&[&str]>,
+    ) -> Result<Vec<CustomerFeature>, AtlasError> {
+        let customer = self.customer(customer_id, info).await?;
+        let model = self.fetch_pricing_model().await?;
+        Ok(self
+            .features_from(customer_id, &customer, &model, only)
+            .await)
+    }
+
+    /// The features a customer and pricing model grant, with limit callbacks run (for `only`
+    /// the features listed, when given).
+    pub(super) async fn features_from(
+        &self,
+        customer_id: &str,
+        customer: &Customer,
+        model: &PricingModel,
+        only: Option<&[&str]>,
+    ) -> Vec<CustomerFeature> {
+        let now = OffsetDateTime::now_utc();
+        let limited = limited_features(customer, model, now)
+            .into_iter()
+            .filter(|slug| only.is_none_or(|only| only.contains(slug)));
+        let outcomes = self.inner.limits.outcomes(customer_id, limited).await;
+        customer_features(
+            customer,
+            model,
+            now,
+            self.inner.allow_unknown_limits,
+            &outcomes,
+        )
+    }
+
+    /// Whether the customer may use each of the features (by id, such as `data-explorer`):
+    /// granted by a valid plan, within its limit, with access or credits left. It also tells
+    /// the platform which features the code checks (debounced), for its dashboard.
+    pub async fn allowed<I, S>(
+        &self,
+        customer_id: &str,
+        feature_ids: I,
+    ) -> Result<Allowed, AtlasError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let feature_ids: Vec<S> = feature_ids.into_iter().collect();
+        let slugs: Vec<&str> = feature_ids.iter().map(AsRef::as_ref).collect();
+        let flags = self.allowed_flags(customer_id, &slugs).await?;
+        let features: BTreeMap<String, bool> = slugs
+            .iter()
+            .map(|slug| (*slug).to_owned())
+            .zip(flags)
+            .collect();
+        Ok(Allowed {
+            ok: features.values().all(|allowed| *allowed),
+            features,
+        })
+    }
+
+    /// Whether each feature is allowed, in order; what [`allowed`](Self::allowed) and the
+    /// guards decide from, without building a map on the hot path.
+    pub(crate) async fn allowed_flags(
+        &self,
+        customer_id: &str,
+        slugs: &[&str],
+    ) -> Result<Vec<bool>, AtlasError> {
+        self.inner.registrations.register(slugs.iter().copied());
+        let checked = async {
+            self.ensure_ready().await?;
+            let customer = self.customer(customer_id, None).await?;
+            let model = self.fetch_pricing_model().await?;
+            Ok::<_, AtlasError>(self.decide(customer_id, slugs, &customer, &model).await)
+        };
+        match checked.await {
+            Err(err) if err.is_outage() => {
+                self.allowed_during_outage(customer_id, slugs, err).await
+            }
+            other => other,
+        }
+    }
+
+    /// Whether a customer and pricing model allow each feature. Limit callbacks (the app's
+    /// database) run only for the limited features checked.
+    pub(super) async fn decide(
+        &self,
+        customer_id: &str,
+        slugs: &[&str],
+        customer: &Customer,
+        model: &PricingModel,
+    ) -> Vec<bool> {
+        let now = OffsetDateTime::now_utc();
+        let limited: Vec<&str> = slugs
+            .iter()
+            .copied()
+            .filter(|slug| self.inner.limits.has(slug) && is_limited(customer, model, now, slug))
+            .collect();
+        let outcomes = if limited.is_empty() {
+            HashMap::new()
+        } else {
+            self.inner.limits.outcomes(customer_id, limited).await
+        };
+        slugs
+            .iter()
+            .map(|slug| {
+                let outcome = outcomes
+                    .get(slug)
+                    .copied()
+                    .unwrap_or(LimitOutcome::NoCallback);
+                is_allowed(
+                    customer,
+                    model,
+                    now,
+                    slug,
+                    self.inner.allow_unknown_limits,
+                    outcome,
+                )
+            })
+            .collect()
+    }
+
+    /// The check while the platform cannot answer: each feature as its outage policy says.
+    pub(super) async fn allowed_during_outage(
+        &self,
+        customer_id: &str,
+        slugs: &[&str],
+        err: AtlasError,
+    ) -> Result<Vec<bool>, AtlasError> {
+        let mut flags = Vec::with_capacity(slugs.len());
+        for slug in slugs {
+            let allowed = match self.inner.outage.of(slug) {
+                OutagePolicy::FailOpen => {
+                    tracing::warn!(customer = ?customer_id, feature = ?slug, %err, "Atlas unavailable: allowing the feature (fail open)");
+                    true
+                }
+                OutagePolicy::ServeStale { max_age } => match self.stale_data(customer_id, max_age)
+                {
+                    Some((customer, model)) => {
+                        let allowed =
+                            self.decide(customer_id, &[*slug], &customer, &model).await[0];
+                        tracing::warn!(customer = ?customer_id, feature = ?slug, allowed, %err, "Atlas unavailable: deciding from the last known entitlements");
+                        allowed
+                    }
+                    None => {
+                        tracing::warn!(customer = ?customer_id, feature = ?slug, %err, "Atlas unavailable and no recent entitlements: failing closed");
+                        return Err(err);
+                    }
+                },
+                OutagePolicy::FailClosed => {
+                    tracing::warn!(customer = ?customer_id, feature = ?slug, %err, "Atlas unavailable: failing closed");
+                    return Err(err);
+                }
+            };
+            flags.push(allowed);
+        }
+        Ok(flags)
+    }
+}

@@ -1,0 +1,291 @@
+//! The client's life: start (the I/O thread, initialisation, background work), readiness,
+//! re-initialisation when the platform asks, and shutdown.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{watch, Notify};
+
+use super::api::PlatformApi;
+use super::backoff::Backoff;
+use super::config::ClientConfig;
+use super::push::{self, PushLink};
+use super::transport::{ApiKey, Transport, TransportConfig};
+use super::usage::SDK_LIBRARY;
+use super::{upgrade, AtlasClient, InitState, Initialisation, Inner, Status};
+use crate::cache::Cache;
+use crate::error::{AtlasError, BuildError};
+use crate::events::EventQueue;
+use crate::limits::Limits;
+use crate::registration::Registrations;
+use crate::spool::Spool;
+
+/// Background retries (initialisation, event flushes, registrations): from 1 s, doubling, at
+/// most a minute.
+const BACKGROUND_RETRY: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+
+impl AtlasClient {
+    pub(crate) fn start(
+        config: ClientConfig,
+        api_key: ApiKey,
+        base_url: String,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> Result<Self, BuildError> {
+        let link_config = push::LinkConfig {
+            url: push::LinkConfig::socket_url(&base_url),
+            key: api_key
+                .header_value()
+                .map_err(|_| BuildError::InvalidOption {
+                    option: "api_key",
+                    reason: "not a valid header value".to_owned(),
+                })?,
+            tls: Arc::clone(&tls),
+        };
+        let transport = Transport::start(TransportConfig {
+            base_url: base_url.clone(),
+            api_key,
+            timeout: config.timeout,
+            backoff: config.backoff,
+            tls,
+        })?;
+        let (link_state, link) = watch::channel(if config.push_invalidation {
+            PushLink::Connecting
+        } else {
+            PushLink::Disconnected {
+                reason: "push invalidation is turned off".to_owned(),
+            }
+        });
+        let capacity = config.cache_capacity;
+        let spool = config.spool.as_deref().map(Spool::open).transpose()?;
+        let inner = Arc::new(Inner {
+            base_url,
+            api: Arc::new(PlatformApi::new(transport)),
+            allow_unknown_limits: config.allow_unknown_limits,
+            limits: Limits::new(config.limits, config.limit_timeout),
+            customers: Cache::new(config.customer_ttl, capacity),
+            pricing_model: Cache::new(config.pricing_model_ttl, 1),
+            invoices: Cache::new(config.invoice_ttl, capacity),
+            line_items: Cache::new(config.invoice_ttl, capacity),
+            credit_usage: Cache::new(config.credit_usage_ttl, capacity),
+            subscriptions: Cache::new(config.subscription_ttl, capacity),
+            events: EventQueue::new(
+                config.events_queue_capacity,
+                config.events_flush_at,
+                config.events_flush_interval,
+                spool,
+            ),
+            registrations: Registrations::new(config.registration_debounce),
+            init: watch::Sender::new(InitState::Pending),
+            sdk_versions: Mutex::new(HashSet::new()),
+            shutdown_timeout: config.shutdown_timeout,
+            link,
+            outage: config.outage,
+            ready: AtomicBool::new(false),
+        });
+        let client = Self { inner };
+        client.spawn_initialisation(Initialisation::First);
+        if config.push_invalidation {
+            let weak = Arc::downgrade(&client.inner);
+            client
+                .transport()
+                .spawn(move || push::run(weak, link_config, link_state));
+        }
+        client.spawn_when_due(
+            client.inner.events.wake(),
+            |inner| inner.events.due_at(),
+            |client| async move { client.flush().await },
+        );
+        client.spawn_when_due(
+            client.inner.registrations.wake(),
+            |inner| inner.registrations.due_at(),
+            |client| async move { client.send_registrations().await },
+        );
+        Ok(client)
+    }
+
+    pub(super) fn transport(&self) -> &Transport {
+        self.inner.api.transport()
+    }
+
+    /// Initialises in the background: the merchant check, then the pricing model. A refused
+    /// key is final; any other failure is retried with backoff until it succeeds, and, the
+    /// first time, reported to calls meanwhile (later, the last status stays in force).
+    pub(super) fn spawn_initialisation(&self, which: Initialisation) {
+        let weak = Arc::downgrade(&self.inner);
+        self.transport().spawn(move || async move {
+            let mut failures: u32 = 0;
+            loop {
+                let Some(atlas) = upgrade(&weak) else { return };
+                match atlas.initialise().await {
+                    Ok(status) => {
+                        atlas.inner.set_init(InitState::Ready(Arc::new(status)));
+                        if which == Initialisation::First {
+                            atlas.report_sdk_version(SDK_LIBRARY, env!("CARGO_PKG_VERSION"));
+                        }
+                        return;
+                    }
+                    Err(AtlasError::InvalidApiKey) => {
+                        tracing::error!("the Atlas platform refused the API key; every call will fail until ATLAS_API_KEY is fixed");
+                        atlas.inner.set_init(InitState::Failed(AtlasError::InvalidApiKey));
+                        return;
+                    }
+                    Err(err) => {
+                        failures += 1;
+                        let wait = BACKGROUND_RETRY.delay(failures - 1);
+                        tracing::warn!(%err, ?wait, "Atlas initialisation failed; retrying");
+                        if which == Initialisation::First {
+                            atlas.inner.set_init(InitState::Failed(err));
+                        }
+                        drop(atlas);
+                        actix_rt::time::sleep(wait).await;
+                    }
+                }
+            }
+        });
+    }
+
+    pub(super) async fn initialise(&self) -> Result<Status, AtlasError> {
+        let merchant = self.inner.api.merchant().await?;
+        let model = self.fetch_pricing_model().await?;
+        let mut unconfigured_limits: Vec<String> = model
+            .entitlements
+            .iter()
+            .filter(|entitlement| {
+                model.plans.iter().any(|plan| {
+                    plan.entitlements
+                        .iter()
+                        .any(|grant| grant.id == entitlement.id && grant.limit.is_some())
+                })
+            })
+            .map(|entitlement| entitlement.slug.clone())
+            .filter(|slug| !self.inner.limits.has(slug))
+            .collect();
+        unconfigured_limits.dedup();
+        if !unconfigured_limits.is_empty() {
+            tracing::warn!(
+                features = %unconfigured_limits.join(", "),
+                "these features are limit-based but have no limit callback: they are denied unless allow_unknown_limits is set"
+            );
+        }
+        tracing::info!(mode = %merchant.mode, "Atlas client initialised");
+        Ok(Status {
+            merchant,
+            unconfigured_limits,
+        })
+    }
+
+    /// Runs `work` on the I/O thread whenever `due` says it is time, woken by `wake`; after a
+    /// failure it waits with backoff before trying again.
+    pub(super) fn spawn_when_due<D, W, Fut>(&self, wake: Arc<Notify>, due: D, work: W)
+    where
+        D: Fn(&Inner) -> Option<Instant> + Send + 'static,
+        W: Fn(AtlasClient) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), AtlasError>>,
+    {
+        let weak = Arc::downgrade(&self.inner);
+        self.transport().spawn(move || async move {
+            let mut failures: u32 = 0;
+            loop {
+                let next = match weak.upgrade() {
+                    Some(inner) => due(&inner),
+                    None => return,
+                };
+                match next {
+                    None => wake.notified().await,
+                    Some(at) if at > Instant::now() => {
+                        let _ = tokio::time::timeout_at(at.into(), wake.notified()).await;
+                    }
+                    Some(_) => {
+                        let Some(atlas) = upgrade(&weak) else { return };
+                        match work(atlas).await {
+                            Ok(()) => failures = 0,
+                            Err(AtlasError::Shutdown) => return,
+                            Err(err) => {
+                                failures += 1;
+                                let wait = BACKGROUND_RETRY.delay(failures - 1);
+                                tracing::warn!(%err, ?wait, "Atlas background work failed; retrying");
+                                actix_rt::time::sleep(wait).await;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// Initialises again, as the platform asks with `invalidateMerchant`: the pricing model is
+    /// refetched and the status replaced once the platform answers.
+    pub(crate) fn reinitialise(&self) {
+        self.invalidate_plans();
+        self.spawn_initialisation(Initialisation::Again);
+    }
+
+    /// Waits for initialisation, without a lock once it succeeded.
+    pub(super) async fn ensure_ready(&self) -> Result<(), AtlasError> {
+        if self.inner.ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.status().await.map(drop)
+    }
+
+    /// The state of the push link through which the platform invalidates cached data.
+    pub fn push_link(&self) -> PushLink {
+        self.inner.link.borrow().clone()
+    }
+
+    /// Waits for initialisation: the merchant, and the limited features lacking a callback.
+    /// While the platform is unreachable this answers the last failure at once (initialisation
+    /// keeps retrying in the background).
+    pub async fn status(&self) -> Result<Arc<Status>, AtlasError> {
+        // Every check comes here: once initialised, one read lock and no waiting.
+        if let InitState::Ready(status) = &*self.inner.init.borrow() {
+            return Ok(Arc::clone(status));
+        }
+        let mut state = self.inner.init.subscribe();
+        let state = state
+            .wait_for(|state| !matches!(state, InitState::Pending))
+            .await
+            .map_err(|_| AtlasError::Shutdown)?;
+        match &*state {
+            InitState::Ready(status) => Ok(Arc::clone(status)),
+            InitState::Failed(err) => Err(err.clone()),
+            InitState::Pending => Err(AtlasError::Shutdown),
+        }
+    }
+
+    /// Sends the queued usage events (waiting at most the shutdown timeout), then stops the
+    /// client's background work and connection. Later calls answer
+    /// [`AtlasError::Shutdown`]. Call it when the server stops.
+    pub async fn shutdown(&self) -> Result<(), AtlasError> {
+        let left = self.inner.events.len();
+        let flushed = match actix_rt::time::timeout(self.inner.shutdown_timeout, self.flush()).await
+        {
+            Ok(result) => result,
+            Err(_) => Err(AtlasError::unavailable("the final flush timed out")),
+        };
+        if let Err(err) = &flushed {
+            tracing::error!(%err, events = self.inner.events.len(), "usage events could not be sent before shutdown");
+        } else if left > 0 {
+            tracing::info!(events = left, "queued usage events sent before shutdown");
+        }
+        self.inner.set_init(InitState::Failed(AtlasError::Shutdown));
+        self.transport().stop();
+        flushed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    pub(super) fn background_retries_back_off_to_a_minute() {
+        assert!(BACKGROUND_RETRY.delay(0) <= Duration::from_secs(1));
+        assert!(BACKGROUND_RETRY.delay(0) >= Duration::from_millis(500));
+        assert!(BACKGROUND_RETRY.delay(29) <= Duration::from_secs(60));
+        assert!(BACKGROUND_RETRY.delay(29) >= Duration::from_secs(30));
+    }
+}

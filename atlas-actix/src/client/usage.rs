@@ -1,0 +1,170 @@
+//! Usage and reports: usage events (queued, flushed in batches), feature registrations and SDK
+//! version reports, each bounded.
+
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+
+use super::AtlasClient;
+use crate::error::AtlasError;
+use crate::models::{now_iso, EventData, UsageEvent};
+
+/// The SDK's name in the platform's SDK version reports.
+pub(super) const SDK_LIBRARY: &str = "actix";
+/// The most distinct SDK versions reported in a process's life: there are a few SDKs, each
+/// at one version, so more is a caller making them up.
+const MAX_SDK_VERSIONS: usize = 16;
+/// The most feature ids registered at one platform request, far below its body limit.
+const REGISTRATION_CHUNK: usize = 100;
+
+impl AtlasClient {
+    /// Queues a usage event for each feature the customer has that reports usage
+    /// (usage-based and credit-based ones; others are skipped), sent in batches by the
+    /// background flusher. Returns once queued. `quantity` must be finite and above zero.
+    pub async fn enqueue<I, S>(
+        &self,
+        customer_id: &str,
+        feature_ids: I,
+        quantity: f64,
+    ) -> Result<(), AtlasError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        if !quantity.is_finite() || quantity <= 0.0 {
+            return Err(AtlasError::InvalidInput(
+                "quantity must be a positive number".to_owned(),
+            ));
+        }
+        let feature_ids: Vec<S> = feature_ids.into_iter().collect();
+        let features = self.features_of(customer_id, None, Some(&[])).await?;
+        let customer = self.customer(customer_id, None).await?;
+        let events: Vec<UsageEvent> = feature_ids
+            .iter()
+            .filter_map(|slug| {
+                features
+                    .iter()
+                    .find(|f| f.id == slug.as_ref() && f.should_report_events)
+            })
+            .map(|feature| UsageEvent {
+                customer_id: customer.id.clone(),
+                event_name: feature.internal_id.clone(),
+                generated_at: now_iso(),
+                idempotency_key: uuid::Uuid::new_v4().to_string(),
+                data: EventData {
+                    quantity,
+                    extra: Default::default(),
+                },
+                extra: Default::default(),
+            })
+            .collect();
+        if events.is_empty() {
+            return Ok(());
+        }
+        let count = events.len();
+        self.inner.events.push(events).inspect_err(|err| {
+            tracing::error!(customer = ?customer_id, %err, count, "usage events refused");
+        })
+    }
+
+    /// Sends every queued usage event now, after a flush under way, and returns once the
+    /// platform accepted them.
+    pub async fn flush(&self) -> Result<(), AtlasError> {
+        let api = &self.inner.api;
+        self.inner
+            .events
+            .flush(|batch| async move { api.send_events(&batch).await })
+            .await
+    }
+
+    /// Sends the pending registrations, in requests well under the platform's body limit. A
+    /// chunk the platform refuses (4xx) is dropped with an error log: sending it again would
+    /// be refused again, forever.
+    pub(super) async fn send_registrations(&self) -> Result<(), AtlasError> {
+        let slugs = self.inner.registrations.take();
+        let mut chunks = slugs.chunks(REGISTRATION_CHUNK);
+        while let Some(chunk) = chunks.next() {
+            match self.inner.api.register_features(chunk).await {
+                Ok(()) => {
+                    tracing::debug!(features = ?chunk, "features registered with Atlas");
+                }
+                Err(AtlasError::Rejected { status, message }) => {
+                    tracing::error!(status, message = ?message, features = ?chunk, "the Atlas platform refused a feature registration; not retrying it");
+                }
+                Err(err) => {
+                    let unsent = chunk.iter().chain(chunks.flatten()).cloned().collect();
+                    self.inner.registrations.put_back(unsent);
+                    return Err(err);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reports an SDK's version to the platform, once per library and version (the scope's
+    /// `sdk-version` route relays the frontend's).
+    ///
+    /// At most 16 distinct versions are reported in a process's life; later ones are
+    /// ignored, with one warning, so a caller making versions up cannot turn them into
+    /// platform calls.
+    pub fn report_sdk_version(&self, library: &str, version: &str) {
+        {
+            let mut reported = self
+                .inner
+                .sdk_versions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let key = (library.to_owned(), version.to_owned());
+            if reported.contains(&key) {
+                return;
+            }
+            if reported.len() >= MAX_SDK_VERSIONS {
+                if reported.len() == MAX_SDK_VERSIONS {
+                    tracing::warn!(
+                        library = ?library,
+                        version = ?version,
+                        "more SDK versions than any app has were reported; ignoring this and later ones"
+                    );
+                    // One more entry marks the warning as given.
+                    reported.insert(key);
+                }
+                return;
+            }
+            reported.insert(key);
+        }
+        let api = Arc::clone(&self.inner.api);
+        let (library, version) = (library.to_owned(), version.to_owned());
+        self.transport().spawn(move || async move {
+            if let Err(err) = api.report_sdk_version(&library, &version).await {
+                tracing::warn!(library = ?library, version = ?version, %err, "could not report the SDK version to Atlas");
+            }
+        });
+    }
+
+    /// Notes features the frontend checks, for the platform's dashboard (sent debounced).
+    ///
+    /// The ids come from callers the app does not control (the scope's `features/register`
+    /// relays the browser's), so their number is bounded: past 1,000 ids in a process's life,
+    /// only ids of the pricing model's features are still taken.
+    pub fn register_features<I, S>(&self, features: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let features: Vec<S> = features.into_iter().collect();
+        let model = self.inner.pricing_model.get_stale(&(), Duration::MAX);
+        let in_model = |slug: &str| {
+            model
+                .as_ref()
+                .is_some_and(|model| model.entitlements.iter().any(|e| e.slug == slug))
+        };
+        self.inner.registrations.register_requested(
+            features.iter().map(AsRef::as_ref).filter(|f| !f.is_empty()),
+            in_model,
+        );
+    }
+
+    /// Number of usage events queued and not yet accepted by the platform.
+    pub fn queued_events(&self) -> usize {
+        self.inner.events.len()
+    }
+}
