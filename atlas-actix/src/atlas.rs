@@ -5,15 +5,16 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use actix_web::{HttpRequest, HttpResponse, Scope};
+use actix_web::{HttpRequest, HttpResponse};
 
 use crate::auth::UserResolver;
 use crate::client::AtlasClient;
 use crate::config::{AtlasBuilder, DenyHandler};
 use crate::csrf::AllowedOrigins;
+use crate::denial::Denial;
+use crate::error::BuildError;
 use crate::error_response::RequestError;
 use crate::exclusive::ExclusiveLocks;
-use crate::guard::Denial;
 use crate::throttle::Throttle;
 
 /// The Atlas SDK of an Actix Web app: the platform client ([`AtlasClient`], which it
@@ -131,10 +132,27 @@ impl Atlas {
             .as_ref()
             .is_none_or(|resolver| resolver.may_manage_billing(request))
     }
+}
 
-    /// The `/atlas-api` scope the Atlas React SDK calls: mount it on the `App`
-    /// (`App::new().service(atlas.scope())`). See [`crate::scope`] for its routes.
-    pub fn scope(&self) -> Scope {
-        crate::scope::atlas_scope(self.clone())
+impl AtlasBuilder {
+    /// Builds the client and starts its initialisation in the background (merchant check,
+    /// pricing model); calls wait for it. Needs no runtime: the client's I/O runs on a thread
+    /// of its own.
+    pub fn build(self) -> Result<Atlas, BuildError> {
+        if self.public_rate_limit.0 == 0 || self.public_rate_limit.1.is_zero() {
+            return Err(BuildError::InvalidOption {
+                option: "public_rate_limit",
+                reason: "requests and period must be above zero".to_owned(),
+            });
+        }
+        let web = WebOptions {
+            resolver: self.resolver,
+            deny: self.deny,
+            body_limit: self.body_limit,
+            allowed_origins: self.allowed_origins,
+            public_throttle: Throttle::new(self.public_rate_limit.0, self.public_rate_limit.1),
+            exclusive: ExclusiveLocks::default(),
+        };
+        Ok(Atlas::new(self.client.start()?, web))
     }
 }

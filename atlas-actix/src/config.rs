@@ -6,17 +6,13 @@ use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse};
 
-use crate::atlas::{Atlas, WebOptions};
 use crate::auth::UserResolver;
 use crate::client::backoff::Backoff;
 use crate::client::config::ClientConfig;
 use crate::csrf::AllowedOrigins;
-use crate::error::BuildError;
-use crate::exclusive::ExclusiveLocks;
-use crate::guard::Denial;
+use crate::denial::Denial;
 use crate::limits::{IntoUsage, LimitCallback};
 use crate::outage::OutagePolicy;
-use crate::throttle::Throttle;
 
 /// Configures and builds an [`Atlas`] client; made by [`Atlas::builder`].
 ///
@@ -342,27 +338,6 @@ impl AtlasBuilder {
     pub fn add_root_certificate(mut self, der: impl Into<Vec<u8>>) -> Self {
         self.client.root_certificates.push(der.into());
         self
-    }
-
-    /// Builds the client and starts its initialisation in the background (merchant check,
-    /// pricing model); calls wait for it. Needs no runtime: the client's I/O runs on a thread
-    /// of its own.
-    pub fn build(self) -> Result<Atlas, BuildError> {
-        if self.public_rate_limit.0 == 0 || self.public_rate_limit.1.is_zero() {
-            return Err(BuildError::InvalidOption {
-                option: "public_rate_limit",
-                reason: "requests and period must be above zero".to_owned(),
-            });
-        }
-        let web = WebOptions {
-            resolver: self.resolver,
-            deny: self.deny,
-            body_limit: self.body_limit,
-            allowed_origins: self.allowed_origins,
-            public_throttle: Throttle::new(self.public_rate_limit.0, self.public_rate_limit.1),
-            exclusive: ExclusiveLocks::default(),
-        };
-        Ok(Atlas::new(self.client.start()?, web))
     }
 }
 

@@ -1,63 +1,24 @@
 //! Guarding the app's own handlers: the check behind both `#[requires_feature]` and the
-//! [`RequireFeatures`] middleware, and the [`Entitlements`] extractor.
+//! [`RequireFeatures`](crate::RequireFeatures) middleware (`middleware.rs`); the
+//! [`Entitlements`](crate::Entitlements) extractor (`extractor.rs`) reuses the customer it
+//! resolved.
 //!
 //! Three outcomes stay distinct: a missing Atlas client or user resolver is a
 //! misconfiguration (an opaque 500 and an error log naming the fix); no user is a 401; a plan
 //! without the feature is a 403 that says which features are missing.
 
 use std::collections::BTreeMap;
-use std::future::{ready, Ready};
-use std::rc::Rc;
-use std::sync::Arc;
 
-use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{forward_ready, Payload, Service, ServiceRequest, ServiceResponse, Transform};
-use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
-use futures_util::future::LocalBoxFuture;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
 use crate::atlas::Atlas;
-use crate::auth::customer_info;
 use crate::csrf::check_origin;
-use crate::entitlements::CustomerFeature;
+use crate::denial::Denial;
 use crate::error_response::RequestError;
 use crate::exclusive::Lease;
 
-/// Why a guard refused a request; given to a custom answer (see
-/// [`AtlasBuilder::deny_with`](crate::AtlasBuilder::deny_with)).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Denial {
-    /// The request has no user. Default answer: 401 `{"error": "Unauthorized"}`.
-    Unauthenticated,
-    /// The user's plan does not grant every feature. Default answer: 403
-    /// `{"error": ..., "features": {"<id>": <allowed>}}`.
-    NotEntitled {
-        /// Each feature checked, and whether it is allowed.
-        features: BTreeMap<String, bool>,
-    },
-}
-
-impl Denial {
-    /// The default JSON answer.
-    pub fn default_response(&self) -> HttpResponse {
-        match self {
-            Self::Unauthenticated => RequestError::Unauthorized.error_response(),
-            Self::NotEntitled { features } => {
-                let missing: Vec<&str> = features
-                    .iter()
-                    .filter(|(_, allowed)| !**allowed)
-                    .map(|(feature, _)| feature.as_str())
-                    .collect();
-                HttpResponse::Forbidden().json(serde_json::json!({
-                    "error": format!("Your plan does not include: {}", missing.join(", ")),
-                    "features": features,
-                }))
-            }
-        }
-    }
-}
-
-/// How a guard behaves; built by the macro's options or [`RequireFeatures`]' methods.
+/// How a guard behaves; built by the macro's options or
+/// [`RequireFeatures`](crate::RequireFeatures)' methods.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct GuardOptions {
     /// Log a would-be denial and let the request through.
@@ -80,9 +41,10 @@ impl GuardOptions {
     }
 }
 
-/// The customer a guard let through, kept in the request's extensions for [`Entitlements`].
+/// The customer a guard let through, kept in the request's extensions for
+/// [`Entitlements`](crate::Entitlements).
 #[derive(Debug, Clone)]
-struct ResolvedCustomer(String);
+pub(crate) struct ResolvedCustomer(pub(crate) String);
 
 /// A request the check let through.
 #[doc(hidden)]
@@ -110,7 +72,7 @@ impl Granted {
 }
 
 /// The Atlas client of the app, or the misconfiguration answer.
-fn atlas_of(request: &HttpRequest) -> Result<&Atlas, RequestError> {
+pub(crate) fn atlas_of(request: &HttpRequest) -> Result<&Atlas, RequestError> {
     match request.app_data::<web::Data<Atlas>>() {
         Some(atlas) => Ok(atlas),
         None => {
@@ -213,188 +175,5 @@ impl Granted {
             }
         }
         response
-    }
-}
-
-/// Middleware that lets a request through only when its user's plan grants every feature:
-/// for whole scopes and resources.
-///
-/// ```
-/// use actix_web::{web, App, HttpResponse};
-/// use atlas_actix::RequireFeatures;
-///
-/// let app = App::new().service(
-///     web::scope("/reports")
-///         .wrap(RequireFeatures::new(["data-explorer"]))
-///         .route("", web::get().to(HttpResponse::Ok)),
-/// );
-/// ```
-#[derive(Debug, Clone)]
-pub struct RequireFeatures {
-    features: Arc<[String]>,
-    options: GuardOptions,
-}
-
-impl RequireFeatures {
-    /// Requires every one of these features.
-    pub fn new<I, S>(features: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        Self {
-            features: features.into_iter().map(Into::into).collect(),
-            options: GuardOptions::default(),
-        }
-    }
-
-    /// Shadow mode, to roll gating out safely: the check runs and a would-be denial is logged
-    /// (customer, features, route), but the request goes through.
-    pub fn shadow(mut self, shadow: bool) -> Self {
-        self.options.shadow = shadow;
-        self
-    }
-
-    /// Reports `quantity` of usage of the features each time the wrapped service answers 2xx.
-    /// Such requests bill the customer, so a cookie-authenticated one must come from an
-    /// allowed origin (see [`AtlasBuilder::allowed_origins`](crate::AtlasBuilder::allowed_origins)).
-    pub fn report_usage(mut self, quantity: f64) -> Self {
-        self.options.usage = Some(quantity);
-        self
-    }
-
-    /// Runs the check and the wrapped service as one step per customer and features, in this
-    /// process: the next request of the same customer waits until this one has answered, so
-    /// its limit callback counts what this one added. For handlers that add to a limited
-    /// feature (a seat, a project): without it, concurrent requests all pass the check before
-    /// any adds, and together overshoot the limit. Costs a lock per request and serialises one
-    /// customer's requests to the route; other customers do not wait.
-    ///
-    /// Several app instances need the limit held in the shared store as well: count and insert
-    /// in one database transaction, or a constraint.
-    pub fn exclusive(mut self, exclusive: bool) -> Self {
-        self.options.exclusive = exclusive;
-        self
-    }
-}
-
-impl<S, B> Transform<S, ServiceRequest> for RequireFeatures
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
-    B: MessageBody + 'static,
-{
-    type Response = ServiceResponse<EitherBody<B>>;
-    type Error = actix_web::Error;
-    type Transform = RequireFeaturesService<S>;
-    type InitError = ();
-    type Future = Ready<Result<Self::Transform, Self::InitError>>;
-
-    fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(RequireFeaturesService {
-            service: Rc::new(service),
-            features: Arc::clone(&self.features),
-            options: self.options,
-        }))
-    }
-}
-
-/// The service [`RequireFeatures`] wraps around the inner one.
-#[derive(Debug)]
-pub struct RequireFeaturesService<S> {
-    service: Rc<S>,
-    features: Arc<[String]>,
-    options: GuardOptions,
-}
-
-impl<S, B> Service<ServiceRequest> for RequireFeaturesService<S>
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
-    B: MessageBody + 'static,
-{
-    type Response = ServiceResponse<EitherBody<B>>;
-    type Error = actix_web::Error;
-    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    forward_ready!(service);
-
-    fn call(&self, request: ServiceRequest) -> Self::Future {
-        let service = Rc::clone(&self.service);
-        let features = Arc::clone(&self.features);
-        let options = self.options;
-        Box::pin(async move {
-            let slugs: Vec<&str> = features.iter().map(String::as_str).collect();
-            let granted = match check(request.request(), &slugs, options).await {
-                Ok(granted) => granted,
-                // Answered as a response, not an error, so outer middleware (CORS) decorates it.
-                Err(answer) => return Ok(request.into_response(answer).map_into_right_body()),
-            };
-            let response = service.call(request).await?;
-            if let Some(quantity) = options.usage {
-                if response.status().is_success() {
-                    granted.report_usage(features.to_vec(), quantity);
-                }
-            }
-            Ok(response.map_into_left_body())
-        })
-    }
-}
-
-/// The user of the request and what its plans grant; for handlers that adapt to the plan
-/// rather than refuse. Answers 401 without a user.
-///
-/// ```no_run
-/// use actix_web::{get, HttpResponse};
-/// use atlas_actix::Entitlements;
-///
-/// #[get("/dashboard")]
-/// async fn dashboard(entitlements: Entitlements) -> HttpResponse {
-///     let charts = entitlements.allows("data-explorer");
-///     HttpResponse::Ok().json(serde_json::json!({ "charts": charts }))
-/// }
-/// ```
-#[derive(Debug, Clone)]
-pub struct Entitlements {
-    /// The Atlas customer id of the user (or of its organisation).
-    pub customer_id: String,
-    /// Everything its plans grant.
-    pub features: Vec<CustomerFeature>,
-}
-
-impl Entitlements {
-    /// Whether the plan grants the feature, now.
-    pub fn allows(&self, feature: &str) -> bool {
-        self.feature(feature).is_some_and(|f| f.allowed)
-    }
-
-    /// The feature, if the plans grant it at all.
-    pub fn feature(&self, feature: &str) -> Option<&CustomerFeature> {
-        self.features.iter().find(|f| f.id == feature)
-    }
-}
-
-impl FromRequest for Entitlements {
-    type Error = RequestError;
-    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
-
-    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let request = request.clone();
-        Box::pin(async move {
-            let atlas = atlas_of(&request)?.clone();
-            let resolved = request.extensions().get::<ResolvedCustomer>().cloned();
-            let customer_id = match resolved {
-                Some(ResolvedCustomer(customer)) => customer,
-                None => atlas
-                    .resolve_user(&request)
-                    .await?
-                    .ok_or(RequestError::Unauthorized)?,
-            };
-            let features = atlas
-                .features(&customer_id, Some(&customer_info(&request)))
-                .await?;
-            Ok(Self {
-                customer_id,
-                features,
-            })
-        })
     }
 }

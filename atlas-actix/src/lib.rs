@@ -25,13 +25,16 @@ mod clerk;
 mod client;
 mod config;
 pub mod csrf;
+mod denial;
 pub mod entitlements;
 mod error;
 mod error_response;
 mod events;
 mod exclusive;
+mod extractor;
 mod guard;
 mod limits;
+mod middleware;
 mod outage;
 mod registration;
 pub mod scope;
@@ -52,11 +55,13 @@ pub use client::{
     SubscribeRequest,
 };
 pub use config::AtlasBuilder;
+pub use denial::Denial;
 pub use entitlements::{CustomerFeature, FeatureType};
 pub use error::{AtlasError, BuildError};
 pub use error_response::RequestError;
-pub use guard::{Denial, Entitlements, RequireFeatures, RequireFeaturesService};
+pub use extractor::Entitlements;
 pub use limits::{IntoUsage, LimitError};
+pub use middleware::{RequireFeatures, RequireFeaturesService};
 pub use models::CustomerInfo;
 pub use outage::OutagePolicy;
 

@@ -60,7 +60,15 @@ use crate::throttle::caller;
 
 type Answer = Result<HttpResponse, RequestError>;
 
-pub(crate) fn atlas_scope(atlas: Atlas) -> Scope {
+impl Atlas {
+    /// The `/atlas-api` scope the Atlas React SDK calls: mount it on the `App`
+    /// (`App::new().service(atlas.scope())`). See [`crate::scope`] for its routes.
+    pub fn scope(&self) -> Scope {
+        atlas_scope(self.clone())
+    }
+}
+
+fn atlas_scope(atlas: Atlas) -> Scope {
     web::scope("/atlas-api")
         .app_data(web::Data::new(atlas))
         .service(route("/status", Method::GET, status))

@@ -8,6 +8,7 @@ mod common;
 mod crash;
 mod emulator;
 mod guard;
+mod layers;
 mod outage;
 mod push;
 mod scope;

@@ -28,7 +28,6 @@ use tokio::sync::watch;
 
 pub use self::api::Pagination;
 use self::api::PlatformApi;
-pub use self::push::PushLink;
 use crate::cache::Cache;
 use crate::error::AtlasError;
 use crate::events::EventQueue;
@@ -65,6 +64,24 @@ impl std::fmt::Debug for AtlasClient {
             .field("limits", &self.inner.limits)
             .finish_non_exhaustive()
     }
+}
+
+/// The state of the push link through which the platform invalidates cached data, as
+/// [`AtlasClient::push_link`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PushLink {
+    /// Connecting, for the first time or again.
+    Connecting,
+    /// Connected: invalidations arrive as they happen.
+    Connected,
+    /// Down; reconnecting after a backoff. Until it is back, cache TTLs bound staleness.
+    Disconnected {
+        /// Why it went down.
+        reason: String,
+    },
+    /// The platform refused the API key; retried rarely.
+    Refused,
 }
 
 /// What initialisation learnt: the merchant, and the limited features the app registered no

@@ -20,26 +20,8 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use super::backoff::Backoff;
-use super::{upgrade, Inner};
+use super::{upgrade, Inner, PushLink};
 
-/// The state of the push link, as [`Atlas::push_link`](super::Atlas::push_link) reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum PushLink {
-    /// Connecting, for the first time or again.
-    Connecting,
-    /// Connected: invalidations arrive as they happen.
-    Connected,
-    /// Down; reconnecting after a backoff. Until it is back, cache TTLs bound staleness.
-    Disconnected {
-        /// Why it went down.
-        reason: String,
-    },
-    /// The platform refused the API key; retried rarely.
-    Refused,
-}
-
-/// The longest wait between two connection attempts.
 /// Reconnections wait 0.5 s, 1 s, 2 s, ... at most 60 s (jittered).
 const RECONNECT: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
 /// The longest wait for the handshake.

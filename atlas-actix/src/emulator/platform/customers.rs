@@ -3,8 +3,9 @@
 use actix_web::http::StatusCode;
 use serde_json::{json, Value};
 
-use super::subscriptions::Completion;
-use super::{members, object, optional_string, required_string, ApiError, Platform, Reply};
+use super::{
+    members, object, optional_string, required_string, ApiError, Completion, Platform, Reply,
+};
 use crate::models::{now_iso, Customer};
 
 impl Platform {

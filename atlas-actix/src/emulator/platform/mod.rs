@@ -15,7 +15,6 @@ use serde_json::{json, Map, Value};
 use tokio::sync::broadcast;
 
 pub(crate) use self::query::Query;
-use self::subscriptions::CheckoutEntry;
 use super::data::AtlasData;
 use super::faults::Faults;
 use super::reply::{ApiError, Reply};
@@ -44,6 +43,24 @@ impl Push {
             Self::InvalidateMerchant => "invalidateMerchant",
         }
     }
+}
+
+/// What completing a checkout session does.
+#[derive(Debug, Clone)]
+enum Completion {
+    ActivatePlan {
+        external_id: String,
+        plan_id: String,
+    },
+    SetPaymentMethod {
+        external_id: String,
+    },
+}
+
+#[derive(Debug)]
+struct CheckoutEntry {
+    session: Map<String, Value>,
+    completion: Completion,
 }
 
 pub(crate) struct Platform {

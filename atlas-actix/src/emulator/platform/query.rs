@@ -4,7 +4,7 @@ use std::cmp::Ordering;
 
 use serde_json::{json, Value};
 
-use super::ApiError;
+use crate::emulator::reply::ApiError;
 
 /// A query string, read as `URLSearchParams.get` does: the first value of a name.
 pub(crate) struct Query(Vec<(String, String)>);

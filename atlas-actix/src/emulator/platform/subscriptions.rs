@@ -2,30 +2,15 @@
 //! cancelling and renewing.
 
 use actix_web::http::StatusCode;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use super::{members, object, optional_string, required_string, touch, ApiError, Platform, Reply};
+use super::{
+    members, object, optional_string, required_string, touch, ApiError, CheckoutEntry, Completion,
+    Platform, Reply,
+};
 use crate::models::{now_iso, number, Customer, Plan, Subscription, SubscriptionPlan};
 
 const BILLING_CADENCES: [&str; 3] = ["monthly", "quarterly", "annually"];
-
-/// What completing a checkout session does.
-#[derive(Debug, Clone)]
-pub(super) enum Completion {
-    ActivatePlan {
-        external_id: String,
-        plan_id: String,
-    },
-    SetPaymentMethod {
-        external_id: String,
-    },
-}
-
-#[derive(Debug)]
-pub(super) struct CheckoutEntry {
-    pub(super) session: Map<String, Value>,
-    pub(super) completion: Completion,
-}
 
 impl Platform {
     pub(super) fn plan_summary(&self, plan: &Plan) -> SubscriptionPlan {

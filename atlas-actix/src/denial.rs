@@ -1,0 +1,43 @@
+//! Why a guard refused a request, and the default answer: 401 without a user, 403 naming what
+//! the plan lacks.
+
+use std::collections::BTreeMap;
+
+use actix_web::{HttpResponse, ResponseError};
+
+use crate::error_response::RequestError;
+
+/// Why a guard refused a request; given to a custom answer (see
+/// [`AtlasBuilder::deny_with`](crate::AtlasBuilder::deny_with)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Denial {
+    /// The request has no user. Default answer: 401 `{"error": "Unauthorized"}`.
+    Unauthenticated,
+    /// The user's plan does not grant every feature. Default answer: 403
+    /// `{"error": ..., "features": {"<id>": <allowed>}}`.
+    NotEntitled {
+        /// Each feature checked, and whether it is allowed.
+        features: BTreeMap<String, bool>,
+    },
+}
+
+impl Denial {
+    /// The default JSON answer.
+    pub fn default_response(&self) -> HttpResponse {
+        match self {
+            Self::Unauthenticated => RequestError::Unauthorized.error_response(),
+            Self::NotEntitled { features } => {
+                let missing: Vec<&str> = features
+                    .iter()
+                    .filter(|(_, allowed)| !**allowed)
+                    .map(|(feature, _)| feature.as_str())
+                    .collect();
+                HttpResponse::Forbidden().json(serde_json::json!({
+                    "error": format!("Your plan does not include: {}", missing.join(", ")),
+                    "features": features,
+                }))
+            }
+        }
+    }
+}
