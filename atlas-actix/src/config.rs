@@ -344,6 +344,7 @@ impl AtlasBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::BuildError;
 
     #[test]
     fn debug_hides_the_key() {

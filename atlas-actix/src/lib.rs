@@ -12,7 +12,56 @@
 //! - [`models`]: the platform's JSON objects as Rust types.
 //! - [`emulator`] (feature `emulator`): a local Atlas platform for tests and development.
 //!
-//! The README (`README.md` at the repository's root) walks through a whole app.
+//! The README (`README.md` at the repository's root) walks through a whole app; ARCHITECTURE.md
+//! says where each concept lives.
+//!
+//! ```
+//! # #[cfg(feature = "emulator")]
+//! # actix_web::rt::System::new().block_on(async {
+//! use actix_web::{get, test, web, App, HttpResponse, HttpRequest};
+//! use atlas_actix::{requires_feature, Atlas};
+//!
+//! #[get("/api/reports")]
+//! #[requires_feature("data-explorer")]
+//! async fn reports() -> HttpResponse {
+//!     HttpResponse::Ok().body("the reports")
+//! }
+//!
+//! // A local Atlas platform with the quickstart's plans and customers.
+//! let data = atlas_actix::emulator::AtlasData::from_file(concat!(
+//!     env!("CARGO_MANIFEST_DIR"),
+//!     "/../examples/atlas-data.json"
+//! ))?;
+//! let platform = atlas_actix::emulator::Emulator::start(data)?;
+//!
+//! let atlas = Atlas::builder()
+//!     .base_url(platform.url())
+//!     .api_key(platform.api_key())
+//!     // Who the user is: here a header; in an app, its auth (or `ClerkAuth`).
+//!     .user_resolver(|request: HttpRequest| async move {
+//!         let user = request.headers().get("x-user")?.to_str().ok()?;
+//!         Some(user.to_owned())
+//!     })
+//!     .build()?;
+//! let app = test::init_service(
+//!     App::new()
+//!         .app_data(web::Data::new(atlas.clone()))
+//!         .service(atlas.scope())
+//!         .service(reports),
+//! )
+//! .await;
+//!
+//! // Erin's Pro plan has the data explorer; Dave's Free plan does not.
+//! for (user, status) in [("user_erin", 200), ("user_dave", 403)] {
+//!     let request = test::TestRequest::get()
+//!         .uri("/api/reports")
+//!         .insert_header(("x-user", user))
+//!         .to_request();
+//!     assert_eq!(test::call_service(&app, request).await.status(), status);
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 // Library code logs through `tracing`, never to the terminal.
 #![warn(clippy::print_stdout, clippy::print_stderr)]

@@ -1,4 +1,5 @@
-//! The durable event spool (feature `spool`): usage events are on disk before `enqueue`
+//! The durable event spool (`AtlasBuilder::event_spool`, no feature needed): usage events are
+//! on disk before `enqueue`
 //! returns, so a crash or `kill -9` loses none. After a restart the events not yet accepted
 //! are sent again, with their original idempotency keys (the platform counts each once).
 //!

@@ -13,7 +13,7 @@ use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use rsa::Generate;
 use serde_json::{json, Value};
 
-use crate::client::builder;
+use crate::common::builder;
 use crate::common::{json_body, start_emulator};
 
 struct KeyPair {

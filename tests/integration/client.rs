@@ -7,23 +7,15 @@ use std::time::Duration;
 
 use atlas_actix::emulator::{Emulator, EmulatorHandle};
 use atlas_actix::{
-    limit, Atlas, AtlasBuilder, AtlasError, BillingCadence, CancelType, CustomerInfo, FeatureType,
-    Pagination, SubscribeRequest,
+    limit, Atlas, AtlasError, BillingCadence, CancelType, CustomerInfo, FeatureType, Pagination,
+    SubscribeRequest,
 };
 use awc::http::Method;
 use serde_json::{json, Value};
 
-use crate::common::{call, example_data, start_emulator, Platform};
-
-/// A client of the emulator with test-friendly delays.
-pub fn builder(emulator: &EmulatorHandle) -> AtlasBuilder {
-    Atlas::builder()
-        .api_key(emulator.api_key())
-        .base_url(emulator.url())
-        .timeout(Duration::from_secs(5))
-        .retry_backoff(Duration::from_millis(10), Duration::from_millis(50))
-        .registration_debounce(Duration::from_millis(100))
-}
+use crate::common::{
+    builder, call, example_data, requests, start_emulator, Platform, CUSTOMER_ROUTE,
+};
 
 async fn admin(
     emulator: &EmulatorHandle,
@@ -33,15 +25,6 @@ async fn admin(
 ) -> Value {
     Platform { emulator }.admin(method, path, body).await.body
 }
-
-async fn requests(emulator: &EmulatorHandle, route: &str) -> u64 {
-    admin(emulator, Method::GET, "/__admin/requests", None).await[route]
-        .as_u64()
-        .unwrap_or(0)
-}
-
-pub const CUSTOMER_ROUTE: &str =
-    "GET /external/customers/external-id/:id/with-active-and-upcoming-subscriptions";
 
 #[actix_rt::test]
 async fn initialises_and_reports_unconfigured_limits_and_its_version() {
@@ -472,19 +455,21 @@ async fn a_failed_flush_keeps_its_events_and_retries_with_the_same_keys() {
         .enqueue("user_erin", ["ai-tokens"], 2.0)
         .await
         .unwrap();
-    admin(
-        &emulator,
-        Method::POST,
-        "/__admin/faults",
-        Some(json!({"path": "/external/event", "status": 503})),
-    )
+    Platform {
+        emulator: &emulator,
+    }
+    .inject_fault(json!({"path": "/external/event", "status": 503}))
     .await;
     assert!(matches!(
         atlas.flush().await,
         Err(AtlasError::Unavailable(_))
     ));
     assert_eq!(atlas.queued_events(), 1);
-    admin(&emulator, Method::DELETE, "/__admin/faults", None).await;
+    Platform {
+        emulator: &emulator,
+    }
+    .clear_faults()
+    .await;
     atlas.flush().await.unwrap();
     assert_eq!(atlas.queued_events(), 0);
     let events = admin(&emulator, Method::GET, "/__admin/events", None).await;
@@ -526,12 +511,10 @@ async fn idempotent_calls_are_retried_and_writes_only_when_unsent() {
     let emulator = start_emulator();
     let atlas = builder(&emulator).build().unwrap();
     atlas.status().await.unwrap();
-    admin(
-        &emulator,
-        Method::POST,
-        "/__admin/faults",
-        Some(json!({"path": "/external/customers/external-id", "times": 2, "status": 502})),
-    )
+    Platform {
+        emulator: &emulator,
+    }
+    .inject_fault(json!({"path": "/external/customers/external-id", "times": 2, "status": 502}))
     .await;
     assert!(
         atlas
@@ -542,7 +525,13 @@ async fn idempotent_calls_are_retried_and_writes_only_when_unsent() {
     );
     assert_eq!(requests(&emulator, CUSTOMER_ROUTE).await, 3);
 
-    admin(&emulator, Method::POST, "/__admin/faults", Some(json!({"path": "/external/subscriptions/sub_erin_pro/renew", "times": 1, "status": 503}))).await;
+    Platform {
+        emulator: &emulator,
+    }
+    .inject_fault(
+        json!({"path": "/external/subscriptions/sub_erin_pro/renew", "times": 1, "status": 503}),
+    )
+    .await;
     let renew = atlas.renew_subscription("user_erin", "sub_erin_pro").await;
     assert!(
         matches!(renew, Err(AtlasError::Unavailable(_))),
@@ -554,12 +543,10 @@ async fn idempotent_calls_are_retried_and_writes_only_when_unsent() {
         "a write that reached the platform is not repeated"
     );
 
-    admin(
-        &emulator,
-        Method::POST,
-        "/__admin/faults",
-        Some(json!({"path": "/external/pricingModel", "status": 500})),
-    )
+    Platform {
+        emulator: &emulator,
+    }
+    .inject_fault(json!({"path": "/external/pricingModel", "status": 500}))
     .await;
     atlas.invalidate_plans();
     assert!(matches!(
@@ -581,12 +568,10 @@ async fn a_platform_that_never_answers_times_out() {
         .build()
         .unwrap();
     atlas.status().await.unwrap();
-    admin(
-        &emulator,
-        Method::POST,
-        "/__admin/faults",
-        Some(json!({"path": "/external/customers", "delayMs": 30000})),
-    )
+    Platform {
+        emulator: &emulator,
+    }
+    .inject_fault(json!({"path": "/external/customers", "delayMs": 30000}))
     .await;
     let answer =
         tokio::time::timeout(Duration::from_secs(20), atlas.allowed("user_erin", ["sso"])).await;
@@ -602,12 +587,10 @@ async fn garbage_from_the_platform_is_an_outage_not_a_panic() {
     let emulator = start_emulator();
     let atlas = builder(&emulator).build().unwrap();
     atlas.status().await.unwrap();
-    admin(
-        &emulator,
-        Method::POST,
-        "/__admin/faults",
-        Some(json!({"path": "/external/customers", "invalidJson": true, "times": 1})),
-    )
+    Platform {
+        emulator: &emulator,
+    }
+    .inject_fault(json!({"path": "/external/customers", "invalidJson": true, "times": 1}))
     .await;
     let answer = atlas.customer("user_erin", None).await;
     assert!(
@@ -625,12 +608,10 @@ async fn an_invalidation_during_a_fetch_wins() {
     let emulator = start_emulator();
     let atlas = builder(&emulator).build().unwrap();
     atlas.status().await.unwrap();
-    admin(
-        &emulator,
-        Method::POST,
-        "/__admin/faults",
-        Some(json!({"path": "/external/customers", "delayMs": 400, "times": 1})),
-    )
+    Platform {
+        emulator: &emulator,
+    }
+    .inject_fault(json!({"path": "/external/customers", "delayMs": 400, "times": 1}))
     .await;
     let slow = {
         let atlas = atlas.clone();
@@ -703,12 +684,27 @@ async fn a_platform_down_at_start_is_an_outage_that_heals() {
 
 #[test]
 fn the_builder_needs_a_key() {
-    if std::env::var("ATLAS_API_KEY").is_ok_and(|key| !key.is_empty()) {
-        return; // the environment supplies one
+    // The check runs in a child process without ATLAS_API_KEY: an environment that sets it
+    // cannot make this pass without checking anything.
+    if std::env::var_os("ATLAS_TEST_NO_KEY_CHILD").is_some() {
+        let missing = Atlas::builder().base_url("http://127.0.0.1:9").build();
+        assert!(matches!(
+            missing,
+            Err(atlas_actix::BuildError::MissingApiKey)
+        ));
+        return;
     }
-    let missing = Atlas::builder().base_url("http://127.0.0.1:9").build();
-    assert!(matches!(
-        missing,
-        Err(atlas_actix::BuildError::MissingApiKey)
-    ));
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "client::the_builder_needs_a_key",
+            "--test-threads=1",
+        ])
+        .env("ATLAS_TEST_NO_KEY_CHILD", "1")
+        .env_remove("ATLAS_API_KEY")
+        .output()
+        .unwrap();
+    let output = String::from_utf8_lossy(&child.stdout);
+    assert!(child.status.success(), "{output}");
+    assert!(output.contains("1 passed"), "the check ran: {output}");
 }

@@ -1,11 +1,13 @@
 //! Helpers shared by the integration tests.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use atlas_actix::emulator::{AtlasData, Emulator, EmulatorHandle};
+use atlas_actix::{Atlas, AtlasBuilder};
 use awc::http::{Method, StatusCode};
 use serde_json::Value;
 
@@ -104,7 +106,43 @@ impl Platform<'_> {
     pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
         call(self.emulator.url(), None, method, path, body).await
     }
+
+    /// Makes the emulator misbehave as `fault` says (see `atlas_actix::emulator::Fault`).
+    pub async fn inject_fault(&self, fault: Value) {
+        let answer = self
+            .admin(Method::POST, "/__admin/faults", Some(fault))
+            .await;
+        assert!(answer.status.is_success(), "fault refused: {}", answer.text);
+    }
+
+    /// Lets the emulator behave again.
+    pub async fn clear_faults(&self) {
+        self.admin(Method::DELETE, "/__admin/faults", None).await;
+    }
 }
+
+/// A client of the emulator with test-friendly delays.
+pub fn builder(emulator: &EmulatorHandle) -> AtlasBuilder {
+    Atlas::builder()
+        .api_key(emulator.api_key())
+        .base_url(emulator.url())
+        .timeout(Duration::from_secs(5))
+        .retry_backoff(Duration::from_millis(10), Duration::from_millis(50))
+        .registration_debounce(Duration::from_millis(100))
+}
+
+/// How many requests the emulator received on a route (`GET /external/...`).
+pub async fn requests(emulator: &EmulatorHandle, route: &str) -> u64 {
+    Platform { emulator }
+        .admin(Method::GET, "/__admin/requests", None)
+        .await
+        .body[route]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+pub const CUSTOMER_ROUTE: &str =
+    "GET /external/customers/external-id/:id/with-active-and-upcoming-subscriptions";
 
 /// A user resolver for tests: the `x-test-user` header names the customer.
 pub async fn header_user(request: actix_web::HttpRequest) -> Option<String> {
@@ -240,5 +278,34 @@ impl Drop for Quickstart {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// Every log line of this test binary, from every thread.
+pub fn captured_logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&logs);
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || Sink(Arc::clone(&sink)))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber");
+        logs
+    })
+}
+
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Sink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }

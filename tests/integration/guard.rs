@@ -15,8 +15,8 @@ use awc::http::Method;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::client::builder;
-use crate::common::{header_user, json_body, start_emulator, Platform};
+use crate::common::builder;
+use crate::common::{captured_logs, header_user, json_body, start_emulator, Platform};
 
 /// Counts how often it is extracted: a costly extractor that must not run when denied.
 static COSTLY_CALLS: AtomicUsize = AtomicUsize::new(0);
@@ -250,6 +250,7 @@ async fn usage_is_reported_only_when_the_handler_succeeds() {
 
 #[actix_rt::test]
 async fn shadow_mode_lets_denied_requests_through() {
+    captured_logs();
     let emulator = start_emulator();
     let atlas = atlas_for(&emulator);
     let app = app!(atlas);
@@ -268,6 +269,18 @@ async fn shadow_mode_lets_denied_requests_through() {
     assert_eq!(response.status(), 200);
     let anonymous = test::call_service(&app, request("GET", "/rollout", None).to_request()).await;
     assert_eq!(anonymous.status(), 401, "shadow mode still needs a user");
+    let logs = String::from_utf8_lossy(&captured_logs().lock().unwrap()).into_owned();
+    for route in ["/rollout", "/shadowed"] {
+        assert!(
+            logs.lines().any(
+                |line| line.contains("shadow mode: this request would be denied")
+                    && line.contains(&format!("route=\"{route}\""))
+                    && line.contains("customer=\"user_dave\"")
+                    && line.contains("\"sso\"")
+            ),
+            "no shadow-mode log line for {route}: {logs}"
+        );
+    }
 }
 
 #[actix_rt::test]
@@ -352,6 +365,7 @@ async fn denials_can_be_answered_by_the_app() {
 
 #[actix_rt::test]
 async fn a_missing_client_is_an_opaque_500() {
+    captured_logs();
     let app = test::init_service(
         App::new()
             .service(create_report)
@@ -383,6 +397,15 @@ async fn a_missing_client_is_an_opaque_500() {
     )
     .await;
     assert_eq!(status, 500);
+    let logs = String::from_utf8_lossy(&captured_logs().lock().unwrap()).into_owned();
+    for route in ["/area", "/profile", "/reports"] {
+        assert!(
+            logs.lines().any(|line| line.contains("ERROR")
+                && line.contains("no Atlas client in the app data: add `.app_data(web::Data::new(atlas.clone()))` to the App")
+                && line.contains(&format!("route=\"{route}\""))),
+            "no log line naming the fix for {route}: {logs}"
+        );
+    }
 }
 
 #[actix_rt::test]

@@ -39,6 +39,9 @@ const WEB_LAYER: [&str; 11] = [
 /// The request layer: who the user is. Above the web layer, which asks it.
 const AUTH_LAYER: [&str; 2] = ["auth", "clerk"];
 
+/// Who imports whom, by module path.
+type Edges = BTreeMap<Vec<String>, BTreeSet<Vec<String>>>;
+
 struct Module {
     path: Vec<String>,
     file: PathBuf,
@@ -190,10 +193,10 @@ fn module_of(path: &[String], known: &BTreeSet<Vec<String>>) -> Vec<String> {
 }
 
 /// Who imports whom, between modules (the crate root, which only re-exports, left out).
-fn graph(src: &Path) -> (BTreeMap<Vec<String>, BTreeSet<Vec<String>>>, Vec<Module>) {
+fn graph(src: &Path) -> (Edges, Vec<Module>) {
     let modules = modules(src);
     let known: BTreeSet<Vec<String>> = modules.iter().map(|m| m.path.clone()).collect();
-    let mut edges: BTreeMap<Vec<String>, BTreeSet<Vec<String>>> = BTreeMap::new();
+    let mut edges = Edges::new();
     for module in &modules {
         if module.path.is_empty() {
             continue;
@@ -217,10 +220,10 @@ fn name(path: &[String]) -> String {
 }
 
 /// A module that reaches itself again through imports, if any: the loop.
-fn find_loop(edges: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>) -> Option<Vec<String>> {
+fn find_loop(edges: &Edges) -> Option<Vec<String>> {
     fn visit(
         node: &Vec<String>,
-        edges: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>,
+        edges: &Edges,
         trail: &mut Vec<Vec<String>>,
         done: &mut BTreeSet<Vec<String>>,
     ) -> Option<Vec<String>> {

@@ -7,9 +7,8 @@ use actix_web::test::{self, TestRequest};
 use actix_web::{web, App, HttpResponse};
 use atlas_actix::emulator::EmulatorHandle;
 use atlas_actix::{Atlas, OutagePolicy, RequireFeatures};
-use awc::http::Method;
 
-use crate::client::builder;
+use crate::common::builder;
 use crate::common::{header_user, start_emulator, Platform};
 
 /// The faults a platform can have, as the emulator injects them.
@@ -75,9 +74,7 @@ async fn status(
 
 async fn fault(emulator: &EmulatorHandle, fault: &str) {
     let body: serde_json::Value = serde_json::from_str(fault).unwrap();
-    Platform { emulator }
-        .admin(Method::POST, "/__admin/faults", Some(body))
-        .await;
+    Platform { emulator }.inject_fault(body).await;
 }
 
 async fn expire_caches() {
@@ -107,7 +104,7 @@ async fn fail_closed_answers_503_under_every_fault_and_recovers() {
         Platform {
             emulator: &emulator,
         }
-        .admin(Method::DELETE, "/__admin/faults", None)
+        .clear_faults()
         .await;
         assert_eq!(
             status(&app, "/explore", "user_erin").await,
@@ -155,11 +152,11 @@ async fn serve_stale_uses_the_last_known_entitlements_for_a_while() {
         Platform {
             emulator: &emulator,
         }
-        .admin(Method::DELETE, "/__admin/faults", None)
+        .clear_faults()
         .await;
     }
 
-    let short = crate::client::builder(&emulator)
+    let short = crate::common::builder(&emulator)
         .user_resolver(header_user)
         .customer_ttl(Duration::from_millis(10))
         .outage_policy(OutagePolicy::ServeStale {

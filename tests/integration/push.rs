@@ -11,7 +11,7 @@ use atlas_actix::{Atlas, PushLink, RequireFeatures};
 use awc::http::Method;
 use serde_json::json;
 
-use crate::client::builder;
+use crate::common::builder;
 use crate::common::{call, example_data, header_user, start_emulator, Platform};
 
 /// Waits (up to 10 s) for `condition`; the tests' only waits are for asynchronous pushes.
@@ -162,7 +162,7 @@ async fn a_dropped_link_reconnects_and_invalidations_flow_again() {
         .unwrap();
     connected(&atlas).await;
     atlas.allowed("user_erin", ["sso"]).await.unwrap();
-    assert_eq!(requests(&second, crate::client::CUSTOMER_ROUTE).await, 1);
+    assert_eq!(requests(&second, crate::common::CUSTOMER_ROUTE).await, 1);
     let pushed = Platform { emulator: &second }
         .admin(
             Method::POST,
@@ -173,7 +173,7 @@ async fn a_dropped_link_reconnects_and_invalidations_flow_again() {
     assert_eq!(pushed.body["sockets"], 1);
     eventually("the customer to be refetched", || async {
         atlas.allowed("user_erin", ["sso"]).await.unwrap();
-        requests(&second, crate::client::CUSTOMER_ROUTE).await == 2
+        requests(&second, crate::common::CUSTOMER_ROUTE).await == 2
     })
     .await;
 }

@@ -8,7 +8,7 @@ use atlas_actix::Atlas;
 use awc::http::Method;
 use serde_json::{json, Value};
 
-use crate::client::builder;
+use crate::common::builder;
 use crate::common::{header_user, json_body, start_emulator, Platform};
 
 fn atlas(emulator: &EmulatorHandle) -> Atlas {
@@ -575,11 +575,7 @@ async fn the_platform_down_is_a_503_not_a_hang() {
         emulator: &emulator,
     };
     platform
-        .admin(
-            Method::POST,
-            "/__admin/faults",
-            Some(json!({"path": "/external/customers", "status": 500})),
-        )
+        .inject_fault(json!({"path": "/external/customers", "status": 500}))
         .await;
     let (status, body) = call(&app, get("/atlas-api/features", Some("user_dave"))).await;
     assert_eq!(

@@ -2,8 +2,7 @@
 //! appear nowhere.
 
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use actix_web::dev::{Service, ServiceResponse};
@@ -15,8 +14,10 @@ use awc::http::Method;
 use proptest::prelude::*;
 use serde_json::Value;
 
-use crate::client::builder;
-use crate::common::{example_data, header_user, json_body, start_emulator, Platform};
+use crate::common::builder;
+use crate::common::{
+    captured_logs, example_data, header_user, json_body, start_emulator, Platform,
+};
 
 /// The route templates the scope may reach on the platform; anything else reaching it would
 /// be an id escaping its path segment.
@@ -253,35 +254,6 @@ async fn a_user_cannot_reach_another_customers_data() {
     );
 }
 
-/// Every log line of this test binary, from every thread.
-fn captured_logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&logs);
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || Sink(Arc::clone(&sink)))
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber");
-        logs
-    })
-}
-
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Sink {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[actix_rt::test]
 async fn the_api_key_appears_in_no_log_error_debug_output_or_answer() {
     const KEY: &str = "sk_live_CANARY_7f3a9e_never_print_me";
@@ -319,11 +291,7 @@ async fn the_api_key_appears_in_no_log_error_debug_output_or_answer() {
         emulator: &emulator,
     };
     platform
-        .admin(
-            Method::POST,
-            "/__admin/faults",
-            Some(serde_json::json!({"status": 500})),
-        )
+        .inject_fault(serde_json::json!({"status": 500}))
         .await;
     atlas.invalidate_customer("user_erin");
     let (_, body) = send(&app, "GET", "/atlas-api/features", "user_erin", "").await;
@@ -332,19 +300,13 @@ async fn the_api_key_appears_in_no_log_error_debug_output_or_answer() {
         seen += &format!("{err} {err:?}");
     }
     platform
-        .admin(
-            Method::POST,
-            "/__admin/faults",
-            Some(serde_json::json!({"delayMs": 2000, "times": 3})),
-        )
+        .inject_fault(serde_json::json!({"delayMs": 2000, "times": 3}))
         .await;
     if let Err(err) = atlas.pricing_model().await {
         seen += &format!("{err} {err:?}");
     }
-    platform
-        .admin(Method::DELETE, "/__admin/faults", None)
-        .await;
-    let wrong = crate::client::builder(&emulator)
+    platform.clear_faults().await;
+    let wrong = crate::common::builder(&emulator)
         .api_key(format!("{KEY}_wrong"))
         .build()
         .unwrap();
@@ -377,11 +339,7 @@ async fn request_data_is_logged_escaped_never_raw() {
     Platform {
         emulator: &emulator,
     }
-    .admin(
-        Method::POST,
-        "/__admin/faults",
-        Some(serde_json::json!({"path": "/external/sdk/version", "status": 500})),
-    )
+    .inject_fault(serde_json::json!({"path": "/external/sdk/version", "status": 500}))
     .await;
     // What a caller controls, with a line break and a terminal escape in it.
     let forged = "react\nFORGED-SDK the platform is down\u{1b}[31m";
@@ -434,11 +392,7 @@ async fn a_registration_the_platform_refuses_is_not_retried_forever() {
     let atlas = builder(&emulator).build().unwrap();
     atlas.status().await.unwrap();
     platform
-        .admin(
-            Method::POST,
-            "/__admin/faults",
-            Some(serde_json::json!({"path": "/external/billables/register", "status": 413})),
-        )
+        .inject_fault(serde_json::json!({"path": "/external/billables/register", "status": 413}))
         .await;
     atlas.register_features(["refused-once"]);
     let register = "PUT /external/billables/register";
@@ -459,9 +413,7 @@ async fn a_registration_the_platform_refuses_is_not_retried_forever() {
     // Long enough for several retries, were the refused chunk put back.
     actix_rt::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(attempts().await, 1, "the refused chunk was sent again");
-    platform
-        .admin(Method::DELETE, "/__admin/faults", None)
-        .await;
+    platform.clear_faults().await;
     atlas.register_features(["accepted"]);
     for _ in 0..100 {
         if attempts().await >= 2 {
