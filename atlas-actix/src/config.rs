@@ -14,7 +14,7 @@ use crate::denial::Denial;
 use crate::limits::{IntoUsage, LimitCallback};
 use crate::outage::OutagePolicy;
 
-/// Configures and builds an [`Atlas`] client; made by [`Atlas::builder`].
+/// Configures and builds an [`Atlas`](crate::Atlas); made by [`Atlas::builder`](crate::Atlas::builder).
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -191,7 +191,7 @@ impl AtlasBuilder {
     }
 
     /// How long usage events wait before they are sent, counted from the first one queued
-    /// (default 3 s). Zero sends at each [`enqueue`](Atlas::enqueue).
+    /// (default 3 s). Zero sends at each [`enqueue`](crate::AtlasClient::enqueue).
     pub fn events_flush_interval(mut self, interval: Duration) -> Self {
         self.client.events_flush_interval = interval;
         self
@@ -204,7 +204,7 @@ impl AtlasBuilder {
     }
 
     /// The most usage events held while the platform is unreachable (default 100,000); past
-    /// it, [`enqueue`](Atlas::enqueue) answers
+    /// it, [`enqueue`](crate::AtlasClient::enqueue) answers
     /// [`AtlasError::QueueFull`](crate::AtlasError::QueueFull) rather than drop anything.
     pub fn events_queue_capacity(mut self, events: usize) -> Self {
         self.client.events_queue_capacity = events;
@@ -219,7 +219,7 @@ impl AtlasBuilder {
     }
 
     /// Keeps queued usage events in a durable spool in this directory: each is on disk before
-    /// [`enqueue`](Atlas::enqueue) returns, and after a crash or restart the events not yet
+    /// [`enqueue`](crate::AtlasClient::enqueue) returns, and after a crash or restart the events not yet
     /// accepted are sent again with their original idempotency keys (the platform counts each
     /// once). Use one directory per process.
     pub fn event_spool(mut self, directory: impl Into<std::path::PathBuf>) -> Self {
@@ -227,7 +227,7 @@ impl AtlasBuilder {
         self
     }
 
-    /// The longest [`shutdown`](Atlas::shutdown) waits for queued events to be sent
+    /// The longest [`shutdown`](crate::AtlasClient::shutdown) waits for queued events to be sent
     /// (default 10 s).
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.client.shutdown_timeout = timeout;

@@ -65,7 +65,7 @@ pub struct CustomerFeature {
     /// How it is sold.
     #[serde(rename = "type")]
     pub kind: FeatureType,
-    /// Whether using it must be reported with [`Atlas::enqueue`](crate::Atlas::enqueue).
+    /// Whether using it must be reported with [`AtlasClient::enqueue`](crate::AtlasClient::enqueue).
     pub should_report_events: bool,
     /// The limit and the usage the app's callback reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]

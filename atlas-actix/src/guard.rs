@@ -26,7 +26,7 @@ pub struct GuardOptions {
     /// Report this usage of the features when the handler answers 2xx.
     pub usage: Option<f64>,
     /// Run the check and the handler as one step per customer and features (see
-    /// [`RequireFeatures::exclusive`]).
+    /// [`RequireFeatures::exclusive`](crate::RequireFeatures::exclusive)).
     pub exclusive: bool,
 }
 

@@ -1,8 +1,10 @@
 //! Atlas (runonatlas.com) pricing, entitlements and usage billing for Actix Web.
 //!
-//! - [`Atlas`]: the platform client — entitlement checks ([`Atlas::allowed`],
-//!   [`Atlas::features`]), customers, plans, subscriptions, invoices, usage events — with
-//!   bounded caches, request coalescing and retries. Build it with [`Atlas::builder`].
+//! - [`Atlas`]: what an app builds once ([`Atlas::builder`]) and hands to its workers: the
+//!   platform client [`AtlasClient`] — entitlement checks ([`AtlasClient::allowed`],
+//!   [`AtlasClient::features`]), customers, plans, subscriptions, invoices, usage events, with
+//!   bounded caches, request coalescing and retries — which it dereferences to, plus the web
+//!   layer's settings.
 //! - [`macro@requires_feature`], [`RequireFeatures`] and [`Entitlements`]: gate the app's
 //!   handlers by plan.
 //! - [`Atlas::scope`]: the `/atlas-api` routes the Atlas React SDK calls ([`scope`]).

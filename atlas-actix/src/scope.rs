@@ -35,7 +35,8 @@
 //!   (429, [`AtlasBuilder::public_rate_limit`]); feature ids must look like ids (at most 100 a
 //!   request, 128 characters each, letters, digits and `-_.:`), SDK libraries must be Atlas
 //!   SDKs (`react`, `next`, `express`, `core`, `actix`), versions short version strings;
-//!   [`Atlas::register_features`] and [`Atlas::report_sdk_version`] bound what reaches the
+//!   [`AtlasClient::register_features`](crate::AtlasClient::register_features) and
+//!   [`AtlasClient::report_sdk_version`](crate::AtlasClient::report_sdk_version) bound what reaches the
 //!   platform.
 //!
 //! [`UserResolver::may_manage_billing`]: crate::UserResolver::may_manage_billing

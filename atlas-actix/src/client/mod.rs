@@ -96,7 +96,7 @@ pub struct Status {
     pub unconfigured_limits: Vec<String>,
 }
 
-/// The answer of [`Atlas::allowed`].
+/// The answer of [`AtlasClient::allowed`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Allowed {
     /// Whether every feature checked is allowed.
