@@ -72,6 +72,7 @@ fn engine(c: &mut Criterion) {
                     "data-explorer",
                     false,
                     LimitOutcome::NoCallback,
+                    1.0,
                 )
             })
         });

@@ -351,6 +351,7 @@ async fn operation(
                 success_url: required(&r.success_url, "successUrl")?.to_owned(),
                 email: r.email.clone(),
                 name: r.name.clone(),
+                changes: Default::default(),
             };
             ok(&atlas.subscribe(customer, plan, &request).await?)
         }

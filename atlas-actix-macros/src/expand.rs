@@ -55,6 +55,8 @@ pub(crate) fn requires_feature(
     let inputs = &sig.inputs;
     let mut arg_names = Vec::new();
     let mut extractions = Vec::new();
+    // For `quantity`: each argument's pattern, bound to a reference to its extracted value.
+    let mut bindings = Vec::new();
     for (index, input) in inputs.iter().enumerate() {
         let FnArg::Typed(typed) = input else {
             return Err(syn::Error::new_spanned(
@@ -78,6 +80,7 @@ pub(crate) fn requires_feature(
                 }
             };
         });
+        bindings.push(binding(&typed.pat, &arg));
         arg_names.push(arg);
     }
     let features = &args.features;
@@ -90,6 +93,48 @@ pub(crate) fn requires_feature(
         }
         None => quote!(::core::option::Option::None),
     };
+    let options = quote!(::atlas_actix::__private::GuardOptions::new(#shadow, #usage, #exclusive));
+    let check = |options: TokenStream| {
+        quote! {
+            let __atlas_granted = match ::atlas_actix::__private::check_handler(
+                &__atlas_request,
+                &[#(#features),*],
+                #options,
+            )
+            .await
+            {
+                ::core::result::Result::Ok(granted) => granted,
+                ::core::result::Result::Err(refusal) => return refusal,
+            };
+        }
+    };
+    // Without `quantity`, the check comes first and a denied request's extractors never run.
+    // With it, the quantity is read from the arguments, so they are extracted first.
+    let checked = match &args.quantity {
+        None => {
+            let check = check(options);
+            quote! {
+                #check
+                let mut __atlas_payload = __atlas_payload.into_inner();
+                #(#extractions)*
+            }
+        }
+        Some(quantity) => {
+            let quantity_value = quote_spanned! {quantity.span()=>
+                ::atlas_actix::__private::quantity(#quantity)
+            };
+            let check = check(quote!(#options.with_quantity(__atlas_quantity)));
+            quote! {
+                let mut __atlas_payload = __atlas_payload.into_inner();
+                #(#extractions)*
+                let __atlas_quantity: f64 = {
+                    #(#bindings)*
+                    #quantity_value
+                };
+                #check
+            }
+        }
+    };
     let respond = match output {
         ReturnType::Type(_, ty) => quote_spanned! {ty.span()=> __atlas_granted.respond},
         ReturnType::Default => quote!(__atlas_granted.respond),
@@ -101,18 +146,7 @@ pub(crate) fn requires_feature(
             __atlas_payload: ::atlas_actix::__private::Payload,
         ) -> ::atlas_actix::__private::HttpResponse {
             async fn __atlas_handler(#inputs) #output #block
-            let __atlas_granted = match ::atlas_actix::__private::check_handler(
-                &__atlas_request,
-                &[#(#features),*],
-                ::atlas_actix::__private::GuardOptions::new(#shadow, #usage, #exclusive),
-            )
-            .await
-            {
-                ::core::result::Result::Ok(granted) => granted,
-                ::core::result::Result::Err(refusal) => return refusal,
-            };
-            let mut __atlas_payload = __atlas_payload.into_inner();
-            #(#extractions)*
+            #checked
             #respond(&__atlas_request, __atlas_handler(#(#arg_names),*).await)
         }
     })
@@ -139,4 +173,19 @@ fn check_handler(item: &ItemFn) -> syn::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// `let <pattern> = &<argument>;`, so a `quantity` expression reads the handler's arguments by
+/// the names the handler gives them, without taking them. `mut` is dropped: a shared reference
+/// cannot be changed.
+fn binding(pattern: &Pat, argument: &syn::Ident) -> TokenStream {
+    let mut pattern = pattern.clone();
+    if let Pat::Ident(ident) = &mut pattern {
+        ident.mutability = None;
+        ident.by_ref = None;
+    }
+    quote! {
+        #[allow(unused_variables)]
+        let #pattern = &#argument;
+    }
 }

@@ -82,15 +82,17 @@ impl Parse for LimitArgs {
     }
 }
 
-/// `#[requires_feature("a", "b", usage = 1, shadow, exclusive)]`.
+/// `#[requires_feature("a", "b", usage = 1, shadow, exclusive, quantity = expr)]`.
 pub(crate) struct RequiresFeatureArgs {
     pub(crate) features: Vec<LitStr>,
     pub(crate) shadow: bool,
     pub(crate) usage: Option<f64>,
     pub(crate) exclusive: bool,
+    /// How many units the request needs, computed from the handler's arguments.
+    pub(crate) quantity: Option<Expr>,
 }
 
-const OPTIONS: &str = "expected one of: `usage`, `shadow`, `exclusive`";
+const OPTIONS: &str = "expected one of: `usage`, `shadow`, `exclusive`, `quantity`";
 
 /// A flag option: `shadow`, or `shadow = true|false`.
 fn flag(name: &syn::Ident, input: ParseStream<'_>) -> syn::Result<bool> {
@@ -110,11 +112,12 @@ impl Parse for RequiresFeatureArgs {
         let mut shadow: Option<(proc_macro2::Span, bool)> = None;
         let mut usage: Option<(proc_macro2::Span, f64)> = None;
         let mut exclusive: Option<bool> = None;
+        let mut units: Option<Expr> = None;
         while !input.is_empty() {
             if input.peek(LitStr) {
                 let lit: LitStr = input.parse()?;
                 let id = feature_id(&lit)?;
-                if shadow.is_some() || usage.is_some() || exclusive.is_some() {
+                if shadow.is_some() || usage.is_some() || exclusive.is_some() || units.is_some() {
                     return Err(syn::Error::new(
                         lit.span(),
                         "feature ids come first, options after them",
@@ -135,6 +138,19 @@ impl Parse for RequiresFeatureArgs {
                             return Err(syn::Error::new(key.span(), "`shadow` is given twice"));
                         }
                         shadow = Some((key.span(), flag(&key, input)?));
+                    }
+                    "quantity" => {
+                        if units.is_some() {
+                            return Err(syn::Error::new(key.span(), "`quantity` is given twice"));
+                        }
+                        if !input.peek(Token![=]) {
+                            return Err(syn::Error::new(
+                                key.span(),
+                                "`quantity` takes an expression over the handler's arguments: `quantity = body.emails.len()`",
+                            ));
+                        }
+                        input.parse::<Token![=]>()?;
+                        units = Some(input.parse()?);
                     }
                     "exclusive" => {
                         if exclusive.is_some() {
@@ -158,7 +174,7 @@ impl Parse for RequiresFeatureArgs {
                     other if !input.peek(Token![=]) => {
                         return Err(syn::Error::new(
                             key.span(),
-                            format!("a feature id is a string: write \"{other}\"; options are `usage = 1`, `shadow` and `exclusive`"),
+                            format!("a feature id is a string: write \"{other}\"; options are `usage = 1`, `shadow`, `exclusive` and `quantity = ..`"),
                         ));
                     }
                     other => {
@@ -175,7 +191,7 @@ impl Parse for RequiresFeatureArgs {
                 let token: proc_macro2::TokenTree = input.parse()?;
                 return Err(syn::Error::new_spanned(
                     token,
-                    "expected a feature id string, such as \"data-explorer\", or an option (`usage = 1`, `shadow`, `exclusive`)",
+                    "expected a feature id string, such as \"data-explorer\", or an option (`usage = 1`, `shadow`, `exclusive`, `quantity = ..`)",
                 ));
             }
             if !input.is_empty() {
@@ -193,6 +209,7 @@ impl Parse for RequiresFeatureArgs {
             shadow: shadow.is_some_and(|(_, value)| value),
             usage: usage.map(|(_, value)| value),
             exclusive: exclusive.unwrap_or(false),
+            quantity: units,
         })
     }
 }
@@ -218,8 +235,10 @@ fn quantity(input: ParseStream<'_>) -> syn::Result<f64> {
 
 /// The option a misspelt one most likely meant.
 fn closest(name: &str) -> Option<&'static str> {
-    ["usage", "shadow", "exclusive"].into_iter().find(|option| {
-        let shared = option.chars().filter(|c| name.contains(*c)).count();
-        shared + 1 >= option.len() && name.len().abs_diff(option.len()) <= 2
-    })
+    ["usage", "shadow", "exclusive", "quantity"]
+        .into_iter()
+        .find(|option| {
+            let shared = option.chars().filter(|c| name.contains(*c)).count();
+            shared + 1 >= option.len() && name.len().abs_diff(option.len()) <= 2
+        })
 }

@@ -6,19 +6,22 @@ use std::collections::BTreeMap;
 use actix_web::{HttpResponse, ResponseError};
 
 use crate::error_response::RequestError;
+use crate::reasons::DenialReason;
 
 /// Why a guard refused a request; given to a custom answer (see
 /// [`AtlasBuilder::deny_with`](crate::AtlasBuilder::deny_with)).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Denial {
     /// The request has no user. Default answer: 401 `{"error": "Unauthorized"}`.
     Unauthenticated,
     /// The user's plan does not grant every feature. Default answer: 403
-    /// `{"error": ..., "features": {"<id>": <allowed>}}`.
+    /// `{"error": <the causes, in words>, "features": {"<id>": <allowed>}, "reasons": [...]}`.
     NotEntitled {
         /// Each feature checked, and whether it is allowed.
         features: BTreeMap<String, bool>,
+        /// Why each denied feature is denied, in the React SDK's shapes.
+        reasons: Vec<DenialReason>,
     },
 }
 
@@ -27,15 +30,12 @@ impl Denial {
     pub fn default_response(&self) -> HttpResponse {
         match self {
             Self::Unauthenticated => RequestError::Unauthorized.error_response(),
-            Self::NotEntitled { features } => {
-                let missing: Vec<&str> = features
-                    .iter()
-                    .filter(|(_, allowed)| !**allowed)
-                    .map(|(feature, _)| feature.as_str())
-                    .collect();
+            Self::NotEntitled { features, reasons } => {
+                let causes: Vec<String> = reasons.iter().map(ToString::to_string).collect();
                 HttpResponse::Forbidden().json(serde_json::json!({
-                    "error": format!("Your plan does not include: {}", missing.join(", ")),
+                    "error": causes.join("; "),
                     "features": features,
+                    "reasons": reasons,
                 }))
             }
         }

@@ -174,7 +174,7 @@ pub fn limited_features<'a>(
 /// unknown feature, and subscriptions to an unknown plan, are skipped with a warning.
 /// `warn` logs what is skipped; the per-request checks pass `false`, so a customer with a bad
 /// plan cannot flood the logs at the request rate ([`customer_features`] still reports it).
-fn grants<'a>(
+pub(crate) fn grants<'a>(
     customer: &'a Customer,
     model: &'a PricingModel,
     now: OffsetDateTime,
@@ -341,6 +341,7 @@ fn evaluate(
             grant,
             outcome,
             allow_unknown_limits,
+            1.0,
         ),
         limit_usage,
         usage,
@@ -349,7 +350,7 @@ fn evaluate(
 }
 
 /// The customer's usage-based access entry for this grant of this subscription.
-fn access<'a>(
+pub(crate) fn access<'a>(
     customer: &'a Customer,
     subscription_id: &str,
     grant: &PlanEntitlement,
@@ -361,7 +362,7 @@ fn access<'a>(
 }
 
 /// The credit currency of a credit-based grant.
-fn credit_unit(kind: FeatureType, grant: &PlanEntitlement) -> Option<&str> {
+pub(crate) fn credit_unit(kind: FeatureType, grant: &PlanEntitlement) -> Option<&str> {
     (kind == FeatureType::CreditBased)
         .then_some(grant.custom_pricing_unit_id.as_deref())
         .flatten()
@@ -377,31 +378,57 @@ fn grant_allows(
     grant: &PlanEntitlement,
     outcome: LimitOutcome,
     allow_unknown_limits: bool,
+    quantity: f64,
 ) -> bool {
     let kind = FeatureType::of(grant);
     let mut allowed = grant.included;
     if let Some(limit) = grant.limit {
         // A limit replaces `included`: a feature not included is allowed below its limit.
         allowed = match outcome {
-            LimitOutcome::Usage(usage) => usage < limit,
+            LimitOutcome::Usage(usage) => fits(usage, quantity, limit),
             LimitOutcome::NoCallback | LimitOutcome::Failed => allow_unknown_limits,
         };
     }
-    if kind == FeatureType::UsageBased
-        && access(customer, subscription_id, grant).is_some_and(|a| a.access == Some(false))
-    {
-        allowed = false;
+    if kind == FeatureType::UsageBased {
+        let access = access(customer, subscription_id, grant);
+        if access.is_some_and(|a| a.access == Some(false)) {
+            allowed = false;
+        }
+        // The platform's access flag answers for one more unit; a larger quantity must fit
+        // under the maximum too.
+        if let Some(max) = grant.max_usage.filter(|_| quantity > 1.0) {
+            let current = access.and_then(|a| a.current_usage).unwrap_or(0.0);
+            allowed &= current + quantity <= max;
+        }
     }
     if let Some(unit_id) = credit_unit(kind, grant) {
-        if grant.block_overage.unwrap_or(false) && customer.balance(unit_id) <= 0.0 {
+        let balance = customer.balance(unit_id);
+        let short = if quantity > 1.0 {
+            balance < quantity
+        } else {
+            balance <= 0.0
+        };
+        if grant.block_overage.unwrap_or(false) && short {
             allowed = false;
         }
     }
     allowed
 }
 
-/// Whether the customer may use one feature: some grant of a valid subscription allows it
-/// (the least-restrictive merge of [`customer_features`], without building the features).
+/// Whether `quantity` more units fit under `cap` after `current`. One unit (or less) fits while
+/// the count is below the cap, as the official client decides; more must fit whole.
+fn fits(current: f64, quantity: f64, cap: f64) -> bool {
+    if quantity > 1.0 {
+        current + quantity <= cap
+    } else {
+        current < cap
+    }
+}
+
+/// Whether the customer may use `quantity` units of one feature (1 for a plain check): some
+/// grant of a valid subscription allows it (the least-restrictive merge of
+/// [`customer_features`], without building the features). Above one unit, a limit, a maximum
+/// usage or a credit balance must hold the whole quantity: current + quantity ≤ limit.
 pub fn is_allowed(
     customer: &Customer,
     model: &PricingModel,
@@ -409,6 +436,7 @@ pub fn is_allowed(
     feature: &str,
     allow_unknown_limits: bool,
     outcome: LimitOutcome,
+    quantity: f64,
 ) -> bool {
     grants(customer, model, now, false)
         .filter(|(_, _, slug)| *slug == feature)
@@ -419,6 +447,7 @@ pub fn is_allowed(
                 grant,
                 outcome,
                 allow_unknown_limits,
+                quantity,
             )
         })
 }
@@ -743,7 +772,7 @@ mod tests {
                         };
                         let expected = features.iter().any(|f| f.id == slug && f.allowed);
                         assert_eq!(
-                            is_allowed(customer, &model, NOW, slug, allow_unknown, outcome),
+                            is_allowed(customer, &model, NOW, slug, allow_unknown, outcome, 1.0),
                             expected,
                             "{slug} {outcome:?}"
                         );

@@ -12,14 +12,16 @@ use std::collections::BTreeMap;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
 use crate::atlas::Atlas;
+use crate::client::UsageOptions;
 use crate::csrf::check_origin;
 use crate::denial::Denial;
+use crate::error::AtlasError;
 use crate::error_response::RequestError;
 use crate::exclusive::Lease;
 
 /// How a guard behaves; built by the macro's options or
 /// [`RequireFeatures`](crate::RequireFeatures)' methods.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GuardOptions {
     /// Log a would-be denial and let the request through.
     pub shadow: bool,
@@ -28,6 +30,14 @@ pub struct GuardOptions {
     /// Run the check and the handler as one step per customer and features (see
     /// [`RequireFeatures::exclusive`](crate::RequireFeatures::exclusive)).
     pub exclusive: bool,
+    /// How many units of the features the request needs at once (1 for a plain check).
+    pub quantity: f64,
+}
+
+impl Default for GuardOptions {
+    fn default() -> Self {
+        Self::new(false, None, false)
+    }
 }
 
 impl GuardOptions {
@@ -37,7 +47,36 @@ impl GuardOptions {
             shadow,
             usage,
             exclusive,
+            quantity: 1.0,
         }
+    }
+
+    /// The same options, checking `quantity` units (`#[requires_feature(.., quantity = ..)]`).
+    pub const fn with_quantity(mut self, quantity: f64) -> Self {
+        self.quantity = quantity;
+        self
+    }
+}
+
+/// The longest `Idempotency-Key` header taken.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// The request's `Idempotency-Key` header, for the usage a guard reports: `Ok(None)` without
+/// one, 400 for one that is not a short printable key.
+fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, RequestError> {
+    let Some(value) = request.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|key| (1..=MAX_IDEMPOTENCY_KEY).contains(&key.len()))
+        .filter(|key| key.bytes().all(|b| b.is_ascii_graphic()));
+    match key {
+        Some(key) => Ok(Some(key.to_owned())),
+        None => Err(RequestError::BadRequest(format!(
+            "the Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters"
+        ))),
     }
 }
 
@@ -55,6 +94,8 @@ pub struct Granted {
     customer_id: String,
     /// What `#[requires_feature(usage = ..)]` reports when the handler succeeds.
     usage: Option<(&'static [&'static str], f64)>,
+    /// The request's `Idempotency-Key`, which the reported usage events carry.
+    idempotency_key: Option<String>,
     /// Held until the handler has answered, for an exclusive guard.
     _lease: Option<Lease>,
 }
@@ -63,8 +104,16 @@ impl Granted {
     /// Reports usage of the features after the handler succeeded; never fails the answer.
     pub(crate) fn report_usage(self, features: Vec<String>, quantity: f64) {
         let Some(atlas) = self.atlas else { return };
+        let mut usage = UsageOptions::new().quantity(quantity);
+        if let Some(key) = &self.idempotency_key {
+            // Namespaced by customer: one customer's keys never collide with another's.
+            usage = usage.idempotency_key(format!("{}:{key}", self.customer_id));
+        }
         actix_rt::spawn(async move {
-            if let Err(err) = atlas.enqueue(&self.customer_id, &features, quantity).await {
+            if let Err(err) = atlas
+                .enqueue_with(&self.customer_id, &features, usage)
+                .await
+            {
                 tracing::error!(customer = ?self.customer_id, features = ?features, %err, "could not queue the usage of a guarded handler");
             }
         });
@@ -94,10 +143,13 @@ pub(crate) async fn check(
     options: GuardOptions,
 ) -> Result<Granted, HttpResponse> {
     let atlas = atlas_of(request).map_err(|err| err.error_response())?;
-    if options.usage.is_some() {
+    let idempotency_key = if options.usage.is_some() {
         // Reporting usage bills the customer: a cross-site request must not do it.
         check_origin(request, atlas.allowed_origins()).map_err(|err| err.error_response())?;
-    }
+        idempotency_key(request).map_err(|err| err.error_response())?
+    } else {
+        None
+    };
     let customer = match atlas.resolve_user(request).await {
         Ok(Some(customer)) => customer,
         Ok(None) => return Err(atlas.deny(request, &Denial::Unauthenticated)),
@@ -108,18 +160,24 @@ pub(crate) async fn check(
     } else {
         None
     };
-    let flags = match atlas.allowed_flags(&customer, features).await {
-        Ok(flags) => flags,
+    let decision = match atlas
+        .decide_features(&customer, features, options.quantity)
+        .await
+    {
+        Ok(decision) => decision,
+        Err(err @ AtlasError::InvalidInput(_)) => {
+            return Err(RequestError::Atlas(err).error_response());
+        }
         Err(err) => {
             tracing::error!(route = ?request.path(), customer = ?customer, %err, "the entitlement check failed");
             return Err(RequestError::Atlas(err).error_response());
         }
     };
-    if flags.contains(&false) {
+    if !decision.reasons.is_empty() {
         let allowed: BTreeMap<String, bool> = features
             .iter()
             .map(|f| (*f).to_owned())
-            .zip(flags)
+            .zip(decision.flags)
             .collect();
         let denied: Vec<&str> = allowed
             .iter()
@@ -130,7 +188,11 @@ pub(crate) async fn check(
             tracing::warn!(route = ?request.path(), customer = ?customer, denied = ?denied, "shadow mode: this request would be denied");
         } else {
             tracing::debug!(route = ?request.path(), customer = ?customer, denied = ?denied, "request denied by plan");
-            return Err(atlas.deny(request, &Denial::NotEntitled { features: allowed }));
+            let denial = Denial::NotEntitled {
+                features: allowed,
+                reasons: decision.reasons,
+            };
+            return Err(atlas.deny(request, &denial));
         }
     }
     request
@@ -140,6 +202,7 @@ pub(crate) async fn check(
         atlas: options.usage.map(|_| Atlas::clone(atlas)),
         customer_id: customer,
         usage: None,
+        idempotency_key,
         _lease: lease,
     })
 }

@@ -87,6 +87,7 @@ mod guard;
 mod limits;
 mod middleware;
 mod outage;
+pub mod reasons;
 mod registration;
 pub mod scope;
 mod spool;
@@ -102,8 +103,8 @@ pub use auth::{ResolveFuture, UserResolver};
 pub use clerk::{ClerkAuth, ClerkError, ClerkSession};
 pub use client::config::DEFAULT_PLATFORM_URL;
 pub use client::{
-    Allowed, AtlasClient, BillingCadence, CancelType, Pagination, PushLink, Status,
-    SubscribeRequest,
+    Allowed, AtlasClient, BillingCadence, CancelType, ChangeOptions, Pagination, PushLink, Status,
+    SubscribeRequest, UsageOptions,
 };
 pub use config::AtlasBuilder;
 pub use denial::Denial;
@@ -115,6 +116,7 @@ pub use limits::{IntoUsage, LimitError};
 pub use middleware::{RequireFeatures, RequireFeaturesService};
 pub use models::CustomerInfo;
 pub use outage::OutagePolicy;
+pub use reasons::{CreditShortfall, DenialReason, MaxUsage};
 
 /// The README's snippets, compiled and run as doctests.
 #[cfg(all(doctest, feature = "emulator", feature = "clerk"))]
@@ -164,6 +166,33 @@ pub mod __private {
         Fut::Output: IntoUsage,
     {
         CheckedLimit(LimitCallback::new(callback))
+    }
+
+    /// What a quantity option may compute to: any number type.
+    #[diagnostic::on_unimplemented(
+        message = "a quantity must be a number, not `{Self}`",
+        label = "this quantity is a `{Self}`",
+        note = "compute the number of units the request needs, such as `body.emails.len()`"
+    )]
+    pub trait Quantity {
+        fn into_quantity(self) -> f64;
+    }
+
+    macro_rules! quantity_from_number {
+        ($($number:ty),*) => {$(
+            impl Quantity for $number {
+                #[allow(clippy::cast_precision_loss, clippy::cast_lossless)]
+                fn into_quantity(self) -> f64 {
+                    self as f64
+                }
+            }
+        )*};
+    }
+
+    quantity_from_number!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize, f32, f64);
+
+    pub fn quantity(value: impl Quantity) -> f64 {
+        value.into_quantity()
     }
 
     pub fn register_limit(

@@ -52,7 +52,7 @@ use serde_json::json;
 
 use crate::atlas::Atlas;
 use crate::auth::customer_info;
-use crate::client::{BillingCadence, CancelType, Pagination, SubscribeRequest};
+use crate::client::{BillingCadence, CancelType, ChangeOptions, Pagination, SubscribeRequest};
 use crate::csrf::{check_json_body, check_origin};
 use crate::error::AtlasError;
 use crate::error_response::RequestError;
@@ -368,6 +368,7 @@ async fn subscribe(
         success_url: body.success_url,
         email: body.email,
         name: body.name,
+        changes: ChangeOptions::default(),
     };
     Ok(HttpResponse::Ok().json(atlas.subscribe(&user, &plan, &request).await?))
 }

@@ -307,6 +307,7 @@ async fn subscribing_cancelling_and_renewing_refresh_the_customer() {
         success_url: "https://app.example/done".into(),
         email: None,
         name: None,
+        changes: Default::default(),
     };
     let session = atlas
         .subscribe("user_dave", "plan_pro", &request)

@@ -30,10 +30,19 @@ async fn no_arguments() -> HttpResponse {
     HttpResponse::NoContent().finish()
 }
 
+/// The quantity comes from the arguments, by the names the handler gives them.
+#[post("/seats/{team}")]
+#[requires_feature("seats", exclusive, quantity = body["emails"].as_array().map_or(0, Vec::len) + **team)]
+async fn bulk(team: web::Path<usize>, mut body: web::Json<serde_json::Value>) -> HttpResponse {
+    body["team"] = serde_json::json!(team.into_inner());
+    HttpResponse::Created().json(&*body)
+}
+
 fn main() {
     let _ = App::new()
         .service(above)
         .service(below)
+        .service(bulk)
         .route("/by-hand/{a}/{b}", web::get().to(by_hand))
         .service(web::resource("/nothing").to(no_arguments));
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::api::{Pagination, PlatformApi};
-use super::{check_id, AtlasClient, CancelType, SubscribeRequest};
+use super::{check_id, AtlasClient, CancelType, ChangeOptions, SubscribeRequest};
 use crate::cache::Cache;
 use crate::error::AtlasError;
 use crate::models::{
@@ -118,9 +118,17 @@ impl AtlasClient {
         .await
     }
 
-    /// Checks that none of the customer's subscriptions forbids changes by the customer.
-    pub(super) async fn check_changes_allowed(&self, customer_id: &str) -> Result<(), AtlasError> {
+    /// Checks that none of the customer's subscriptions forbids changes by the customer,
+    /// unless the change is the app's own.
+    pub(super) async fn check_changes_allowed(
+        &self,
+        customer_id: &str,
+        changes: ChangeOptions,
+    ) -> Result<(), AtlasError> {
         let customer = self.customer(customer_id, None).await?;
+        if changes.ignore_allow_subscription_changes {
+            return Ok(());
+        }
         // As the official client: only an explicit `allowCustomerChanges: true` allows.
         if customer
             .subscriptions()
@@ -141,7 +149,8 @@ impl AtlasClient {
         request: &SubscribeRequest,
     ) -> Result<CheckoutSession, AtlasError> {
         check_id("plan id", plan_id)?;
-        self.check_changes_allowed(customer_id).await?;
+        self.check_changes_allowed(customer_id, request.changes)
+            .await?;
         let body = json!({
             "billingCadence": request.billing_cadence,
             "email": request.email,
@@ -162,8 +171,21 @@ impl AtlasClient {
         subscription_id: &str,
         kind: CancelType,
     ) -> Result<(), AtlasError> {
+        self.cancel_subscription_with(customer_id, subscription_id, kind, ChangeOptions::default())
+            .await
+    }
+
+    /// Cancels one of the customer's subscriptions, as the app itself (a back office) may:
+    /// see [`ChangeOptions`].
+    pub async fn cancel_subscription_with(
+        &self,
+        customer_id: &str,
+        subscription_id: &str,
+        kind: CancelType,
+        changes: ChangeOptions,
+    ) -> Result<(), AtlasError> {
         check_id("subscription id", subscription_id)?;
-        self.check_changes_allowed(customer_id).await?;
+        self.check_changes_allowed(customer_id, changes).await?;
         let body = json!({"externalCustomerId": customer_id, "type": kind});
         let result = self.inner.api.cancel(subscription_id, body).await;
         self.invalidate_customer(customer_id);
@@ -176,8 +198,20 @@ impl AtlasClient {
         customer_id: &str,
         subscription_id: &str,
     ) -> Result<Subscription, AtlasError> {
+        self.renew_subscription_with(customer_id, subscription_id, ChangeOptions::default())
+            .await
+    }
+
+    /// Renews one of the customer's subscriptions, as the app itself (a back office) may:
+    /// see [`ChangeOptions`].
+    pub async fn renew_subscription_with(
+        &self,
+        customer_id: &str,
+        subscription_id: &str,
+        changes: ChangeOptions,
+    ) -> Result<Subscription, AtlasError> {
         check_id("subscription id", subscription_id)?;
-        self.check_changes_allowed(customer_id).await?;
+        self.check_changes_allowed(customer_id, changes).await?;
         let body = json!({"externalCustomerId": customer_id});
         let result = self.inner.api.renew(subscription_id, body).await;
         self.invalidate_customer(customer_id);

@@ -14,6 +14,7 @@ use crate::entitlements::{
 use crate::error::AtlasError;
 use crate::models::{Customer, CustomerInfo, PricingModel};
 use crate::outage::OutagePolicy;
+use crate::reasons::{denial_reason, DenialReason};
 
 impl AtlasClient {
     /// The customer's details, created on the platform (with `info`) when it has none.
@@ -160,8 +161,9 @@ impl AtlasClient {
     }
 
     /// Whether the customer may use each of the features (by id, such as `data-explorer`):
-    /// granted by a valid plan, within its limit, with access or credits left. It also tells
-    /// the platform which features the code checks (debounced), for its dashboard.
+    /// granted by a valid plan, within its limit, with access or credits left; and, for each
+    /// feature denied, why ([`Allowed::reasons`]). It also tells the platform which features
+    /// the code checks (debounced), for its dashboard.
     pub async fn allowed<I, S>(
         &self,
         customer_id: &str,
@@ -171,51 +173,91 @@ impl AtlasClient {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
+        self.allowed_quantity(customer_id, feature_ids, 1.0).await
+    }
+
+    /// Whether the customer may use `quantity` units of each feature at once: "may this
+    /// customer add 5 seats?" passes only when the count plus 5 is within the limit (likewise
+    /// a maximum usage, or a credit balance that blocks overage). `quantity` must be finite and
+    /// above zero.
+    ///
+    /// ```no_run
+    /// # async fn demo(atlas: atlas_actix::AtlasClient) -> Result<(), atlas_actix::AtlasError> {
+    /// let check = atlas.allowed_quantity("org_42", ["seats"], 5.0).await?;
+    /// for reason in &check.reasons {
+    ///     println!("{reason}"); // "You have used 8 of 10 seats"
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn allowed_quantity<I, S>(
+        &self,
+        customer_id: &str,
+        feature_ids: I,
+        quantity: f64,
+    ) -> Result<Allowed, AtlasError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
         let feature_ids: Vec<S> = feature_ids.into_iter().collect();
         let slugs: Vec<&str> = feature_ids.iter().map(AsRef::as_ref).collect();
-        let flags = self.allowed_flags(customer_id, &slugs).await?;
+        let decision = self.decide_features(customer_id, &slugs, quantity).await?;
         let features: BTreeMap<String, bool> = slugs
             .iter()
             .map(|slug| (*slug).to_owned())
-            .zip(flags)
+            .zip(decision.flags)
             .collect();
         Ok(Allowed {
             ok: features.values().all(|allowed| *allowed),
             features,
+            reasons: decision.reasons,
         })
     }
 
-    /// Whether each feature is allowed, in order; what [`allowed`](Self::allowed) and the
-    /// guards decide from, without building a map on the hot path.
-    pub(crate) async fn allowed_flags(
+    /// Whether each feature is allowed, in order, and why not for those denied; what
+    /// [`allowed`](Self::allowed) and the guards decide from, without building a map on the
+    /// hot path.
+    pub(crate) async fn decide_features(
         &self,
         customer_id: &str,
         slugs: &[&str],
-    ) -> Result<Vec<bool>, AtlasError> {
+        quantity: f64,
+    ) -> Result<Decision, AtlasError> {
+        if !quantity.is_finite() || quantity <= 0.0 {
+            return Err(AtlasError::InvalidInput(
+                "the quantity must be a positive number".to_owned(),
+            ));
+        }
         self.inner.registrations.register(slugs.iter().copied());
         let checked = async {
             self.ensure_ready().await?;
             let customer = self.customer(customer_id, None).await?;
             let model = self.fetch_pricing_model().await?;
-            Ok::<_, AtlasError>(self.decide(customer_id, slugs, &customer, &model).await)
+            Ok::<_, AtlasError>(
+                self.decide(customer_id, slugs, &customer, &model, quantity)
+                    .await,
+            )
         };
         match checked.await {
             Err(err) if err.is_outage() => {
-                self.allowed_during_outage(customer_id, slugs, err).await
+                self.decide_during_outage(customer_id, slugs, quantity, err)
+                    .await
             }
             other => other,
         }
     }
 
     /// Whether a customer and pricing model allow each feature. Limit callbacks (the app's
-    /// database) run only for the limited features checked.
+    /// database) run only for the limited features checked; reasons are built only for the
+    /// features denied.
     pub(super) async fn decide(
         &self,
         customer_id: &str,
         slugs: &[&str],
         customer: &Customer,
         model: &PricingModel,
-    ) -> Vec<bool> {
+        quantity: f64,
+    ) -> Decision {
         let now = OffsetDateTime::now_utc();
         let limited: Vec<&str> = slugs
             .iter()
@@ -227,33 +269,51 @@ impl AtlasClient {
         } else {
             self.inner.limits.outcomes(customer_id, limited).await
         };
-        slugs
+        let outcome = |slug: &str| {
+            outcomes
+                .get(slug)
+                .copied()
+                .unwrap_or(LimitOutcome::NoCallback)
+        };
+        let flags: Vec<bool> = slugs
             .iter()
             .map(|slug| {
-                let outcome = outcomes
-                    .get(slug)
-                    .copied()
-                    .unwrap_or(LimitOutcome::NoCallback);
                 is_allowed(
                     customer,
                     model,
                     now,
                     slug,
                     self.inner.allow_unknown_limits,
-                    outcome,
+                    outcome(slug),
+                    quantity,
                 )
             })
-            .collect()
+            .collect();
+        let reasons = if flags.contains(&false) {
+            slugs
+                .iter()
+                .zip(&flags)
+                .filter(|(_, allowed)| !**allowed)
+                .map(|(slug, _)| denial_reason(customer, model, now, slug, outcome(slug)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Decision { flags, reasons }
     }
 
     /// The check while the platform cannot answer: each feature as its outage policy says.
-    pub(super) async fn allowed_during_outage(
+    pub(super) async fn decide_during_outage(
         &self,
         customer_id: &str,
         slugs: &[&str],
+        quantity: f64,
         err: AtlasError,
-    ) -> Result<Vec<bool>, AtlasError> {
-        let mut flags = Vec::with_capacity(slugs.len());
+    ) -> Result<Decision, AtlasError> {
+        let mut decision = Decision {
+            flags: Vec::with_capacity(slugs.len()),
+            reasons: Vec::new(),
+        };
         for slug in slugs {
             let allowed = match self.inner.outage.of(slug) {
                 OutagePolicy::FailOpen => {
@@ -263,8 +323,11 @@ impl AtlasClient {
                 OutagePolicy::ServeStale { max_age } => match self.stale_data(customer_id, max_age)
                 {
                     Some((customer, model)) => {
-                        let allowed =
-                            self.decide(customer_id, &[*slug], &customer, &model).await[0];
+                        let stale = self
+                            .decide(customer_id, &[*slug], &customer, &model, quantity)
+                            .await;
+                        let allowed = stale.flags[0];
+                        decision.reasons.extend(stale.reasons);
                         tracing::warn!(customer = ?customer_id, feature = ?slug, allowed, %err, "Atlas unavailable: deciding from the last known entitlements");
                         allowed
                     }
@@ -278,8 +341,15 @@ impl AtlasClient {
                     return Err(err);
                 }
             };
-            flags.push(allowed);
+            decision.flags.push(allowed);
         }
-        Ok(flags)
+        Ok(decision)
     }
+}
+
+/// What a check decided: each feature's answer, in order, and why for each one denied.
+#[derive(Debug)]
+pub(crate) struct Decision {
+    pub(crate) flags: Vec<bool>,
+    pub(crate) reasons: Vec<DenialReason>,
 }

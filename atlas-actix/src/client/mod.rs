@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use serde::Serialize;
+use time::OffsetDateTime;
 use tokio::sync::watch;
 
 pub use self::api::Pagination;
@@ -36,6 +37,7 @@ use crate::models::{
     CreditUsage, Customer, Invoice, InvoiceLineItem, Merchant, PricingModel, Subscription,
 };
 use crate::outage::OutagePolicies;
+use crate::reasons::DenialReason;
 use crate::registration::Registrations;
 
 /// The client of the Atlas platform, with no web framework in it: usable from any async
@@ -97,12 +99,15 @@ pub struct Status {
 }
 
 /// The answer of [`AtlasClient::allowed`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Allowed {
     /// Whether every feature checked is allowed.
     pub ok: bool,
     /// Each feature checked, and whether it is allowed.
     pub features: BTreeMap<String, bool>,
+    /// Why each denied feature is denied, one reason each, in the order checked; empty when
+    /// every feature is allowed.
+    pub reasons: Vec<DenialReason>,
 }
 
 impl Allowed {
@@ -148,6 +153,19 @@ pub struct SubscribeRequest {
     pub email: Option<String>,
     /// The customer's name, for the checkout.
     pub name: Option<String>,
+    /// Whose change it is: the customer's (the default, refused when a subscription locks
+    /// changes) or the app's own.
+    pub changes: ChangeOptions,
+}
+
+/// Options of a subscription change. A customer whose subscription locks changes
+/// (`allowCustomerChanges` not `true`) cannot subscribe, cancel or renew; the app itself, from a
+/// back office, can, as the official client's `ignoreAllowSubscriptionChanges` allows. The
+/// Atlas scope never sets it: its requests are the customer's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChangeOptions {
+    /// Make the change even when a subscription locks changes by the customer.
+    pub ignore_allow_subscription_changes: bool,
 }
 
 /// Whether an initialisation is the client's first, or one the platform asked for.
@@ -201,6 +219,66 @@ fn check_id(what: &str, id: &str) -> Result<(), AtlasError> {
     if id.is_empty() {
         Err(AtlasError::InvalidInput(format!("the {what} is empty")))
     } else {
+        Ok(())
+    }
+}
+
+/// How a usage report is made ([`AtlasClient::enqueue_with`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageOptions {
+    quantity: f64,
+    idempotency_key: Option<String>,
+    at: Option<OffsetDateTime>,
+}
+
+impl Default for UsageOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl UsageOptions {
+    /// One unit, a fresh idempotency key, now.
+    pub fn new() -> Self {
+        Self {
+            quantity: 1.0,
+            idempotency_key: None,
+            at: None,
+        }
+    }
+
+    /// How much was used: finite and above zero.
+    pub fn quantity(mut self, quantity: f64) -> Self {
+        self.quantity = quantity;
+        self
+    }
+
+    /// The caller's idempotency key (at most 255 characters): reporting again with the same key
+    /// (a retried job) bills once.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// When the usage happened (default: when it is queued).
+    pub fn at(mut self, at: OffsetDateTime) -> Self {
+        self.at = Some(at);
+        self
+    }
+
+    fn check(&self) -> Result<(), AtlasError> {
+        if !self.quantity.is_finite() || self.quantity <= 0.0 {
+            return Err(AtlasError::InvalidInput(
+                "quantity must be a positive number".to_owned(),
+            ));
+        }
+        if let Some(key) = &self.idempotency_key {
+            if key.is_empty() || key.len() > 255 {
+                return Err(AtlasError::InvalidInput(
+                    "the idempotency key must be 1 to 255 characters".to_owned(),
+                ));
+            }
+        }
         Ok(())
     }
 }

@@ -4,9 +4,9 @@
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
-use super::AtlasClient;
+use super::{AtlasClient, UsageOptions};
 use crate::error::AtlasError;
-use crate::models::{now_iso, EventData, UsageEvent};
+use crate::models::{iso, now_iso, EventData, UsageEvent};
 
 /// The SDK's name in the platform's SDK version reports.
 pub(super) const SDK_LIBRARY: &str = "actix";
@@ -30,28 +30,66 @@ impl AtlasClient {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        if !quantity.is_finite() || quantity <= 0.0 {
-            return Err(AtlasError::InvalidInput(
-                "quantity must be a positive number".to_owned(),
-            ));
-        }
+        self.enqueue_with(
+            customer_id,
+            feature_ids,
+            UsageOptions::new().quantity(quantity),
+        )
+        .await
+    }
+
+    /// Queues usage as [`enqueue`](Self::enqueue) does, with the caller's options: a quantity
+    /// (default 1, as the official client), an idempotency key so that a job the app retries
+    /// bills once, and the time the usage happened.
+    ///
+    /// With a key, the event of a single feature carries it as it is; with several features,
+    /// each event carries `<key>:<feature id>`. The platform counts an event once per key.
+    ///
+    /// ```no_run
+    /// # async fn demo(atlas: atlas_actix::AtlasClient) -> Result<(), atlas_actix::AtlasError> {
+    /// use atlas_actix::UsageOptions;
+    ///
+    /// let usage = UsageOptions::new().quantity(1200.0).idempotency_key("job-7f3a-attempt");
+    /// atlas.enqueue_with("org_42", ["ai-tokens"], usage).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn enqueue_with<I, S>(
+        &self,
+        customer_id: &str,
+        feature_ids: I,
+        usage: UsageOptions,
+    ) -> Result<(), AtlasError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        usage.check()?;
         let feature_ids: Vec<S> = feature_ids.into_iter().collect();
         let features = self.features_of(customer_id, None, Some(&[])).await?;
         let customer = self.customer(customer_id, None).await?;
-        let events: Vec<UsageEvent> = feature_ids
+        let reported: Vec<_> = feature_ids
             .iter()
             .filter_map(|slug| {
                 features
                     .iter()
                     .find(|f| f.id == slug.as_ref() && f.should_report_events)
             })
+            .collect();
+        let generated_at = usage.at.map_or_else(now_iso, iso);
+        let several = reported.len() > 1;
+        let events: Vec<UsageEvent> = reported
+            .into_iter()
             .map(|feature| UsageEvent {
                 customer_id: customer.id.clone(),
                 event_name: feature.internal_id.clone(),
-                generated_at: now_iso(),
-                idempotency_key: uuid::Uuid::new_v4().to_string(),
+                generated_at: generated_at.clone(),
+                idempotency_key: match &usage.idempotency_key {
+                    Some(key) if several => format!("{key}:{}", feature.id),
+                    Some(key) => key.clone(),
+                    None => uuid::Uuid::new_v4().to_string(),
+                },
                 data: EventData {
-                    quantity,
+                    quantity: usage.quantity,
                     extra: Default::default(),
                 },
                 extra: Default::default(),
@@ -81,6 +119,16 @@ impl AtlasClient {
     /// be refused again, forever.
     pub(super) async fn send_registrations(&self) -> Result<(), AtlasError> {
         let slugs = self.inner.registrations.take();
+        if let Some(model) = self.inner.pricing_model.get_stale(&(), Duration::MAX) {
+            // As the official client: a registered feature the pricing model does not configure
+            // is most likely a typo, or a feature to add in the dashboard.
+            for slug in slugs
+                .iter()
+                .filter(|slug| !model.entitlements.iter().any(|e| &e.slug == *slug))
+            {
+                tracing::warn!(feature = ?slug, "a feature registered with Atlas is not configured in the pricing model");
+            }
+        }
         let mut chunks = slugs.chunks(REGISTRATION_CHUNK);
         while let Some(chunk) = chunks.next() {
             match self.inner.api.register_features(chunk).await {

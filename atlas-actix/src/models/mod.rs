@@ -23,11 +23,16 @@ pub use pricing::{
 
 /// The time now as the platform writes dates: `2024-01-15T08:30:00.000Z`.
 pub(crate) fn now_iso() -> String {
+    iso(time::OffsetDateTime::now_utc())
+}
+
+/// A time as the platform writes dates, in UTC: `2024-01-15T08:30:00.000Z`.
+pub(crate) fn iso(at: time::OffsetDateTime) -> String {
     const FORMAT: &[time::format_description::BorrowedFormatItem<'_>] = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );
     // Formatting a UTC date with these fields cannot fail.
-    time::OffsetDateTime::now_utc()
+    at.to_offset(time::UtcOffset::UTC)
         .format(FORMAT)
         .unwrap_or_default()
 }

@@ -1,0 +1,8 @@
+use atlas_actix::requires_feature;
+
+#[requires_feature("seats", quantity)]
+async fn handler() -> &'static str {
+    "how many?"
+}
+
+fn main() {}
