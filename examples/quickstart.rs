@@ -187,11 +187,33 @@ async fn add_seat(
 }
 
 #[derive(Deserialize)]
+struct NewSeats {
+    emails: Vec<String>,
+}
+
+/// Adds several seats at once, all or none: the check asks for as many seats as emails, so a
+/// request that would pass the plan's limit is refused whole (403, `limitReached`).
+#[post("/api/seats/bulk")]
+#[requires_feature("seats", exclusive, quantity = body.emails.len())]
+async fn add_seats(
+    entitlements: atlas_actix::Entitlements,
+    seats: web::Data<Seats>,
+    body: web::Json<NewSeats>,
+) -> impl Responder {
+    let mut taken = 0;
+    for email in body.into_inner().emails {
+        taken = seats.add(&entitlements.customer_id, email);
+    }
+    HttpResponse::Created().json(json!({ "seats": taken }))
+}
+
+#[derive(Deserialize)]
 struct Prompt {
     prompt: String,
 }
 
-/// An AI completion; each successful one is reported as usage of `ai-tokens`.
+/// An AI completion; each successful one is reported as usage of `ai-tokens`. A client that
+/// retries sends the same `Idempotency-Key` header, and the usage is billed once.
 #[post("/api/ai/complete")]
 #[requires_feature("ai-tokens", usage = 1)]
 async fn ai_complete(body: web::Json<Prompt>) -> impl Responder {
@@ -305,6 +327,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .service(public_data_explorer)
             .service(limited_data_explorer)
             .service(add_seat)
+            .service(add_seats)
             .service(ai_complete);
         if demo {
             app = app.route("/demo/tokens", web::get().to(demo_tokens_route));

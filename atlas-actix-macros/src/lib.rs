@@ -12,7 +12,8 @@ mod parse;
 
 /// Guards an async actix-web handler: the request's user must have every feature named, or
 /// the handler does not run. Without a user the answer is 401; when the plan lacks a feature,
-/// 403 `{"error": ..., "features": {"<id>": <allowed>}}` (or the app's custom answer). The
+/// 403 `{"error": ..., "features": {"<id>": <allowed>}, "reasons": [...]}` (or the app's custom
+/// answer). The
 /// handler's own extractors run only after the check passed, so a denied request never has
 /// its body read.
 ///
@@ -32,7 +33,9 @@ mod parse;
 /// check and logs a would-be denial but lets the request through, to roll gating out safely;
 /// `exclusive` runs the check and the handler as one step per customer and features, so a
 /// handler that adds to a limited feature (`#[requires_feature("seats", exclusive)]`) holds
-/// the limit under concurrent requests (see `RequireFeatures::exclusive`).
+/// the limit under concurrent requests (see `RequireFeatures::exclusive`); `quantity = <expr>`
+/// asks for that many units at once, computed from the handler's arguments by their names
+/// (`quantity = body.emails.len()`), so the arguments are extracted before the check.
 /// It works stacked above or below a route attribute and with `web::resource(..).to(..)`.
 /// The app needs its `Atlas` client in its data (`App::app_data(web::Data::new(atlas))`).
 #[proc_macro_attribute]

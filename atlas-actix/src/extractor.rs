@@ -9,6 +9,7 @@ use crate::auth::customer_info;
 use crate::entitlements::CustomerFeature;
 use crate::error_response::RequestError;
 use crate::guard::{atlas_of, ResolvedCustomer};
+use crate::reasons::{reason_from_feature, DenialReason};
 
 /// The user of the request and what its plans grant; for handlers that adapt to the plan
 /// rather than refuse. Answers 401 without a user.
@@ -35,6 +36,12 @@ impl Entitlements {
     /// Whether the plan grants the feature, now.
     pub fn allows(&self, feature: &str) -> bool {
         self.feature(feature).is_some_and(|f| f.allowed)
+    }
+
+    /// Why the plans do not let the user use the feature now, in the React SDK's shapes;
+    /// `None` when they do. A feature no plan of the user grants is `notIncluded`.
+    pub fn why_not(&self, feature: &str) -> Option<DenialReason> {
+        reason_from_feature(feature, self.feature(feature))
     }
 
     /// The feature, if the plans grant it at all.

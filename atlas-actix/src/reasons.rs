@@ -138,8 +138,8 @@ impl std::fmt::Display for DenialReason {
 }
 
 /// Why the customer may not use `feature`: the first cause found, in the order the React SDK
-/// looks for them. Called only for a feature [`is_allowed`] refused, so the allowed path never
-/// builds one.
+/// looks for them. Called only for a feature [`is_allowed`](crate::entitlements::is_allowed)
+/// refused, so the allowed path never builds one.
 pub fn denial_reason(
     customer: &Customer,
     model: &PricingModel,
@@ -251,4 +251,65 @@ pub fn reason_from_feature(id: &str, feature: Option<&CustomerFeature>) -> Optio
         });
     }
     Some(DenialReason::NotIncluded { id })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entitlements::{FeatureLimits, FeatureUsage};
+
+    fn feature(allowed: bool, included: bool) -> CustomerFeature {
+        CustomerFeature {
+            id: "f".into(),
+            internal_id: "ent_f".into(),
+            allowed,
+            included,
+            kind: FeatureType::Entitlement,
+            should_report_events: false,
+            limits: None,
+            usage: None,
+            custom_pricing_unit: None,
+            limit: None,
+            current_usage: None,
+        }
+    }
+
+    #[test]
+    fn a_features_list_says_why_as_the_react_sdk_reads_it() {
+        assert_eq!(reason_from_feature("f", Some(&feature(true, true))), None);
+        assert_eq!(
+            reason_from_feature("f", None),
+            Some(DenialReason::NotIncluded { id: "f".into() })
+        );
+        let mut limited = feature(false, true);
+        limited.limits = Some(FeatureLimits {
+            limit: Some(3.0),
+            current: Some(3.0),
+        });
+        assert_eq!(
+            reason_from_feature("f", Some(&limited)).map(|r| r.to_string()),
+            Some("You have used 3 of 3 f".to_owned())
+        );
+        let mut uncounted = limited.clone();
+        uncounted.limits = Some(FeatureLimits {
+            limit: Some(3.0),
+            current: None,
+        });
+        assert_eq!(
+            reason_from_feature("f", Some(&uncounted)),
+            Some(DenialReason::LimitUnknown { id: "f".into() })
+        );
+        let mut metered = feature(false, true);
+        metered.usage = Some(vec![FeatureUsage {
+            current: 10.0,
+            max_usage: Some(10.0),
+            subscription_id: "sub".into(),
+        }]);
+        let json = serde_json::to_value(reason_from_feature("f", Some(&metered))).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"reason": "maxUsageReached", "id": "f",
+                "usage": [{"currentUsage": 10, "maxUsage": 10, "subscriptionId": "sub"}]})
+        );
+    }
 }

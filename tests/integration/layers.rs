@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 
 /// The modules of the client layer and below (and the emulator, which stands apart): they know
 /// nothing of Actix Web nor of the layers above them.
-const LOWER_LAYERS: [&str; 11] = [
+const LOWER_LAYERS: [&str; 12] = [
     "client",
     "entitlements",
+    "reasons",
     "cache",
     "events",
     "limits",

@@ -11,6 +11,7 @@ mod guard;
 mod layers;
 mod outage;
 mod push;
+mod reasons;
 mod scope;
 mod security;
 mod tls;
