@@ -9,7 +9,7 @@
 // The quickstart runs in demo mode on its embedded emulator; the reference platform is
 // ../shared/conformance/refplatform.mjs seeded from the same data file.
 
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -147,6 +147,35 @@ try {
   await check("feature registration and SDK version", async () => {
     await alice.registerFeatureUsage(["data-explorer", "seats"]);
     await alice.reportSDKVersion("react", "2.8.0");
+  });
+
+  await check("denial reasons type-check as the React SDK's FeatureNotAllowedReason", async () => {
+    const call = async (url, name, init = {}) => {
+      const response = await fetch(`${base}${url}`, {
+        ...init,
+        headers: { authorization: `Bearer ${tokens[name]}`, "content-type": "application/json" },
+      });
+      return [response.status, await response.json()];
+    };
+    const [explorerStatus, explorer] = await call("/api/data-explorer", "Dave Free");
+    const emails = Array.from({ length: 8 }, (_, i) => `extra${i}@standard.example`);
+    const [bulkStatus, bulk] = await call("/api/seats/bulk", "Alice", { method: "POST", body: JSON.stringify({ emails }) });
+    if (explorerStatus !== 403 || explorer.reasons?.[0]?.reason !== "notIncluded") return `data explorer: ${explorerStatus} ${JSON.stringify(explorer)}`;
+    if (bulkStatus !== 403 || bulk.reasons?.[0]?.reason !== "limitReached") return `bulk seats: ${bulkStatus} ${JSON.stringify(bulk)}`;
+    const file = path.join(here, ".reasons-check.ts");
+    fs.writeFileSync(
+      file,
+      `import type { FeatureNotAllowedReason } from "@runonatlas/react";\n` +
+        `export const reasons: FeatureNotAllowedReason[] = ${JSON.stringify([...explorer.reasons, ...bulk.reasons])};\n`,
+    );
+    try {
+      const tsc = path.join(here, "node_modules/typescript/bin/tsc");
+      const args = ["--noEmit", "--strict", "--skipLibCheck", "--module", "nodenext", "--moduleResolution", "nodenext", file];
+      const result = spawnSync(process.execPath, [tsc, ...args], { cwd: here, encoding: "utf8" });
+      return result.status === 0 ? undefined : `tsc refused the reasons: ${result.stdout}${result.stderr}`;
+    } finally {
+      fs.rmSync(file, { force: true });
+    }
   });
 
   const dave = client("Dave Free");
