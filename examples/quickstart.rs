@@ -319,10 +319,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             cors = cors.allowed_origin(origin);
         }
         let mut app = App::new()
-            .app_data(web::Data::new(app_atlas.clone()))
+            .configure(app_atlas.configure())
             .app_data(seats.clone())
             .app_data(tokens.clone())
-            .service(app_atlas.scope())
             .service(data_explorer)
             .service(public_data_explorer)
             .service(limited_data_explorer)

@@ -76,7 +76,7 @@ pub(crate) fn requires_feature(
             {
                 ::core::result::Result::Ok(value) => value,
                 ::core::result::Result::Err(error) => {
-                    return ::atlas_actix::__private::HttpResponse::from_error(error);
+                    return ::atlas_actix::__private::extraction_error(error);
                 }
             };
         });

@@ -1,8 +1,8 @@
 //! Clerk session tokens: the built-in [`UserResolver`] for apps that use Clerk.
 //!
 //! Clerk signs session JWTs with RS256. They are verified here with the PEM public key Clerk
-//! gives for networkless verification, or with the instance's JWKS (fetched with awc, cached,
-//! and fetched again when a token names an unknown key). `exp` and `nbf` are checked with a
+//! gives for networkless verification, or with the instance's JWKS (`jwks.rs`: fetched at
+//! start, cached, and fetched again, one fetch at a time, when a token names an unknown key). `exp` and `nbf` are checked with a
 //! small leeway, `azp` against the app's origins when they are configured (Clerk warns that
 //! skipping it opens the door to CSRF; a token without `azp` is then refused too), `iss`
 //! when an issuer is configured, and pending sessions are refused. Token times are compared
@@ -13,20 +13,18 @@
 //! Verified tokens are cached until they expire, so the RSA check runs once per token, not
 //! once per request.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::HttpRequest;
-use jsonwebtoken::{jwk::JwkSet, Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
 use crate::auth::{bearer_token, ResolveFuture, UserResolver};
+use crate::jwks::JwksKeys;
 
 /// The most verified tokens remembered.
 const VERIFIED_CAPACITY: usize = 100_000;
-/// A token naming an unknown key fetches the JWKS again, at most this often.
-const JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Why a [`ClerkAuth`] could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -85,11 +83,7 @@ struct OrganizationClaim {
 
 enum Keys {
     Pem(DecodingKey),
-    Jwks {
-        url: String,
-        keys: RwLock<HashMap<String, DecodingKey>>,
-        last_fetch: Mutex<Option<Instant>>,
-    },
+    Jwks(Arc<JwksKeys>),
 }
 
 struct State {
@@ -129,7 +123,7 @@ impl std::fmt::Debug for ClerkAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let keys = match &self.state.keys {
             Keys::Pem(_) => "pem".to_owned(),
-            Keys::Jwks { url, .. } => format!("jwks {url}"),
+            Keys::Jwks(keys) => format!("jwks {}", keys.url()),
         };
         f.debug_struct("ClerkAuth")
             .field("keys", &keys)
@@ -167,17 +161,17 @@ impl ClerkAuth {
     }
 
     /// Verifies with the keys of a JWKS URL (`https://<frontend api>/.well-known/jwks.json`),
-    /// fetched on first use and again when a token names a key not seen yet.
+    /// fetched at once (on a thread of its own) and again when a token names a key not seen
+    /// yet: one fetch at a time, requests for a new key waiting for it rather than failing,
+    /// known keys working while a refresh fails, failed fetches retried with backoff.
     pub fn from_jwks_url(url: impl Into<String>) -> Result<Self, ClerkError> {
         let url = url.into();
         if !(url.starts_with("https://") || url.starts_with("http://")) {
             return Err(ClerkError::InvalidUrl(url));
         }
-        Ok(Self::with_keys(Keys::Jwks {
-            url,
-            keys: RwLock::new(HashMap::new()),
-            last_fetch: Mutex::new(None),
-        }))
+        let keys = JwksKeys::new(url);
+        keys.prefetch();
+        Ok(Self::with_keys(Keys::Jwks(keys)))
     }
 
     /// From the environment: `CLERK_JWT_KEY` (a PEM key), else `CLERK_JWKS_URL`; `None` when
@@ -304,35 +298,9 @@ impl ClerkAuth {
     }
 
     async fn key(&self, kid: Option<&str>) -> Option<DecodingKey> {
-        let (url, keys, last_fetch) = match &self.state.keys {
-            Keys::Pem(key) => return Some(key.clone()),
-            Keys::Jwks {
-                url,
-                keys,
-                last_fetch,
-            } => (url, keys, last_fetch),
-        };
-        let kid = kid?;
-        if let Some(key) = keys.read().unwrap_or_else(PoisonError::into_inner).get(kid) {
-            return Some(key.clone());
-        }
-        {
-            let mut last = last_fetch.lock().unwrap_or_else(PoisonError::into_inner);
-            if last.is_some_and(|at| at.elapsed() < JWKS_REFRESH_INTERVAL) {
-                return None;
-            }
-            *last = Some(Instant::now());
-        }
-        match fetch_jwks(url).await {
-            Ok(fetched) => {
-                let mut keys = keys.write().unwrap_or_else(PoisonError::into_inner);
-                *keys = fetched;
-                keys.get(kid).cloned()
-            }
-            Err(err) => {
-                tracing::warn!(%url, %err, "could not fetch Clerk's JWKS");
-                None
-            }
+        match &self.state.keys {
+            Keys::Pem(key) => Some(key.clone()),
+            Keys::Jwks(keys) => keys.key(kid?).await,
         }
     }
 
@@ -342,32 +310,6 @@ impl ClerkAuth {
             _ => session.user_id.clone(),
         }
     }
-}
-
-async fn fetch_jwks(url: &str) -> Result<HashMap<String, DecodingKey>, String> {
-    let tls = crate::client::transport::tls_config(&[]).map_err(|err| err.to_string())?;
-    let client = awc::Client::builder()
-        .connector(awc::Connector::new().rustls_0_23(tls))
-        .timeout(Duration::from_secs(5))
-        .finish();
-    let mut response = client
-        .get(url)
-        .send()
-        .await
-        .map_err(|err| err.to_string())?;
-    if !response.status().is_success() {
-        return Err(format!("answered {}", response.status()));
-    }
-    let set: JwkSet = response
-        .json()
-        .limit(1024 * 1024)
-        .await
-        .map_err(|err| err.to_string())?;
-    Ok(set
-        .keys
-        .iter()
-        .filter_map(|jwk| Some((jwk.common.key_id.clone()?, DecodingKey::from_jwk(jwk).ok()?)))
-        .collect())
 }
 
 impl UserResolver for ClerkAuth {

@@ -116,3 +116,31 @@ impl ResponseError for AtlasError {
         HttpResponse::build(self.status_code()).json(serde_json::json!({ "error": message }))
     }
 }
+
+/// The answer to a body an app's `web::Json` extractor refused (set by `Atlas::configure`):
+/// `{"error": ...}` with the status actix gives it (400, 413, 415).
+pub(crate) fn json_body_error(
+    error: actix_web::error::JsonPayloadError,
+    _request: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    let answer = HttpResponse::build(error.status_code())
+        .json(serde_json::json!({ "error": error.to_string() }));
+    actix_web::error::InternalError::from_response(error, answer).into()
+}
+
+/// An extractor's refusal, as a guarded handler answers it: actix's plain-text answers (a
+/// malformed JSON body, a wrong content type, a bad path) become `{"error": ...}` with their
+/// status, like every other answer of the SDK; an answer the extractor shaped itself is kept.
+pub(crate) fn extraction_error(error: actix_web::Error) -> HttpResponse {
+    let response = error.error_response();
+    let plain = response
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .is_none_or(|value| value.as_bytes().starts_with(b"text/plain"));
+    if plain {
+        HttpResponse::build(response.status())
+            .json(serde_json::json!({ "error": error.to_string() }))
+    } else {
+        response
+    }
+}

@@ -124,6 +124,15 @@ impl Granted {
 pub(crate) fn atlas_of(request: &HttpRequest) -> Result<&Atlas, RequestError> {
     match request.app_data::<web::Data<Atlas>>() {
         Some(atlas) => Ok(atlas),
+        None if request.app_data::<Atlas>().is_some() => {
+            tracing::error!(
+                route = ?request.path(),
+                "the Atlas client is in the app data without web::Data: write `.configure(atlas.configure())` (or `.app_data(web::Data::new(atlas.clone()))`)"
+            );
+            Err(RequestError::Misconfigured(
+                "the Atlas client is not in web::Data",
+            ))
+        }
         None => {
             tracing::error!(
                 route = ?request.path(),

@@ -20,7 +20,7 @@
 //! ```
 //! # #[cfg(feature = "emulator")]
 //! # actix_web::rt::System::new().block_on(async {
-//! use actix_web::{get, test, web, App, HttpResponse, HttpRequest};
+//! use actix_web::{get, test, App, HttpResponse, HttpRequest};
 //! use atlas_actix::{requires_feature, Atlas};
 //!
 //! #[get("/api/reports")]
@@ -47,8 +47,8 @@
 //!     .build()?;
 //! let app = test::init_service(
 //!     App::new()
-//!         .app_data(web::Data::new(atlas.clone()))
-//!         .service(atlas.scope())
+//!         // The client where the guards find it, and the /atlas-api routes.
+//!         .configure(atlas.configure())
 //!         .service(reports),
 //! )
 //! .await;
@@ -84,6 +84,8 @@ mod events;
 mod exclusive;
 mod extractor;
 mod guard;
+#[cfg(feature = "clerk")]
+mod jwks;
 mod limits;
 mod middleware;
 mod outage;
@@ -153,6 +155,11 @@ pub mod __private {
     pub use actix_web::{FromRequest, HttpRequest, HttpResponse};
 
     pub use crate::guard::{check_handler, Granted, GuardOptions};
+
+    /// An extractor's refusal as a guarded handler answers it (JSON for actix's plain text).
+    pub fn extraction_error(error: impl Into<actix_web::Error>) -> HttpResponse {
+        crate::error_response::extraction_error(error.into())
+    }
     use crate::limits::LimitCallback;
     use crate::{AtlasBuilder, IntoUsage};
 

@@ -55,13 +55,33 @@ use crate::auth::customer_info;
 use crate::client::{BillingCadence, CancelType, ChangeOptions, Pagination, SubscribeRequest};
 use crate::csrf::{check_json_body, check_origin};
 use crate::error::AtlasError;
-use crate::error_response::RequestError;
+use crate::error_response::{json_body_error, RequestError};
 use crate::models::CustomerInfo;
 use crate::throttle::caller;
 
 type Answer = Result<HttpResponse, RequestError>;
 
 impl Atlas {
+    /// Everything the app needs from Atlas, in one call: the client in the app data (where
+    /// the guards and the [`Entitlements`](crate::Entitlements) extractor find it), the
+    /// `/atlas-api` scope, and `{"error": ...}` answers for bodies the app's own `web::Json`
+    /// extractors refuse, like every other answer of the SDK.
+    ///
+    /// ```
+    /// # fn demo(atlas: atlas_actix::Atlas) {
+    /// let app = actix_web::App::new().configure(atlas.configure());
+    /// # }
+    /// ```
+    pub fn configure(&self) -> impl FnOnce(&mut web::ServiceConfig) + 'static {
+        let atlas = self.clone();
+        move |config| {
+            config
+                .app_data(web::Data::new(atlas.clone()))
+                .app_data(web::JsonConfig::default().error_handler(json_body_error))
+                .service(atlas.scope());
+        }
+    }
+
     /// The `/atlas-api` scope the Atlas React SDK calls: mount it on the `App`
     /// (`App::new().service(atlas.scope())`). See [`crate::scope`] for its routes.
     pub fn scope(&self) -> Scope {

@@ -403,3 +403,113 @@ async fn jwks_keys_are_fetched_and_refreshed_for_unknown_key_ids() {
     assert!(ClerkAuth::from_jwks_url("ftp://x").is_err());
     assert!(ClerkAuth::from_pem("not a key").is_err());
 }
+
+/// A JWKS endpoint that serves `kid_1`, fails its first `fail_first` answers and, while
+/// `failing` is set, every answer; it counts fetches and the most served at once.
+struct FlakyJwks {
+    url: String,
+    fetches: Arc<AtomicUsize>,
+    most_at_once: Arc<AtomicUsize>,
+    failing: Arc<std::sync::atomic::AtomicBool>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+fn flaky_jwks(fail_first: usize) -> FlakyJwks {
+    let (good, _) = keys();
+    let mut jwk = Jwk::from_encoding_key(&good.signing, Algorithm::RS256).unwrap();
+    jwk.common.key_id = Some("kid_1".to_owned());
+    let set = JwkSet { keys: vec![jwk] };
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let most_at_once = Arc::new(AtomicUsize::new(0));
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let (served, most, fail) = (
+        Arc::clone(&fetches),
+        Arc::clone(&most_at_once),
+        Arc::clone(&failing),
+    );
+    let server = HttpServer::new(move || {
+        let (set, served, most, fail, in_flight) = (
+            set.clone(),
+            Arc::clone(&served),
+            Arc::clone(&most),
+            Arc::clone(&fail),
+            Arc::clone(&in_flight),
+        );
+        App::new().route(
+            "/.well-known/jwks.json",
+            web::get().to(move || {
+                let (set, served, most, fail, in_flight) = (
+                    set.clone(),
+                    Arc::clone(&served),
+                    Arc::clone(&most),
+                    Arc::clone(&fail),
+                    Arc::clone(&in_flight),
+                );
+                async move {
+                    let number = served.fetch_add(1, Ordering::SeqCst);
+                    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    // Slow enough that overlapping fetches would show.
+                    actix_rt::time::sleep(Duration::from_millis(50)).await;
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    if number < fail_first || fail.load(Ordering::SeqCst) {
+                        HttpResponse::InternalServerError().finish()
+                    } else {
+                        HttpResponse::Ok().json(set)
+                    }
+                }
+            }),
+        )
+    })
+    .workers(2)
+    .disable_signals()
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let url = format!("http://{}/.well-known/jwks.json", server.addrs()[0]);
+    let server = server.run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    FlakyJwks {
+        url,
+        fetches,
+        most_at_once,
+        failing,
+        handle,
+    }
+}
+
+#[actix_rt::test]
+async fn concurrent_first_requests_wait_for_one_jwks_fetch_that_fails_at_first() {
+    let (good, _) = keys();
+    let jwks = flaky_jwks(1);
+    let clerk = ClerkAuth::from_jwks_url(jwks.url.clone()).unwrap();
+    let tokens: Vec<String> = (0..200)
+        .map(|i| sign(&claims(&format!("user_{i}")), good, Some("kid_1")))
+        .collect();
+    let sessions =
+        futures_util::future::join_all(tokens.iter().map(|token| clerk.verify(token))).await;
+    assert!(
+        sessions.iter().all(Option::is_some),
+        "{} of 200 refused",
+        sessions.iter().filter(|s| s.is_none()).count()
+    );
+    let fetches = jwks.fetches.load(Ordering::SeqCst);
+    assert!((2..=3).contains(&fetches), "{fetches} fetches");
+    assert_eq!(
+        jwks.most_at_once.load(Ordering::SeqCst),
+        1,
+        "one fetch at a time"
+    );
+
+    // The JWKS goes down: the key already known keeps working, and an unknown key is refused
+    // without waiting on the dead endpoint.
+    jwks.failing.store(true, Ordering::SeqCst);
+    let later = sign(&claims("user_later"), good, Some("kid_1"));
+    assert!(clerk.verify(&later).await.is_some());
+    let started = std::time::Instant::now();
+    let unknown = sign(&claims("user_x"), good, Some("kid_rotated"));
+    assert!(clerk.verify(&unknown).await.is_none());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    jwks.handle.stop(false).await;
+}

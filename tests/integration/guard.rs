@@ -540,3 +540,95 @@ async fn a_real_server_serves_the_scope_and_the_guards_over_http() {
         .any(|f| f["id"] == "seats"));
     handle.stop(false).await;
 }
+
+#[post("/notes")]
+#[requires_feature("data-explorer")]
+async fn create_note(body: web::Json<Report>) -> HttpResponse {
+    HttpResponse::Created().json(json!({ "name": body.name }))
+}
+
+#[actix_rt::test]
+async fn a_guarded_route_answers_a_malformed_body_in_json() {
+    let emulator = start_emulator();
+    let atlas = atlas_for(&emulator);
+    let app = test::init_service(
+        App::new()
+            .app_data(web::Data::new(atlas.clone()))
+            .service(create_note),
+    )
+    .await;
+    let (status, body) = json_body(
+        test::call_service(
+            &app,
+            request("POST", "/notes", Some("user_erin"))
+                .insert_header(("content-type", "application/json"))
+                .set_payload("{\"name\": ")
+                .to_request(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("Json")),
+        "{body}"
+    );
+}
+
+#[post("/plain-notes")]
+async fn plain_note(body: web::Json<Report>) -> HttpResponse {
+    HttpResponse::Created().json(json!({ "name": body.name }))
+}
+
+#[actix_rt::test]
+async fn one_call_wires_the_app_and_a_bare_client_is_named_in_the_log() {
+    let logs = captured_logs();
+    let emulator = start_emulator();
+    let atlas = atlas_for(&emulator);
+    let app = test::init_service(
+        App::new()
+            .configure(atlas.configure())
+            .service(create_note)
+            .service(plain_note),
+    )
+    .await;
+    let (status, _) = json_body(
+        test::call_service(
+            &app,
+            request("GET", "/atlas-api/features", Some("user_erin")).to_request(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "the scope is mounted");
+    let note = |path: &str, body: &'static str| {
+        request("POST", path, Some("user_erin"))
+            .insert_header(("content-type", "application/json"))
+            .set_payload(body)
+            .to_request()
+    };
+    let (status, body) =
+        json_body(test::call_service(&app, note("/notes", r#"{"name": "q3"}"#)).await).await;
+    assert_eq!(
+        (status, body),
+        (201, json!({"name": "q3"})),
+        "the guard finds the client"
+    );
+    let (status, body) =
+        json_body(test::call_service(&app, note("/plain-notes", "{ nope")).await).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"].is_string(),
+        "the app's own Json answers JSON: {body}"
+    );
+
+    // The client registered by hand, without web::Data.
+    let bare = test::init_service(App::new().app_data(atlas.clone()).service(create_note)).await;
+    let response = test::call_service(&bare, note("/notes", r#"{"name": "q3"}"#)).await;
+    assert_eq!(response.status(), 500);
+    let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    assert!(
+        text.contains("the Atlas client is in the app data without web::Data: write `.configure(atlas.configure())`"),
+        "{text}"
+    );
+}

@@ -38,7 +38,7 @@ const WEB_LAYER: [&str; 11] = [
 ];
 
 /// The request layer: who the user is. Above the web layer, which asks it.
-const AUTH_LAYER: [&str; 2] = ["auth", "clerk"];
+const AUTH_LAYER: [&str; 3] = ["auth", "clerk", "jwks"];
 
 /// Who imports whom, by module path.
 type Edges = BTreeMap<Vec<String>, BTreeSet<Vec<String>>>;
