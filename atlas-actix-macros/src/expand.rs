@@ -147,7 +147,7 @@ pub(crate) fn requires_feature(
         ) -> ::atlas_actix::__private::HttpResponse {
             async fn __atlas_handler(#inputs) #output #block
             #checked
-            #respond(&__atlas_request, __atlas_handler(#(#arg_names),*).await)
+            #respond(&__atlas_request, __atlas_handler(#(#arg_names),*).await).await
         }
     })
 }

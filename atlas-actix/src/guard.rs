@@ -101,22 +101,21 @@ pub struct Granted {
 }
 
 impl Granted {
-    /// Reports usage of the features after the handler succeeded; never fails the answer.
-    pub(crate) fn report_usage(self, features: Vec<String>, quantity: f64) {
+    /// Reports usage of the features after the handler succeeded, before the answer goes out,
+    /// so an `atlas.flush()` after the response sends it; never fails the answer.
+    pub(crate) async fn report_usage(self, features: Vec<String>, quantity: f64) {
         let Some(atlas) = self.atlas else { return };
         let mut usage = UsageOptions::new().quantity(quantity);
         if let Some(key) = &self.idempotency_key {
             // Namespaced by customer: one customer's keys never collide with another's.
             usage = usage.idempotency_key(format!("{}:{key}", self.customer_id));
         }
-        actix_rt::spawn(async move {
-            if let Err(err) = atlas
-                .enqueue_with(&self.customer_id, &features, usage)
-                .await
-            {
-                tracing::error!(customer = ?self.customer_id, features = ?features, %err, "could not queue the usage of a guarded handler");
-            }
-        });
+        if let Err(err) = atlas
+            .enqueue_with(&self.customer_id, &features, usage)
+            .await
+        {
+            tracing::error!(customer = ?self.customer_id, features = ?features, %err, "could not queue the usage of a guarded handler");
+        }
     }
 }
 
@@ -235,7 +234,7 @@ pub async fn check_handler(
 impl Granted {
     /// The handler's answer, after which the usage is reported if the answer is 2xx.
     #[doc(hidden)]
-    pub fn respond<R: actix_web::Responder>(
+    pub async fn respond<R: actix_web::Responder>(
         self,
         request: &HttpRequest,
         answer: R,
@@ -243,7 +242,8 @@ impl Granted {
         let response = answer.respond_to(request).map_into_boxed_body();
         if let Some((features, quantity)) = self.usage {
             if response.status().is_success() {
-                self.report_usage(features.iter().map(|f| (*f).to_owned()).collect(), quantity);
+                self.report_usage(features.iter().map(|f| (*f).to_owned()).collect(), quantity)
+                    .await;
             }
         }
         response

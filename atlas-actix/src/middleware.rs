@@ -125,7 +125,7 @@ where
             let response = service.call(request).await?;
             if let Some(quantity) = options.usage {
                 if response.status().is_success() {
-                    granted.report_usage(features.to_vec(), quantity);
+                    granted.report_usage(features.to_vec(), quantity).await;
                 }
             }
             Ok(response.map_into_left_body())

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 /// {"delayMs": 5000}
 /// {"path": "/external/pricingModel", "invalidJson": true}
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Fault {
     /// Applies to requests whose raw path starts with this (every platform route when absent).

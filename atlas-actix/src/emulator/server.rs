@@ -20,6 +20,7 @@ use super::platform::{Platform, Push, Query};
 use super::reply::{ApiError, Reply};
 use super::router::{is_admin, match_route, Match, Route};
 use super::shared::Shared;
+use crate::models::UsageEvent;
 
 /// Request bodies above this size are refused with 413, as the platform does.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -193,6 +194,43 @@ pub struct EmulatorHandle {
 }
 
 impl EmulatorHandle {
+    /// The usage events the platform received, in order, each idempotency key once: what a
+    /// test asserts after `atlas.flush()`.
+    pub fn events(&self) -> Vec<UsageEvent> {
+        self.shared
+            .platform()
+            .received_events()
+            .iter()
+            .filter_map(|event| serde_json::from_value(event.clone()).ok())
+            .collect()
+    }
+
+    /// The feature ids the SDK registered.
+    pub fn registrations(&self) -> Vec<String> {
+        self.shared.platform().registered_features().to_vec()
+    }
+
+    /// Moves a customer (by its external id) to a plan, as a completed checkout would, and
+    /// pushes the change to connected clients.
+    pub fn set_plan(&self, customer: &str, plan_id: &str) -> Result<(), String> {
+        self.shared
+            .platform()
+            .set_plan(customer, plan_id)
+            .map_err(|err| err.to_string())
+    }
+
+    /// Makes the platform misbehave as `fault` says (answer an error, late, or not JSON).
+    pub fn inject_fault(&self, fault: Fault) -> Result<(), String> {
+        fault.check()?;
+        self.shared.platform().faults.add(fault);
+        Ok(())
+    }
+
+    /// Lets the platform behave again.
+    pub fn clear_faults(&self) {
+        self.shared.platform().faults.clear();
+    }
+
     /// Base URL, such as `http://127.0.0.1:41235`: the SDK's platform host.
     pub fn url(&self) -> &str {
         &self.url

@@ -65,4 +65,26 @@ impl Platform {
         let sockets = self.emit(push);
         Reply::ok(json!({ "event": event, "sockets": sockets }))
     }
+
+    /// The usage events received (each idempotency key once), for the handle's helpers.
+    pub(crate) fn received_events(&self) -> &[Value] {
+        &self.events
+    }
+
+    /// The feature ids registered, for the handle's helpers.
+    pub(crate) fn registered_features(&self) -> &[String] {
+        &self.registrations
+    }
+
+    /// Moves the customer to `plan_id` as a completed checkout would, and pushes the change.
+    pub(crate) fn set_plan(&mut self, external_id: &str, plan_id: &str) -> Result<(), ApiError> {
+        let plan = self
+            .pricing_model
+            .plan(plan_id)
+            .cloned()
+            .ok_or_else(|| ApiError::bad_request(format!("no plan {plan_id:?}")))?;
+        self.activate_plan(external_id, &plan)?;
+        self.customer_changed(external_id);
+        Ok(())
+    }
 }
