@@ -1041,3 +1041,52 @@ fn data_file_errors_name_the_file_line_and_column() {
     assert!(matches!(missing, DataFileError::Read { .. }));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn broken_references_in_a_data_file_are_named_with_their_line() {
+    let dir = std::env::temp_dir().join(format!("atlas-refs-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = r#"{
+  "apiKey": "k",
+  "merchant": {"mode": "test", "isStripeConfigured": false, "trialDurationInDays": 0},
+  "pricingModel": {
+    "entitlements": [{"id": "ent_a", "slug": "a"}],
+    "plans": [
+      {"id": "plan_one", "status": "available", "entitlements": [
+        {"id": "ent_a", "included": true},
+        {"id": "ent_missing", "included": true}
+      ]}
+    ]
+  },
+  "customers": [
+    {"id": "cus_1", "externalId": "user_1", "activeSubscriptions": [
+      {"id": "sub_1", "planId": "plan_gone", "customerId": "cus_1"}
+    ]}
+  ],
+  "invoices": {"user_nobody": []}
+}"#;
+    let file = dir.join("refs.json");
+    std::fs::write(&file, text).unwrap();
+    let err = AtlasData::from_file(&file).unwrap_err().to_string();
+    assert!(err.starts_with(&format!("{}: ", file.display())), "{err}");
+    assert!(
+        err.contains(r#"line 9: plan "plan_one" grants "ent_missing""#),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            r#"line 15: subscription "sub_1" of customer "user_1" is to plan "plan_gone""#
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains(r#"line 18: invoices lists customer "user_nobody""#),
+        "{err}"
+    );
+
+    // A conformance fixture breaks references on purpose: it loads.
+    let fixture = text.replacen("{\n", "{\n  \"scenario\": \"edge cases\",\n", 1);
+    std::fs::write(&file, fixture).unwrap();
+    assert!(AtlasData::from_file(&file).is_ok());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

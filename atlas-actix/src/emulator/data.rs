@@ -92,13 +92,27 @@ impl AtlasData {
             column: err.column(),
             message: strip_position(&err.to_string()),
         })?;
-        data.check(&path.display().to_string())?;
+        data.check(&path.display().to_string(), text)?;
         Ok(data)
     }
 
-    /// Checks what the types cannot: a non-empty key and unique customer external ids.
-    pub(crate) fn check(&self, origin: &str) -> Result<(), DataFileError> {
+    /// Checks what the types cannot: a non-empty key, unique customer external ids, and that
+    /// every reference leads somewhere (a plan's grant to a feature, a subscription to a plan
+    /// and to its customer, invoices and credit data to a customer), each broken one named
+    /// with its line in `text`. A conformance fixture (a file with a top-level `scenario`)
+    /// breaks references on purpose, to test the SDK: those are logged, not refused.
+    pub(crate) fn check(&self, origin: &str, text: &str) -> Result<(), DataFileError> {
         let mut problems = Vec::new();
+        let broken = self.broken_references(text);
+        let fixture = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text)
+            .is_ok_and(|top| top.contains_key("scenario"));
+        if fixture {
+            for reference in &broken {
+                tracing::warn!(file = %origin, "{reference} (kept: the file is a conformance fixture)");
+            }
+        } else {
+            problems.extend(broken);
+        }
         if self.api_key.is_empty() {
             problems.push("apiKey must be a non-empty string".to_owned());
         }
@@ -120,6 +134,75 @@ impl AtlasData {
             })
         }
     }
+}
+
+impl AtlasData {
+    /// Every reference that leads nowhere, as `line N: ...`.
+    fn broken_references(&self, text: &str) -> Vec<String> {
+        let mut broken = Vec::new();
+        let model = &self.pricing_model;
+        for plan in &model.plans {
+            for grant in &plan.entitlements {
+                if model.entitlement(&grant.id).is_none() {
+                    broken.push(format!(
+                        "line {}: plan {:?} grants {:?}, which pricingModel.entitlements does not define",
+                        line_of(text, &plan.id, &grant.id),
+                        plan.id,
+                        grant.id
+                    ));
+                }
+            }
+        }
+        for customer in &self.customers {
+            for subscription in customer.subscriptions() {
+                if model.plan(&subscription.plan_id).is_none() {
+                    broken.push(format!(
+                        "line {}: subscription {:?} of customer {:?} is to plan {:?}, which pricingModel.plans does not have",
+                        line_of(text, &subscription.id, &subscription.plan_id),
+                        subscription.id,
+                        customer.external_id,
+                        subscription.plan_id
+                    ));
+                }
+                let owner = subscription
+                    .extra
+                    .get("customerId")
+                    .and_then(|id| id.as_str());
+                if let Some(owner) = owner.filter(|owner| *owner != customer.id) {
+                    broken.push(format!(
+                        "line {}: subscription {:?} is listed under customer {:?} but names customerId {owner:?}",
+                        line_of(text, &subscription.id, owner),
+                        subscription.id,
+                        customer.id
+                    ));
+                }
+            }
+        }
+        let known = |external_id: &str| self.customers.iter().any(|c| c.external_id == external_id);
+        for (section, keys) in [
+            ("invoices", self.invoices.keys().collect::<Vec<_>>()),
+            ("transactions", self.transactions.keys().collect()),
+            ("creditUsage", self.credit_usage.keys().collect()),
+        ] {
+            for key in keys.into_iter().filter(|key| !known(key)) {
+                broken.push(format!(
+                    "line {}: {section} lists customer {key:?}, which customers does not have",
+                    line_of(text, section, key)
+                ));
+            }
+        }
+        broken
+    }
+}
+
+/// The line (from 1) of the first `"needle"` after the first `"anchor"` in `text`: where a
+/// reference is written, for an error message. 0 when it cannot be found.
+fn line_of(text: &str, anchor: &str, needle: &str) -> usize {
+    let quoted = |s: &str| format!("\"{s}\"");
+    let from = text.find(&quoted(anchor)).unwrap_or(0);
+    text[from..]
+        .find(&quoted(needle))
+        .map_or(0, |at| text[..from + at].matches('\n').count() + 1)
 }
 
 /// serde_json ends its messages with " at line L column C", which the error already says.

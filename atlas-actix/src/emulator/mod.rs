@@ -39,6 +39,91 @@
 //!
 //! As a program: `ATLAS_FIXTURE=examples/atlas-data.json cargo run -p atlas-actix --features
 //! emulator --bin atlas-emulator` prints `listening <port>` once it accepts connections.
+//!
+//! # The data file
+//!
+//! One JSON object; every object may carry more fields than these, which the emulator serves
+//! back unchanged.
+//!
+//! | key | holds |
+//! |---|---|
+//! | `apiKey` | the key the platform accepts in `x-api-key` (`ATLAS_API_KEY` overrides it) |
+//! | `merchant` | `mode` (`test`/`live`), `isStripeConfigured`, `trialDurationInDays`, `defaultPlanId` (the plan a cancellation falls back to), `id` |
+//! | `pricingModel.entitlements` | the features: `id` (internal, named by plans and usage events) and `slug` (the id the code checks, such as `seats`) |
+//! | `pricingModel.plans` | `id`, `name`, `status` (`available` plans are public), `entitlements`: the grants, below |
+//! | `customers` | `id`, `externalId` (the app's user or organisation id), `activeSubscriptions` and `upcomingSubscriptions` (`id`, `planId`, `startDate`, `endDate`, `allowCustomerChanges`, `customerId`), `conditionalBillableAccess` (usage-based access: `billableId`, `subscriptionId`, `access`, `currentUsage`), `customPricingUnits` (credit balances: `customPricingUnitId`, `balance`) |
+//! | `invoices`, `transactions`, `creditUsage` | by customer `externalId` (credit usage then by unit id); `invoiceLineItems` by invoice id |
+//!
+//! A grant is `{"id": <entitlement id>, "included": bool}` plus what makes it more than on/off;
+//! the feature's type follows from its price:
+//!
+//! | grant | type | allowed when |
+//! |---|---|---|
+//! | no `price` | on/off | `included` |
+//! | `price` of `unit` or `tier`, no `customPricingUnitId` | usage-based (report usage) | the customer's access entry does not say `access: false`; `maxUsage` caps a quantity |
+//! | `price` with a `customPricingUnitId` | credit-based (report usage) | credits are left, when `blockOverage` |
+//! | another `price` (`none`, `fixed`) and a `limit` | limit (the app counts with `limit!`) | the count is below `limit` |
+//!
+//! Loading refuses a file whose references lead nowhere (a plan granting an undefined feature,
+//! a subscription to a missing plan or listed under another customer, invoices of an unknown
+//! customer), naming the file, the line and the id. A minimal file with two plans:
+//!
+//! ```
+//! use atlas_actix::emulator::{AtlasData, Emulator};
+//!
+//! let data = AtlasData::from_json(r#"{
+//!   "apiKey": "sk_test_two_plans",
+//!   "merchant": {"id": "mer_1", "mode": "test", "isStripeConfigured": true,
+//!                "trialDurationInDays": 0, "defaultPlanId": "plan_free"},
+//!   "pricingModel": {
+//!     "entitlements": [
+//!       {"id": "ent_reports", "slug": "reports"},
+//!       {"id": "ent_seats", "slug": "seats"},
+//!       {"id": "ent_calls", "slug": "api-calls"}
+//!     ],
+//!     "plans": [
+//!       {"id": "plan_free", "name": "Free", "status": "available",
+//!        "entitlements": [
+//!          {"id": "ent_seats", "included": true, "limit": 1, "price": {"priceType": "none"}},
+//!          {"id": "ent_calls", "included": true, "maxUsage": 1000,
+//!           "price": {"priceType": "unit", "price": 0}}
+//!        ]},
+//!       {"id": "plan_pro", "name": "Pro", "status": "available",
+//!        "entitlements": [
+//!          {"id": "ent_reports", "included": true},
+//!          {"id": "ent_seats", "included": true, "limit": 10, "price": {"priceType": "none"}},
+//!          {"id": "ent_calls", "included": true,
+//!           "price": {"priceType": "unit", "price": 0.001}}
+//!        ]}
+//!     ]
+//!   },
+//!   "customers": [
+//!     {"id": "cus_ada", "externalId": "user_ada", "name": "Ada",
+//!      "activeSubscriptions": [
+//!        {"id": "sub_ada", "planId": "plan_pro", "customerId": "cus_ada",
+//!         "startDate": "2026-01-01T00:00:00.000Z", "endDate": null,
+//!         "allowCustomerChanges": true}
+//!      ]},
+//!     {"id": "cus_bob", "externalId": "user_bob", "name": "Bob",
+//!      "activeSubscriptions": [
+//!        {"id": "sub_bob", "planId": "plan_free", "customerId": "cus_bob",
+//!         "startDate": "2026-01-01T00:00:00.000Z", "endDate": null,
+//!         "allowCustomerChanges": true}
+//!      ]}
+//!   ]
+//! }"#)?;
+//! let platform = Emulator::start(data)?;
+//! # actix_web::rt::System::new().block_on(async {
+//! let atlas = atlas_actix::Atlas::builder()
+//!     .base_url(platform.url())
+//!     .api_key(platform.api_key())
+//!     .build()?;
+//! assert!(atlas.allowed("user_ada", ["reports", "api-calls"]).await?.ok);
+//! assert!(!atlas.allowed("user_bob", ["reports"]).await?.ok);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod data;
 mod faults;
