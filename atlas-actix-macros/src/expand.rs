@@ -86,6 +86,7 @@ pub(crate) fn requires_feature(
     let features = &args.features;
     let shadow = args.shadow;
     let exclusive = args.exclusive;
+    let reports_usage = args.usage.is_some();
     let usage = match args.usage {
         Some(quantity) => {
             let quantity = Literal::f64_suffixed(quantity);
@@ -145,6 +146,16 @@ pub(crate) fn requires_feature(
             __atlas_request: ::atlas_actix::__private::HttpRequest,
             __atlas_payload: ::atlas_actix::__private::Payload,
         ) -> ::atlas_actix::__private::HttpResponse {
+            // Registered at link time, so the feature ids are checked against the pricing model
+            // when it loads, before any request.
+            #[::atlas_actix::__private::linkme::distributed_slice(::atlas_actix::__private::GUARD_SITES)]
+            #[linkme(crate = ::atlas_actix::__private::linkme)]
+            static __ATLAS_GUARD_SITE: ::atlas_actix::__private::GuardSite =
+                ::atlas_actix::__private::GuardSite {
+                    handler: ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name)),
+                    features: &[#(#features),*],
+                    reports_usage: #reports_usage,
+                };
             async fn __atlas_handler(#inputs) #output #block
             #checked
             #respond(&__atlas_request, __atlas_handler(#(#arg_names),*).await).await

@@ -296,6 +296,17 @@ impl AtlasBuilder {
         self
     }
 
+    /// Strict mode, for CI: when the pricing model loads and the code names a feature it does
+    /// not have, registers a limit callback for a feature no plan limits, or reports usage of
+    /// one no plan meters (see [`AtlasClient::findings`](crate::AtlasClient::findings)), the
+    /// client fails instead of warning: [`status`](crate::AtlasClient::status) and every call
+    /// answer [`AtlasError::Misconfigured`](crate::AtlasError::Misconfigured). Default: off
+    /// (each finding is logged once, at warn).
+    pub fn strict(mut self, strict: bool) -> Self {
+        self.client.strict = strict;
+        self
+    }
+
     /// What entitlement checks do while the platform cannot answer (default
     /// [`OutagePolicy::FailClosed`]: guarded routes answer 503).
     ///

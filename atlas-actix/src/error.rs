@@ -42,6 +42,10 @@ pub enum AtlasError {
     /// The client was shut down.
     #[error("the Atlas client is shut down")]
     Shutdown,
+    /// Strict mode: the code names features the pricing model does not configure as it
+    /// expects (see [`AtlasClient::findings`](crate::AtlasClient::findings)).
+    #[error("the app and the Atlas pricing model disagree: {0}")]
+    Misconfigured(String),
     /// The durable event spool could not be written; the events were not queued.
     #[error("{0}")]
     Storage(String),

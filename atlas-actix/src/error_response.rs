@@ -103,14 +103,14 @@ impl ResponseError for AtlasError {
                 .unwrap_or(StatusCode::BAD_GATEWAY),
             Self::SubscriptionChangesNotAllowed => StatusCode::FORBIDDEN,
             Self::InvalidInput(_) => StatusCode::BAD_REQUEST,
-            Self::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Storage(_) | Self::Misconfigured(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let message = match self {
             Self::Unavailable(_) => "The Atlas platform is unavailable".to_owned(),
-            Self::Storage(_) => "Internal server error".to_owned(),
+            Self::Storage(_) | Self::Misconfigured(_) => "Internal server error".to_owned(),
             other => other.to_string(),
         };
         HttpResponse::build(self.status_code()).json(serde_json::json!({ "error": message }))

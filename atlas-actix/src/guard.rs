@@ -151,6 +151,7 @@ pub(crate) async fn check(
     options: GuardOptions,
 ) -> Result<Granted, HttpResponse> {
     let atlas = atlas_of(request).map_err(|err| err.error_response())?;
+    atlas.revalidate_if_needed();
     let idempotency_key = if options.usage.is_some() {
         // Reporting usage bills the customer: a cross-site request must not do it.
         check_origin(request, atlas.allowed_origins()).map_err(|err| err.error_response())?;

@@ -83,11 +83,13 @@ mod error_response;
 mod events;
 mod exclusive;
 mod extractor;
+mod findings;
 mod guard;
 #[cfg(feature = "clerk")]
 mod jwks;
 mod limits;
 mod middleware;
+mod names;
 mod outage;
 pub mod reasons;
 mod registration;
@@ -114,6 +116,7 @@ pub use entitlements::{CustomerFeature, FeatureType};
 pub use error::{AtlasError, BuildError};
 pub use error_response::RequestError;
 pub use extractor::Entitlements;
+pub use findings::Finding;
 pub use limits::{IntoUsage, LimitError};
 pub use middleware::{RequireFeatures, RequireFeaturesService};
 pub use models::CustomerInfo;
@@ -155,6 +158,8 @@ pub mod __private {
     pub use actix_web::{FromRequest, HttpRequest, HttpResponse};
 
     pub use crate::guard::{check_handler, Granted, GuardOptions};
+    pub use crate::names::{GuardSite, GUARD_SITES};
+    pub use linkme;
 
     /// An extractor's refusal as a guarded handler answers it (JSON for actix's plain text).
     pub fn extraction_error(error: impl Into<actix_web::Error>) -> HttpResponse {

@@ -87,6 +87,13 @@ impl Limits {
         Self { callbacks, timeout }
     }
 
+    /// The features that have a callback.
+    pub(crate) fn features(&self) -> Vec<String> {
+        let mut features: Vec<String> = self.callbacks.keys().cloned().collect();
+        features.sort();
+        features
+    }
+
     pub(crate) fn has(&self, feature: &str) -> bool {
         self.callbacks.contains_key(feature)
     }

@@ -84,6 +84,7 @@ where
     type Future = Ready<Result<Self::Transform, Self::InitError>>;
 
     fn new_transform(&self, service: S) -> Self::Future {
+        crate::names::register_middleware(&self.features, self.options.usage.is_some());
         ready(Ok(RequireFeaturesService {
             service: Rc::new(service),
             features: Arc::clone(&self.features),

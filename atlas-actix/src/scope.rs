@@ -52,7 +52,9 @@ use serde_json::json;
 
 use crate::atlas::Atlas;
 use crate::auth::customer_info;
-use crate::client::{BillingCadence, CancelType, ChangeOptions, Pagination, SubscribeRequest};
+use crate::client::{
+    BillingCadence, CancelType, ChangeOptions, Pagination, Status, SubscribeRequest,
+};
 use crate::csrf::{check_json_body, check_origin};
 use crate::error::AtlasError;
 use crate::error_response::{json_body_error, RequestError};
@@ -199,15 +201,20 @@ fn query<T: DeserializeOwned>(request: &HttpRequest) -> Result<T, RequestError> 
 struct StatusAnswer<'a> {
     api_key: bool,
     #[serde(flatten)]
-    status: &'a crate::client::Status,
+    status: &'a Status,
 }
 
 async fn status(atlas: web::Data<Atlas>) -> Answer {
     match atlas.status().await {
-        Ok(status) => Ok(HttpResponse::Ok().json(StatusAnswer {
-            api_key: true,
-            status: &status,
-        })),
+        Ok(status) => {
+            // The findings as they are now: middleware built after start adds to them.
+            let mut status = Status::clone(&status);
+            status.findings = atlas.findings().to_vec();
+            Ok(HttpResponse::Ok().json(StatusAnswer {
+                api_key: true,
+                status: &status,
+            }))
+        }
         Err(AtlasError::InvalidApiKey) => Ok(HttpResponse::Ok().json(json!({ "apiKey": false }))),
         Err(err) => Err(err.into()),
     }

@@ -203,6 +203,8 @@ pub fn quickstart_command(emulator: &EmulatorHandle) -> Command {
 pub struct Quickstart {
     child: Child,
     pub base: String,
+    /// Everything it printed (its logs included), line by line.
+    output: Arc<Mutex<Vec<String>>>,
 }
 
 impl Quickstart {
@@ -221,6 +223,7 @@ impl Quickstart {
         let mut child = command.spawn().expect("the quickstart starts");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
+        let output = Arc::new(Mutex::new(Vec::new()));
         let base = loop {
             let line = lines
                 .next()
@@ -229,10 +232,25 @@ impl Quickstart {
             if let Some(base) = line.strip_prefix("listening ") {
                 break base.to_owned();
             }
+            output.lock().unwrap().push(line);
         };
         // Keep reading its output, so it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Self { child, base }
+        let kept = Arc::clone(&output);
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                kept.lock().unwrap().push(line);
+            }
+        });
+        Self {
+            child,
+            base,
+            output,
+        }
+    }
+
+    /// What it printed so far (its logs go to standard output).
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().join("\n")
     }
 
     pub async fn token(&self, user: &str) -> String {

@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 
 /// The modules of the client layer and below (and the emulator, which stands apart): they know
 /// nothing of Actix Web nor of the layers above them.
-const LOWER_LAYERS: [&str; 12] = [
+const LOWER_LAYERS: [&str; 14] = [
     "client",
     "entitlements",
     "reasons",
+    "findings",
+    "names",
     "cache",
     "events",
     "limits",

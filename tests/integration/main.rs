@@ -9,6 +9,7 @@ mod crash;
 mod emulator;
 mod guard;
 mod layers;
+mod misconfiguration;
 mod outage;
 mod push;
 mod reasons;

@@ -38,6 +38,7 @@ pub(crate) struct ClientConfig {
     pub(crate) push_invalidation: bool,
     pub(crate) outage: OutagePolicies,
     pub(crate) spool: Option<PathBuf>,
+    pub(crate) strict: bool,
 }
 
 impl Default for ClientConfig {
@@ -65,6 +66,7 @@ impl Default for ClientConfig {
             push_invalidation: true,
             outage: OutagePolicies::default(),
             spool: None,
+            strict: false,
         }
     }
 }

@@ -3,8 +3,8 @@
 
 use std::collections::HashSet;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Notify};
@@ -19,7 +19,10 @@ use super::{upgrade, AtlasClient, InitState, Initialisation, Inner, PushLink, St
 use crate::cache::Cache;
 use crate::error::{AtlasError, BuildError};
 use crate::events::EventQueue;
+use crate::findings::{findings, Finding};
 use crate::limits::Limits;
+use crate::models::PricingModel;
+use crate::names;
 use crate::registration::Registrations;
 use crate::spool::Spool;
 
@@ -84,6 +87,10 @@ impl AtlasClient {
             link,
             outage: config.outage,
             ready: AtomicBool::new(false),
+            strict: config.strict,
+            findings: RwLock::new(Arc::new(Vec::new())),
+            reported: Mutex::new(HashSet::new()),
+            validated: AtomicU64::new(u64::MAX),
         });
         let client = Self { inner };
         client.spawn_initialisation(Initialisation::First);
@@ -125,6 +132,11 @@ impl AtlasClient {
                         if which == Initialisation::First {
                             atlas.report_sdk_version(SDK_LIBRARY, env!("CARGO_PKG_VERSION"));
                         }
+                        return;
+                    }
+                    Err(err @ AtlasError::Misconfigured(_)) => {
+                        tracing::error!(%err, "strict mode: the app and the Atlas pricing model disagree; every call will fail until they agree");
+                        atlas.inner.set_init(InitState::Failed(err));
                         return;
                     }
                     Err(AtlasError::InvalidApiKey) => {
@@ -170,11 +182,66 @@ impl AtlasClient {
                 "these features are limit-based but have no limit callback: they are denied unless allow_unknown_limits is set"
             );
         }
+        let findings = self.validate(&model);
+        if self.inner.strict && !findings.is_empty() {
+            let problems: Vec<&str> = findings.iter().map(|f| f.problem.as_str()).collect();
+            return Err(AtlasError::Misconfigured(problems.join("; ")));
+        }
         tracing::info!(mode = %merchant.mode, "Atlas client initialised");
         Ok(Status {
             merchant,
             unconfigured_limits,
+            findings,
         })
+    }
+
+    /// Checks the features the code names against `model`; each new finding is logged once.
+    pub(super) fn validate(&self, model: &PricingModel) -> Vec<Finding> {
+        let generation = names::generation();
+        let limits = self.inner.limits.features();
+        let found = findings(model, &names::named(), &limits);
+        {
+            let mut reported = self
+                .inner
+                .reported
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for finding in found.iter().filter(|f| reported.insert((*f).clone())) {
+                tracing::warn!(feature = ?finding.feature, site = %finding.site, "{}", finding.problem);
+            }
+        }
+        *self
+            .inner
+            .findings
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(found.clone());
+        self.inner.validated.store(generation, Ordering::Release);
+        found
+    }
+
+    /// Checks again when the app named features since the last check (middleware built after
+    /// the pricing model loaded). Two atomic loads when nothing changed: cheap enough for
+    /// every guarded request.
+    pub(crate) fn revalidate_if_needed(&self) {
+        if names::generation() == self.inner.validated.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(model) = self.inner.pricing_model.get_stale(&(), Duration::MAX) {
+            self.validate(&model);
+        }
+    }
+
+    /// The mistakes found between the code and the pricing model: feature ids it lacks (with
+    /// the nearest it has), limit callbacks for unlimited features, usage reported for
+    /// features no plan meters. Each is also logged once, at warn.
+    pub fn findings(&self) -> Arc<Vec<Finding>> {
+        Arc::clone(
+            &self
+                .inner
+                .findings
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     }
 
     /// Runs `work` on the I/O thread whenever `due` says it is time, woken by `wake`; after a

@@ -19,8 +19,8 @@ pub(crate) mod transport;
 mod usage;
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -32,6 +32,7 @@ use self::api::PlatformApi;
 use crate::cache::Cache;
 use crate::error::AtlasError;
 use crate::events::EventQueue;
+use crate::findings::Finding;
 use crate::limits::Limits;
 use crate::models::{
     CreditUsage, Customer, Invoice, InvoiceLineItem, Merchant, PricingModel, Subscription,
@@ -96,6 +97,10 @@ pub struct Status {
     pub merchant: Merchant,
     /// Limit-based features without a limit callback: denied unless `allow_unknown_limits`.
     pub unconfigured_limits: Vec<String>,
+    /// Mistakes between the code and the pricing model when it loaded (see
+    /// [`AtlasClient::findings`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<Finding>,
 }
 
 /// The answer of [`AtlasClient::allowed`].
@@ -201,6 +206,13 @@ pub(crate) struct Inner {
     outage: OutagePolicies,
     /// Whether initialisation succeeded: what every check looks at, without a lock.
     ready: AtomicBool,
+    /// Refuse to start while the code and the pricing model disagree.
+    strict: bool,
+    findings: RwLock<Arc<Vec<Finding>>>,
+    /// Findings already logged, so each is logged once.
+    reported: Mutex<HashSet<Finding>>,
+    /// The name generation last validated.
+    validated: AtomicU64,
 }
 
 impl Inner {

@@ -1,0 +1,178 @@
+//! Mistakes that used to be silent: feature ids the pricing model lacks, limits on on/off
+//! features, usage on features no plan meters; each is named at start, in `status()` and in
+//! `/atlas-api/status`, and strict mode refuses to run with them.
+
+use actix_web::test::{self, TestRequest};
+use actix_web::{web, App, HttpResponse};
+use atlas_actix::{limit, AtlasError, RequireFeatures};
+use awc::http::Method;
+use serde_json::Value;
+
+use crate::common::{
+    builder, call, captured_logs, example_data_path, header_user, json_body, quickstart_command,
+    start_emulator, Quickstart,
+};
+
+#[actix_rt::test]
+async fn typos_limits_and_usage_are_named_with_the_fix() {
+    let logs = captured_logs();
+    let emulator = start_emulator();
+    let atlas = limit!(
+        limit!(builder(&emulator), "sets", |_| async { 1_u32 }),
+        "data-explorer",
+        |_| async { 1_u32 }
+    )
+    .user_resolver(header_user)
+    .build()
+    .unwrap();
+    let status = atlas.status().await.unwrap();
+    let problems: Vec<&str> = status.findings.iter().map(|f| f.problem.as_str()).collect();
+    assert!(
+        problems.contains(
+            &"`sets` is not a feature of the pricing model: every check of it is denied; did you mean `seats`?"
+        ),
+        "{problems:?}"
+    );
+    assert!(
+        problems.contains(&"a limit callback is registered for `data-explorer`, but no plan gives it a limit: the callback is never used"),
+        "{problems:?}"
+    );
+
+    // Middleware built after the pricing model loaded is checked at its first request.
+    let app = test::init_service(
+        App::new()
+            .configure(atlas.configure())
+            .service(
+                web::scope("/insights")
+                    .wrap(RequireFeatures::new(["analytcs-insights"]))
+                    .route("", web::get().to(HttpResponse::Ok)),
+            )
+            .service(
+                web::scope("/sso-metered")
+                    .wrap(RequireFeatures::new(["sso"]).report_usage(1.0))
+                    .route("", web::get().to(HttpResponse::Ok)),
+            ),
+    )
+    .await;
+    let denied = test::call_service(
+        &app,
+        TestRequest::get()
+            .uri("/insights")
+            .insert_header(("x-test-user", "org_standard_corp"))
+            .to_request(),
+    )
+    .await;
+    let (status_code, body) = json_body(denied).await;
+    assert_eq!(status_code, 403);
+    assert_eq!(body["reasons"][0]["reason"], "unknownFeature");
+    let findings = atlas.findings();
+    let features: Vec<&str> = findings.iter().map(|f| f.feature.as_str()).collect();
+    assert!(features.contains(&"analytcs-insights"), "{features:?}");
+    assert!(
+        findings.iter().any(|f| f.feature == "sso"
+            && f.problem
+                .starts_with("usage is reported for `sso`, but no plan meters it")),
+        "{findings:?}"
+    );
+
+    // /atlas-api/status lists them, and each was logged.
+    let (_, status) = json_body(
+        test::call_service(
+            &app,
+            TestRequest::get().uri("/atlas-api/status").to_request(),
+        )
+        .await,
+    )
+    .await;
+    let listed: Vec<&str> = status["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["feature"].as_str().unwrap())
+        .collect();
+    for feature in ["sets", "data-explorer", "analytcs-insights", "sso"] {
+        assert!(listed.contains(&feature), "{feature} not in {status}");
+    }
+    let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    assert!(
+        text.lines().any(|line| line.contains("WARN")
+            && line.contains("did you mean `seats`?")
+            && line.contains("limit! callback")),
+        "{text}"
+    );
+}
+
+#[actix_rt::test]
+async fn strict_mode_refuses_to_run_with_a_finding() {
+    let emulator = start_emulator();
+    let atlas = limit!(builder(&emulator), "data-explorer", |_| async { 1_u32 })
+        .strict(true)
+        .build()
+        .unwrap();
+    let refused = atlas.status().await.unwrap_err();
+    assert!(
+        matches!(refused, AtlasError::Misconfigured(_)),
+        "{refused:?}"
+    );
+    assert!(
+        refused.to_string().contains("no plan gives it a limit"),
+        "{refused}"
+    );
+    assert!(atlas.allowed("user_erin", ["sso"]).await.is_err());
+}
+
+#[actix_rt::test]
+async fn the_quickstart_names_a_feature_its_data_file_lacks_at_start() {
+    let mut data: Value =
+        serde_json::from_str(&std::fs::read_to_string(example_data_path()).unwrap()).unwrap();
+    let model = &mut data["pricingModel"];
+    model["entitlements"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|e| e["slug"] != "data-explorer");
+    for plan in model["plans"].as_array_mut().unwrap() {
+        plan["entitlements"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|grant| grant["id"] != "ent_data_explorer");
+    }
+    let file = std::env::temp_dir().join(format!("atlas-no-explorer-{}.json", std::process::id()));
+    std::fs::write(&file, data.to_string()).unwrap();
+
+    let emulator = start_emulator();
+    let mut command = quickstart_command(&emulator);
+    command
+        .env_remove("ATLAS_API_KEY")
+        .env_remove("ATLAS_HOST")
+        .env("ATLAS_DATA_FILE", &file);
+    let quickstart = Quickstart::spawn(command);
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        status = call(
+            &quickstart.base,
+            None,
+            Method::GET,
+            "/atlas-api/status",
+            None,
+        )
+        .await
+        .body;
+        if status["findings"].is_array() {
+            break;
+        }
+        actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let findings = status["findings"].as_array().cloned().unwrap_or_default();
+    assert!(
+        findings.iter().any(|f| f["feature"] == "data-explorer"
+            && f["site"].as_str().unwrap().contains("data_explorer")),
+        "{status}"
+    );
+    let output = quickstart.output();
+    assert!(
+        output.lines().any(|line| line.contains("WARN")
+            && line.contains("`data-explorer` is not a feature of the pricing model")),
+        "{output}"
+    );
+    std::fs::remove_file(&file).unwrap();
+}
