@@ -168,11 +168,21 @@ async fn the_quickstart_names_a_feature_its_data_file_lacks_at_start() {
             && f["site"].as_str().unwrap().contains("data_explorer")),
         "{status}"
     );
-    let output = quickstart.output();
-    assert!(
-        output.lines().any(|line| line.contains("WARN")
-            && line.contains("`data-explorer` is not a feature of the pricing model")),
-        "{output}"
-    );
+    let warned = |output: &str| {
+        output.lines().any(|line| {
+            line.contains("WARN")
+                && line.contains("`data-explorer` is not a feature of the pricing model")
+        })
+    };
+    // Its output is read on a thread of its own: give the line a moment to arrive.
+    let mut output = quickstart.output();
+    for _ in 0..100 {
+        if warned(&output) {
+            break;
+        }
+        actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
+        output = quickstart.output();
+    }
+    assert!(warned(&output), "{output}");
     std::fs::remove_file(&file).unwrap();
 }
