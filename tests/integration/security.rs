@@ -363,9 +363,9 @@ async fn request_data_is_logged_escaped_never_raw() {
         assert!((400..500).contains(&status), "{path}: {status}");
     }
     let mut text = String::new();
-    for _ in 0..100 {
+    for _ in 0..200 {
         text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
-        if text.contains("could not report the SDK version") {
+        if text.contains(r#"react\nFORGED-SDK"#) {
             break;
         }
         actix_rt::time::sleep(Duration::from_millis(50)).await;
