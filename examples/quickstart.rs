@@ -229,6 +229,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
 
+    // Metrics: installed before the client is built, which binds its counters once.
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(
+                "atlas_platform_request_duration_seconds".to_owned(),
+            ),
+            &[
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ],
+        )?
+        .install_recorder()?;
+
     let data_file = env("ATLAS_DATA_FILE").unwrap_or_else(|| "examples/atlas-data.json".to_owned());
     let data = AtlasData::from_file(&data_file)?;
     // With no key, the whole platform runs here, in-process.
@@ -322,6 +334,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .configure(app_atlas.configure())
             .app_data(seats.clone())
             .app_data(tokens.clone())
+            .app_data(web::Data::new(metrics.clone()))
+            .route("/metrics", web::get().to(metrics_route))
+            .route("/healthz", web::get().to(atlas_actix::health::liveness))
+            .route("/readyz", web::get().to(atlas_actix::health::readiness))
             .service(data_explorer)
             .service(public_data_explorer)
             .service(limited_data_explorer)
@@ -345,6 +361,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Stopped (Ctrl-C, SIGTERM): send the usage events still queued.
     atlas.shutdown().await?;
     Ok(())
+}
+
+/// The metrics, in the Prometheus text format.
+async fn metrics_route(
+    handle: web::Data<metrics_exporter_prometheus::PrometheusHandle>,
+) -> impl Responder {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(handle.render())
 }
 
 async fn demo_tokens_route(tokens: web::Data<DemoTokens>) -> impl Responder {

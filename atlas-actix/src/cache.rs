@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 
 use crate::error::AtlasError;
+use crate::telemetry::CacheCounters;
 
 type Fetch<V> = Shared<BoxFuture<'static, Result<Arc<V>, AtlasError>>>;
 
@@ -44,6 +45,7 @@ struct Flight<V> {
 
 struct Inner<K, V> {
     ttl: Duration,
+    counters: CacheCounters,
     entries: quick_cache::sync::Cache<K, Slot<V>>,
     flights: Mutex<HashMap<K, Flight<V>>>,
     next_flight: AtomicU64,
@@ -67,11 +69,13 @@ where
     K: Eq + Hash + Clone + Send + Sync + 'static,
     V: Send + Sync + 'static,
 {
-    /// A cache holding at most `capacity` entries, each fresh for `ttl`.
-    pub(crate) fn new(ttl: Duration, capacity: usize) -> Self {
+    /// A cache named `name` (its metrics label) holding at most `capacity` entries, each
+    /// fresh for `ttl`.
+    pub(crate) fn new(name: &'static str, ttl: Duration, capacity: usize) -> Self {
         Self {
             inner: Arc::new(Inner {
                 ttl,
+                counters: CacheCounters::new(name),
                 entries: quick_cache::sync::Cache::new(capacity.max(1)),
                 flights: Mutex::new(HashMap::new()),
                 next_flight: AtomicU64::new(0),
@@ -86,14 +90,22 @@ where
         Q: Hash + quick_cache::Equivalent<K> + ?Sized,
     {
         let slot = self.inner.entries.get(key)?;
-        (!slot.invalidated && slot.fetched_at.elapsed() < self.inner.ttl).then_some(slot.value)
+        let fresh = !slot.invalidated && slot.fetched_at.elapsed() < self.inner.ttl;
+        if fresh {
+            self.inner.counters.hit.increment(1);
+        }
+        fresh.then_some(slot.value)
     }
 
     /// The last value fetched, however old or invalidated, if it is younger than `max_age`:
     /// what a stale-if-error policy may serve while the platform is down.
     pub(crate) fn get_stale(&self, key: &K, max_age: Duration) -> Option<Arc<V>> {
         let slot = self.inner.entries.peek(key)?;
-        (slot.fetched_at.elapsed() < max_age).then_some(slot.value)
+        let young = slot.fetched_at.elapsed() < max_age;
+        if young {
+            self.inner.counters.stale.increment(1);
+        }
+        young.then_some(slot.value)
     }
 
     /// The fresh value, or the result of `fetch`, shared with every concurrent caller for the
@@ -112,6 +124,7 @@ where
             if let Some(value) = self.get_fresh(&key) {
                 return Ok(value);
             }
+            self.inner.counters.miss.increment(1);
             match flights.get(&key) {
                 Some(flight) => flight.fetch.clone(),
                 None => {
@@ -230,7 +243,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn serves_fresh_values_and_refetches_after_the_ttl() {
-        let cache = Cache::new(Duration::from_millis(50), 10);
+        let cache = Cache::new("test", Duration::from_millis(50), 10);
         let calls = Arc::new(AtomicUsize::new(0));
         assert_eq!(
             *cache
@@ -261,7 +274,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn concurrent_misses_share_one_fetch() {
-        let cache: Cache<&str, u32> = Cache::new(Duration::from_secs(60), 10);
+        let cache: Cache<&str, u32> = Cache::new("test", Duration::from_secs(60), 10);
         let calls = Arc::new(AtomicUsize::new(0));
         let (release, released) = oneshot::channel::<()>();
         let released = released.shared();
@@ -292,7 +305,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn an_invalidation_during_a_fetch_wins() {
-        let cache: Cache<&str, u32> = Cache::new(Duration::from_secs(60), 10);
+        let cache: Cache<&str, u32> = Cache::new("test", Duration::from_secs(60), 10);
         let (release, released) = oneshot::channel::<()>();
         let slow = {
             let cache = cache.clone();
@@ -330,7 +343,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn failures_are_not_cached_and_invalidation_marks_entries() {
-        let cache: Cache<String, u32> = Cache::new(Duration::from_secs(60), 10);
+        let cache: Cache<String, u32> = Cache::new("test", Duration::from_secs(60), 10);
         let failed = cache
             .get_or_fetch("a".to_owned(), || async {
                 Err(AtlasError::unavailable("down"))
@@ -361,7 +374,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn capacity_bounds_the_entries() {
-        let cache: Cache<u32, u32> = Cache::new(Duration::from_secs(60), 100);
+        let cache: Cache<u32, u32> = Cache::new("test", Duration::from_secs(60), 100);
         for key in 0..10_000 {
             cache
                 .get_or_fetch(key, move || async move { Ok(key) })

@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 use crate::error::AtlasError;
 use crate::models::UsageEvent;
 use crate::spool::Spool;
+use crate::telemetry;
 
 /// At most this many events go in one request.
 const MAX_BATCH: usize = 500;
@@ -95,6 +96,7 @@ impl EventQueue {
         }
         queued.events.extend(events);
         queued.since.get_or_insert_with(Instant::now);
+        telemetry::events_queued(queued.events.len(), self.spool.is_some());
         drop(queued);
         self.wake.notify_one();
         Ok(())
@@ -149,8 +151,13 @@ impl EventQueue {
                 break;
             }
             left -= batch.len();
-            match send(batch.clone()).await {
-                Ok(()) => self.acknowledge(&batch),
+            let sent = send(batch.clone()).await;
+            telemetry::events_queued(self.len(), self.spool.is_some());
+            match sent {
+                Ok(()) => {
+                    telemetry::events_sent(batch.len());
+                    self.acknowledge(&batch);
+                }
                 Err(AtlasError::Rejected { status, message }) => {
                     self.acknowledge(&batch);
                     tracing::error!(
@@ -162,11 +169,13 @@ impl EventQueue {
                     rejected = Some(AtlasError::Rejected { status, message });
                 }
                 Err(err) => {
+                    telemetry::events_failed(batch.len());
                     let mut queued = self.queued();
                     for event in batch.into_iter().rev() {
                         queued.events.push_front(event);
                     }
                     queued.since = Some(Instant::now());
+                    telemetry::events_queued(queued.events.len(), self.spool.is_some());
                     return Err(err);
                 }
             }

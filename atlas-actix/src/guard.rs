@@ -170,7 +170,7 @@ pub(crate) async fn check(
         None
     };
     let decision = match atlas
-        .decide_features(&customer, features, options.quantity)
+        .decide_features(&customer, features, options.quantity, options.shadow)
         .await
     {
         Ok(decision) => decision,

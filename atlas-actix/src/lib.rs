@@ -85,6 +85,7 @@ mod exclusive;
 mod extractor;
 mod findings;
 mod guard;
+pub mod health;
 #[cfg(feature = "clerk")]
 mod jwks;
 mod limits;
@@ -95,6 +96,7 @@ pub mod reasons;
 mod registration;
 pub mod scope;
 mod spool;
+mod telemetry;
 mod throttle;
 
 #[cfg(feature = "emulator")]
@@ -107,8 +109,8 @@ pub use auth::{ResolveFuture, UserResolver};
 pub use clerk::{ClerkAuth, ClerkError, ClerkSession};
 pub use client::config::DEFAULT_PLATFORM_URL;
 pub use client::{
-    Allowed, AtlasClient, BillingCadence, CancelType, ChangeOptions, Pagination, PushLink, Status,
-    SubscribeRequest, UsageOptions,
+    Allowed, AtlasClient, BillingCadence, CancelType, ChangeOptions, Health, Pagination, PushLink,
+    Status, SubscribeRequest, UsageOptions,
 };
 pub use config::AtlasBuilder;
 pub use denial::Denial;

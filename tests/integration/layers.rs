@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 /// The modules of the client layer and below (and the emulator, which stands apart): they know
 /// nothing of Actix Web nor of the layers above them.
-const LOWER_LAYERS: [&str; 14] = [
+const LOWER_LAYERS: [&str; 15] = [
+    "telemetry",
     "client",
     "entitlements",
     "reasons",
@@ -25,7 +26,8 @@ const LOWER_LAYERS: [&str; 14] = [
 ];
 
 /// The web layer: the scope, the guards and what they share.
-const WEB_LAYER: [&str; 11] = [
+const WEB_LAYER: [&str; 12] = [
+    "health",
     "atlas",
     "config",
     "scope",

@@ -10,6 +10,7 @@ mod emulator;
 mod guard;
 mod layers;
 mod misconfiguration;
+mod observability;
 mod outage;
 mod push;
 mod reasons;

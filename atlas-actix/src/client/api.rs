@@ -1,11 +1,15 @@
 //! The platform's HTTP API, one method per endpoint: paths with every id percent-encoded,
 //! retry rules per call, and answers decoded into the models.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
 use awc::http::Method;
 use bytes::Bytes;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
+use tracing::Instrument;
 
 use super::transport::{template, Request, Response, Retry, Transport, TransportError};
 use crate::error::AtlasError;
@@ -13,6 +17,7 @@ use crate::models::{
     CheckoutSession, CreditUsage, Customer, CustomerInfo, Invoice, InvoiceLineItem, Merchant, Page,
     PricingModel, Subscription, Transaction, UsageEvent,
 };
+use crate::telemetry;
 
 /// Everything but unreserved characters, and `.` too, so a segment can never be `.` or `..`.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'~');
@@ -53,11 +58,48 @@ pub struct Pagination {
 
 pub(crate) struct PlatformApi {
     transport: Transport,
+    contact: Contact,
+}
+
+/// When the platform last answered (below 500) and last failed, in seconds since the epoch
+/// (as `f64` bits; 0 for never): what health and readiness read.
+#[derive(Debug, Default)]
+pub(crate) struct Contact {
+    success: AtomicU64,
+    failure: AtomicU64,
+}
+
+impl Contact {
+    fn record(&self, answered: bool) {
+        let now = telemetry::now_seconds();
+        if answered {
+            self.success.store(now.to_bits(), Ordering::Relaxed);
+            telemetry::platform_answered(now);
+        } else {
+            self.failure.store(now.to_bits(), Ordering::Relaxed);
+        }
+    }
+
+    /// The last answer, then the last failure, in seconds since the epoch.
+    pub(crate) fn last(&self) -> (Option<f64>, Option<f64>) {
+        let read = |at: &AtomicU64| {
+            let seconds = f64::from_bits(at.load(Ordering::Relaxed));
+            (seconds > 0.0).then_some(seconds)
+        };
+        (read(&self.success), read(&self.failure))
+    }
 }
 
 impl PlatformApi {
     pub(crate) fn new(transport: Transport) -> Self {
-        Self { transport }
+        Self {
+            transport,
+            contact: Contact::default(),
+        }
+    }
+
+    pub(crate) fn contact(&self) -> &Contact {
+        &self.contact
     }
 
     pub(crate) fn transport(&self) -> &Transport {
@@ -66,6 +108,7 @@ impl PlatformApi {
 
     async fn send(
         &self,
+        operation: &'static str,
         method: Method,
         path: String,
         body: Option<Value>,
@@ -79,7 +122,27 @@ impl PlatformApi {
             retry,
         };
         let route = template(&request.path).to_owned();
-        self.transport.call(request).await.map_err(|err| match err {
+        let span = tracing::info_span!(
+            "atlas.platform_request",
+            operation,
+            status = tracing::field::Empty,
+            duration_ms = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        let answer = self.transport.call(request).instrument(span.clone()).await;
+        let took = started.elapsed();
+        let status = match &answer {
+            Ok(response) => response.status.to_string(),
+            Err(TransportError::Timeout(_)) => "timeout".to_owned(),
+            Err(TransportError::Unreachable(_)) => "unreachable".to_owned(),
+            Err(TransportError::Shutdown) => "shutdown".to_owned(),
+        };
+        span.record("status", status.as_str());
+        span.record("duration_ms", took.as_millis() as u64);
+        telemetry::platform_request(operation, status, took);
+        self.contact
+            .record(matches!(&answer, Ok(response) if response.status < 500));
+        answer.map_err(|err| match err {
             TransportError::Shutdown => AtlasError::Shutdown,
             other => AtlasError::unavailable(format!("{route}: {other}")),
         })
@@ -88,19 +151,20 @@ impl PlatformApi {
     /// Sends a request and decodes a 2xx answer; other answers become typed errors.
     async fn call<T: DeserializeOwned>(
         &self,
+        operation: &'static str,
         method: Method,
         path: String,
         body: Option<Value>,
         retry: Retry,
     ) -> Result<T, AtlasError> {
         let route = template(&path).to_owned();
-        let response = self.send(method, path, body, retry).await?;
+        let response = self.send(operation, method, path, body, retry).await?;
         decode(&route, &response)
     }
 
     pub(crate) async fn merchant(&self) -> Result<Merchant, AtlasError> {
         let path = "/external/merchants/me".to_owned();
-        let response = self.send(Method::GET, path, None, READ).await?;
+        let response = self.send("merchant", Method::GET, path, None, READ).await?;
         match response.status {
             401 | 403 => Err(AtlasError::InvalidApiKey),
             _ => decode("/external/merchants/me", &response),
@@ -108,8 +172,14 @@ impl PlatformApi {
     }
 
     pub(crate) async fn pricing_model(&self) -> Result<PricingModel, AtlasError> {
-        self.call(Method::GET, "/external/pricingModel".to_owned(), None, READ)
-            .await
+        self.call(
+            "pricing_model",
+            Method::GET,
+            "/external/pricingModel".to_owned(),
+            None,
+            READ,
+        )
+        .await
     }
 
     /// The customer, or `None` when the platform has none with that external id.
@@ -119,7 +189,7 @@ impl PlatformApi {
             encode(external_id)
         );
         let route = template(&path).to_owned();
-        let response = self.send(Method::GET, path, None, READ).await?;
+        let response = self.send("customer", Method::GET, path, None, READ).await?;
         if response.status == 404 {
             return Ok(None);
         }
@@ -135,6 +205,7 @@ impl PlatformApi {
     ) -> Result<Customer, AtlasError> {
         let body = json!({"externalId": external_id, "email": info.email, "name": info.name});
         self.call(
+            "create_customer",
             Method::POST,
             "/external/customers".to_owned(),
             Some(body),
@@ -153,7 +224,7 @@ impl PlatformApi {
                 ("statusNotInList", r#"["void","paused"]"#),
             ])
         );
-        let page: Page<Invoice> = self.call(Method::GET, path, None, READ).await?;
+        let page: Page<Invoice> = self.call("invoices", Method::GET, path, None, READ).await?;
         Ok(page.results)
     }
 
@@ -169,7 +240,7 @@ impl PlatformApi {
                 ("customer.externalId", external_id)
             ])
         );
-        self.call(Method::GET, path, None, READ).await
+        self.call("line_items", Method::GET, path, None, READ).await
     }
 
     pub(crate) async fn transactions(
@@ -195,12 +266,14 @@ impl PlatformApi {
         }
         pairs.push(("allocationBlock.customer.externalId", external_id));
         let path = format!("/external/transactions?{}", query(&pairs));
-        self.call(Method::GET, path, None, READ).await
+        self.call("transactions", Method::GET, path, None, READ)
+            .await
     }
 
     pub(crate) async fn subscription(&self, id: &str) -> Result<Subscription, AtlasError> {
         let path = format!("/external/subscriptions/{}/expanded", encode(id));
-        self.call(Method::GET, path, None, READ).await
+        self.call("subscription", Method::GET, path, None, READ)
+            .await
     }
 
     pub(crate) async fn credit_usage(
@@ -214,7 +287,8 @@ impl PlatformApi {
             encode(external_id),
             encode(unit_id)
         );
-        self.call(Method::GET, path, None, READ).await
+        self.call("credit_usage", Method::GET, path, None, READ)
+            .await
     }
 
     pub(crate) async fn subscribe(
@@ -223,7 +297,8 @@ impl PlatformApi {
         body: Value,
     ) -> Result<CheckoutSession, AtlasError> {
         let path = format!("/external/plans/{}/subscribe/standard", encode(plan_id));
-        self.call(Method::POST, path, Some(body), WRITE).await
+        self.call("subscribe", Method::POST, path, Some(body), WRITE)
+            .await
     }
 
     pub(crate) async fn payment_method(
@@ -235,7 +310,8 @@ impl PlatformApi {
             "/external/customers/external-id/{}/stripe/payment-method",
             encode(external_id)
         );
-        self.call(Method::PATCH, path, Some(body), WRITE).await
+        self.call("payment_method", Method::PATCH, path, Some(body), WRITE)
+            .await
     }
 
     pub(crate) async fn cancel(
@@ -245,7 +321,9 @@ impl PlatformApi {
     ) -> Result<(), AtlasError> {
         let path = format!("/external/subscriptions/{}/cancel", encode(subscription_id));
         let route = template(&path).to_owned();
-        let response = self.send(Method::POST, path, Some(body), WRITE).await?;
+        let response = self
+            .send("cancel", Method::POST, path, Some(body), WRITE)
+            .await?;
         check_status(&route, &response)
     }
 
@@ -255,7 +333,8 @@ impl PlatformApi {
         body: Value,
     ) -> Result<Subscription, AtlasError> {
         let path = format!("/external/subscriptions/{}/renew", encode(subscription_id));
-        self.call(Method::POST, path, Some(body), WRITE).await
+        self.call("renew", Method::POST, path, Some(body), WRITE)
+            .await
     }
 
     pub(crate) async fn send_events(&self, events: &[UsageEvent]) -> Result<(), AtlasError> {
@@ -263,6 +342,7 @@ impl PlatformApi {
             .map_err(|err| AtlasError::InvalidInput(err.to_string()))?;
         let response = self
             .send(
+                "send_events",
                 Method::POST,
                 "/external/event".to_owned(),
                 Some(body),
@@ -275,7 +355,9 @@ impl PlatformApi {
     pub(crate) async fn register_features(&self, slugs: &[String]) -> Result<(), AtlasError> {
         let body = json!({ "slugs": slugs });
         let path = "/external/billables/register".to_owned();
-        let response = self.send(Method::PUT, path, Some(body), READ).await?;
+        let response = self
+            .send("register_features", Method::PUT, path, Some(body), READ)
+            .await?;
         check_status("/external/billables/register", &response)
     }
 
@@ -286,7 +368,9 @@ impl PlatformApi {
     ) -> Result<(), AtlasError> {
         let body = json!([{ "library": library, "version": version }]);
         let path = "/external/sdk/version".to_owned();
-        let response = self.send(Method::POST, path, Some(body), READ).await?;
+        let response = self
+            .send("report_sdk_version", Method::POST, path, Some(body), READ)
+            .await?;
         check_status("/external/sdk/version", &response)
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
+use tracing::Instrument;
 
 use super::{check_id, Allowed, AtlasClient};
 use crate::entitlements::{
@@ -15,6 +16,7 @@ use crate::error::AtlasError;
 use crate::models::{Customer, CustomerInfo, PricingModel};
 use crate::outage::OutagePolicy;
 use crate::reasons::{denial_reason, DenialReason};
+use crate::telemetry;
 
 impl AtlasClient {
     /// The customer's details, created on the platform (with `info`) when it has none.
@@ -201,7 +203,9 @@ impl AtlasClient {
     {
         let feature_ids: Vec<S> = feature_ids.into_iter().collect();
         let slugs: Vec<&str> = feature_ids.iter().map(AsRef::as_ref).collect();
-        let decision = self.decide_features(customer_id, &slugs, quantity).await?;
+        let decision = self
+            .decide_features(customer_id, &slugs, quantity, false)
+            .await?;
         let features: BTreeMap<String, bool> = slugs
             .iter()
             .map(|slug| (*slug).to_owned())
@@ -216,8 +220,49 @@ impl AtlasClient {
 
     /// Whether each feature is allowed, in order, and why not for those denied; what
     /// [`allowed`](Self::allowed) and the guards decide from, without building a map on the
-    /// hot path.
+    /// hot path. Each feature's result is counted (`atlas_checks_total`; a `shadow` guard's
+    /// denials with `shadow="true"`), and the check is a `debug` span.
     pub(crate) async fn decide_features(
+        &self,
+        customer_id: &str,
+        slugs: &[&str],
+        quantity: f64,
+        shadow: bool,
+    ) -> Result<Decision, AtlasError> {
+        let span = tracing::debug_span!(
+            "atlas.check",
+            features = ?slugs,
+            decision = tracing::field::Empty
+        );
+        let decided = self
+            .decide_features_counted(customer_id, slugs, quantity)
+            .instrument(span.clone())
+            .await;
+        let decision = match &decided {
+            Ok(decision) if decision.reasons.is_empty() => "allowed",
+            Ok(_) => "denied",
+            Err(err) if err.is_outage() => "unavailable",
+            Err(_) => "error",
+        };
+        span.record("decision", decision);
+        match &decided {
+            Ok(decision) => {
+                for (slug, allowed) in slugs.iter().zip(&decision.flags) {
+                    let result = if *allowed { "allowed" } else { "denied" };
+                    telemetry::check(slug, result, shadow && !allowed);
+                }
+            }
+            Err(err) if err.is_outage() => {
+                for slug in slugs {
+                    telemetry::check(slug, "unavailable", false);
+                }
+            }
+            Err(_) => {}
+        }
+        decided
+    }
+
+    async fn decide_features_counted(
         &self,
         customer_id: &str,
         slugs: &[&str],
@@ -317,6 +362,7 @@ impl AtlasClient {
         for slug in slugs {
             let allowed = match self.inner.outage.of(slug) {
                 OutagePolicy::FailOpen => {
+                    telemetry::outage_decision("fail_open", "allowed");
                     tracing::warn!(customer = ?customer_id, feature = ?slug, %err, "Atlas unavailable: allowing the feature (fail open)");
                     true
                 }
@@ -328,15 +374,21 @@ impl AtlasClient {
                             .await;
                         let allowed = stale.flags[0];
                         decision.reasons.extend(stale.reasons);
+                        telemetry::outage_decision(
+                            "serve_stale",
+                            if allowed { "allowed" } else { "denied" },
+                        );
                         tracing::warn!(customer = ?customer_id, feature = ?slug, allowed, %err, "Atlas unavailable: deciding from the last known entitlements");
                         allowed
                     }
                     None => {
+                        telemetry::outage_decision("serve_stale", "unavailable");
                         tracing::warn!(customer = ?customer_id, feature = ?slug, %err, "Atlas unavailable and no recent entitlements: failing closed");
                         return Err(err);
                     }
                 },
                 OutagePolicy::FailClosed => {
+                    telemetry::outage_decision("fail_closed", "unavailable");
                     tracing::warn!(customer = ?customer_id, feature = ?slug, %err, "Atlas unavailable: failing closed");
                     return Err(err);
                 }

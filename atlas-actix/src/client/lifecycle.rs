@@ -25,6 +25,7 @@ use crate::models::PricingModel;
 use crate::names;
 use crate::registration::Registrations;
 use crate::spool::Spool;
+use crate::telemetry;
 
 /// Background retries (initialisation, event flushes, registrations): from 1 s, doubling, at
 /// most a minute.
@@ -62,18 +63,19 @@ impl AtlasClient {
             }
         });
         let capacity = config.cache_capacity;
+        telemetry::describe();
         let spool = config.spool.as_deref().map(Spool::open).transpose()?;
         let inner = Arc::new(Inner {
             base_url,
             api: Arc::new(PlatformApi::new(transport)),
             allow_unknown_limits: config.allow_unknown_limits,
             limits: Limits::new(config.limits, config.limit_timeout),
-            customers: Cache::new(config.customer_ttl, capacity),
-            pricing_model: Cache::new(config.pricing_model_ttl, 1),
-            invoices: Cache::new(config.invoice_ttl, capacity),
-            line_items: Cache::new(config.invoice_ttl, capacity),
-            credit_usage: Cache::new(config.credit_usage_ttl, capacity),
-            subscriptions: Cache::new(config.subscription_ttl, capacity),
+            customers: Cache::new("customer", config.customer_ttl, capacity),
+            pricing_model: Cache::new("pricing_model", config.pricing_model_ttl, 1),
+            invoices: Cache::new("invoices", config.invoice_ttl, capacity),
+            line_items: Cache::new("line_items", config.invoice_ttl, capacity),
+            credit_usage: Cache::new("credit_usage", config.credit_usage_ttl, capacity),
+            subscriptions: Cache::new("subscription", config.subscription_ttl, capacity),
             events: EventQueue::new(
                 config.events_queue_capacity,
                 config.events_flush_at,
@@ -88,6 +90,8 @@ impl AtlasClient {
             outage: config.outage,
             ready: AtomicBool::new(false),
             strict: config.strict,
+            push_enabled: config.push_invalidation,
+            last_probe: AtomicU64::new(0),
             findings: RwLock::new(Arc::new(Vec::new())),
             reported: Mutex::new(HashSet::new()),
             validated: AtomicU64::new(u64::MAX),

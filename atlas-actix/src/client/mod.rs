@@ -13,6 +13,7 @@ pub(crate) mod backoff;
 mod billing;
 mod checks;
 pub(crate) mod config;
+mod health;
 mod lifecycle;
 pub(crate) mod push;
 pub(crate) mod transport;
@@ -29,6 +30,7 @@ use tokio::sync::watch;
 
 pub use self::api::Pagination;
 use self::api::PlatformApi;
+pub use self::health::Health;
 use crate::cache::Cache;
 use crate::error::AtlasError;
 use crate::events::EventQueue;
@@ -208,6 +210,10 @@ pub(crate) struct Inner {
     ready: AtomicBool,
     /// Refuse to start while the code and the pricing model disagree.
     strict: bool,
+    /// Whether the push link was asked for.
+    push_enabled: bool,
+    /// When health last probed the platform (seconds since the epoch, as `f64` bits).
+    last_probe: AtomicU64,
     findings: RwLock<Arc<Vec<Finding>>>,
     /// Findings already logged, so each is logged once.
     reported: Mutex<HashSet<Finding>>,

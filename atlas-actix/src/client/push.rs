@@ -21,9 +21,11 @@ use tokio::sync::watch;
 
 use super::backoff::Backoff;
 use super::{upgrade, Inner, PushLink};
+use crate::telemetry;
 
-/// Reconnections wait 0.5 s, 1 s, 2 s, ... at most 60 s (jittered).
-const RECONNECT: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
+/// Reconnections wait 0.5 s, 1 s, 2 s, ... at most 10 s (jittered): back within seconds of
+/// the platform's return (a refused key waits the longest step too).
+const RECONNECT: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
 /// The longest wait for the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -98,6 +100,7 @@ pub(crate) async fn run(weak: Weak<Inner>, config: LinkConfig, state: watch::Sen
     let mut failures: u32 = 0;
     loop {
         state.send_replace(PushLink::Connecting);
+        telemetry::push_connected(false);
         let ended = connect(&client, &config, &weak, &state).await;
         let wait = match ended {
             Ended::Dropped => return,
@@ -106,11 +109,13 @@ pub(crate) async fn run(weak: Weak<Inner>, config: LinkConfig, state: watch::Sen
                 if state.send_replace(PushLink::Refused) != PushLink::Refused {
                     tracing::error!("the Atlas platform refused the push link's API key");
                 }
+                telemetry::push_connected(false);
                 RECONNECT.max
             }
             Ended::Down(reason) => {
                 tracing::warn!(%reason, "the Atlas push link is down; reconnecting");
                 state.send_replace(PushLink::Disconnected { reason });
+                telemetry::push_connected(false);
                 failures += 1;
                 RECONNECT.delay(failures.saturating_sub(1))
             }
@@ -183,6 +188,7 @@ async fn connect(
             Some(b'4') if packet.starts_with("40") && !joined => {
                 joined = true;
                 state.send_replace(PushLink::Connected);
+                telemetry::push_connected(true);
                 tracing::info!("the Atlas push link is connected");
                 None
             }

@@ -1,0 +1,232 @@
+//! What an operator sees: the quickstart's `/metrics` after a scripted session, and `/healthz`
+//! and `/readyz` while the platform fails, dies and comes back. Each quickstart is a process
+//! of its own, so its counters move only with what the test sends.
+
+use std::time::Duration;
+
+use atlas_actix::emulator::Emulator;
+use awc::http::Method;
+use serde_json::json;
+
+use crate::common::{call, example_data, start_emulator, Platform, Quickstart};
+
+/// The value of the series `name` whose labels include every one of `labels`.
+fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (series_name, series_labels) = match series.split_once('{') {
+                Some((series_name, rest)) => (series_name, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let all = labels
+                .iter()
+                .all(|(key, value)| series_labels.contains(&format!("{key}=\"{value}\"")));
+            (series_name == name && all).then(|| value.parse().ok())?
+        })
+        .next()
+}
+
+async fn scrape(quickstart: &Quickstart) -> String {
+    call(&quickstart.base, None, Method::GET, "/metrics", None)
+        .await
+        .text
+}
+
+async fn get(quickstart: &Quickstart, path: &str, token: &str) -> u16 {
+    awc::Client::default()
+        .get(format!("{}{path}", quickstart.base))
+        .insert_header(("authorization", format!("Bearer {token}")))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[actix_rt::test]
+async fn the_metrics_count_what_happened() {
+    let emulator = start_emulator();
+    let quickstart = Quickstart::start(&emulator, None);
+    let alice = quickstart.token("Alice").await;
+    let dave = quickstart.token("Dave Free").await;
+    let erin = quickstart.token("Erin Pro").await;
+    for _ in 0..5 {
+        assert_eq!(get(&quickstart, "/api/data-explorer", &alice).await, 200);
+    }
+    for _ in 0..2 {
+        assert_eq!(get(&quickstart, "/api/data-explorer", &dave).await, 403);
+    }
+    for _ in 0..3 {
+        assert_eq!(quickstart.complete(&erin).await, 200);
+    }
+
+    // The usage is sent within the flush interval (3 s).
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = scrape(&quickstart).await;
+        if metric(&text, "atlas_events_sent_total", &[]) == Some(3.0)
+            && metric(&text, "atlas_push_connected", &[]) == Some(1.0)
+        {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    let checks = |result| {
+        metric(
+            &text,
+            "atlas_checks_total",
+            &[("feature", "data-explorer"), ("result", result)],
+        )
+    };
+    assert_eq!(checks("allowed"), Some(5.0), "{text}");
+    assert_eq!(checks("denied"), Some(2.0), "{text}");
+    assert_eq!(
+        metric(
+            &text,
+            "atlas_checks_total",
+            &[("feature", "ai-tokens"), ("result", "allowed")]
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        metric(&text, "atlas_events_sent_total", &[]),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(metric(&text, "atlas_events_queued", &[]), Some(0.0));
+    assert_eq!(metric(&text, "atlas_push_connected", &[]), Some(1.0));
+    assert!(
+        metric(
+            &text,
+            "atlas_cache_requests_total",
+            &[("cache", "customer"), ("result", "hit")]
+        )
+        .is_some_and(|hits| hits >= 7.0),
+        "{text}"
+    );
+    assert!(metric(
+        &text,
+        "atlas_cache_requests_total",
+        &[("cache", "customer"), ("result", "miss")]
+    )
+    .is_some_and(|misses| misses >= 3.0));
+    assert_eq!(
+        metric(
+            &text,
+            "atlas_platform_requests_total",
+            &[("operation", "merchant"), ("status", "200")]
+        ),
+        Some(1.0)
+    );
+    assert!(metric(
+        &text,
+        "atlas_platform_request_duration_seconds_bucket",
+        &[("operation", "customer"), ("le", "+Inf")]
+    )
+    .is_some_and(|count| count >= 3.0));
+    assert!(
+        metric(&text, "atlas_last_platform_success_timestamp_seconds", &[])
+            .is_some_and(|at| at > 1.7e9)
+    );
+
+    // A platform fault: Frank, never seen, cannot be checked; the default policy fails closed.
+    Platform {
+        emulator: &emulator,
+    }
+    .inject_fault(json!({"path": "/external/customers", "status": 503}))
+    .await;
+    let frank = quickstart.token("Frank Locked").await;
+    assert_eq!(get(&quickstart, "/api/data-explorer", &frank).await, 503);
+    let text = scrape(&quickstart).await;
+    assert_eq!(
+        metric(
+            &text,
+            "atlas_outage_decisions_total",
+            &[("policy", "fail_closed"), ("decision", "unavailable")]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(checks_in(&text, "unavailable"), Some(1.0));
+    assert!(metric(
+        &text,
+        "atlas_platform_requests_total",
+        &[("operation", "customer"), ("status", "503")]
+    )
+    .is_some());
+}
+
+fn checks_in(text: &str, result: &str) -> Option<f64> {
+    metric(
+        text,
+        "atlas_checks_total",
+        &[("feature", "data-explorer"), ("result", result)],
+    )
+}
+
+async fn ready(quickstart: &Quickstart) -> (u16, serde_json::Value) {
+    let answer = call(&quickstart.base, None, Method::GET, "/readyz", None).await;
+    (answer.status.as_u16(), answer.body)
+}
+
+/// Polls `/readyz` until it answers `status`, for at most `within`.
+async fn wait_ready(quickstart: &Quickstart, status: u16, within: Duration) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let (now, body) = ready(quickstart).await;
+        if now == status {
+            return body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/readyz still {now} after {within:?}: {body}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn readiness_follows_the_platform_down_and_back() {
+    let emulator = start_emulator();
+    let addr = emulator.addr();
+    let quickstart = Quickstart::start(&emulator, None);
+    let alive = call(&quickstart.base, None, Method::GET, "/healthz", None).await;
+    assert_eq!(alive.status.as_u16(), 200);
+    let body = wait_ready(&quickstart, 200, Duration::from_secs(10)).await;
+    assert_eq!(body["status"], "ready");
+
+    // The platform answers errors: unready, saying why; back when it answers again.
+    Platform {
+        emulator: &emulator,
+    }
+    .inject_fault(json!({"status": 503}))
+    .await;
+    let body = wait_ready(&quickstart, 503, Duration::from_secs(20)).await;
+    assert_eq!(body["status"], "unready");
+    assert!(body["failing"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("the Atlas platform does not answer")));
+    Platform {
+        emulator: &emulator,
+    }
+    .clear_faults()
+    .await;
+    wait_ready(&quickstart, 200, Duration::from_secs(20)).await;
+
+    // The platform dies, and comes back on the same address.
+    emulator.stop();
+    let body = wait_ready(&quickstart, 503, Duration::from_secs(20)).await;
+    assert_eq!(body["status"], "unready");
+    let emulator = Emulator::builder(example_data())
+        .bind(addr)
+        .start()
+        .expect("the emulator starts again on its address");
+    let body = wait_ready(&quickstart, 200, Duration::from_secs(30)).await;
+    assert_eq!(body["pushLink"], "connected", "{body}");
+    let text = scrape(&quickstart).await;
+    assert_eq!(metric(&text, "atlas_push_connected", &[]), Some(1.0));
+    emulator.stop();
+}
