@@ -5,6 +5,8 @@
 //! A recorder must be installed before the client is built: the caches bind their counters
 //! once, at construction, so a check costs an atomic add, not a registry look-up.
 
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use metrics::{counter, gauge, histogram, Counter};
@@ -68,14 +70,54 @@ pub(crate) fn describe() {
     );
 }
 
-/// One entitlement check of one feature.
-pub(crate) fn check(feature: &str, result: &'static str, shadow: bool) {
-    if shadow {
-        counter!(CHECKS, "feature" => feature.to_owned(), "result" => result, "shadow" => "true")
-            .increment(1);
-    } else {
-        counter!(CHECKS, "feature" => feature.to_owned(), "result" => result).increment(1);
+/// What a check of one feature answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CheckResult {
+    Allowed,
+    Denied,
+    /// Denied, by a shadow guard that let the request through.
+    ShadowDenied,
+    Unavailable,
+}
+
+/// The most features whose check counters are kept bound; checks of others (ids an app makes
+/// up at run time) look their counter up each time.
+const BOUND_FEATURES: usize = 1_000;
+
+/// The check counters of each feature, bound at its first check: a check then costs a map
+/// look-up and an atomic add, not a label allocation and a registry look-up.
+#[derive(Default)]
+pub(crate) struct CheckCounters(RwLock<HashMap<String, Arc<[Counter; 4]>>>);
+
+impl CheckCounters {
+    pub(crate) fn record(&self, feature: &str, result: CheckResult) {
+        let index = result as usize;
+        if let Some(counters) = self
+            .0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(feature)
+        {
+            counters[index].increment(1);
+            return;
+        }
+        let counters = Arc::new(check_counters(feature));
+        counters[index].increment(1);
+        let mut bound = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        if bound.len() < BOUND_FEATURES {
+            bound.entry(feature.to_owned()).or_insert(counters);
+        }
     }
+}
+
+fn check_counters(feature: &str) -> [Counter; 4] {
+    let with = |result: &'static str| counter!(CHECKS, "feature" => feature.to_owned(), "result" => result);
+    [
+        with("allowed"),
+        with("denied"),
+        counter!(CHECKS, "feature" => feature.to_owned(), "result" => "denied", "shadow" => "true"),
+        with("unavailable"),
+    ]
 }
 
 /// The counters of one cache, bound once.

@@ -48,7 +48,9 @@ async fn get(quickstart: &Quickstart, path: &str, token: &str) -> u16 {
 #[actix_rt::test]
 async fn the_metrics_count_what_happened() {
     let emulator = start_emulator();
-    let quickstart = Quickstart::start(&emulator, None);
+    let spool = std::env::temp_dir().join(format!("atlas-metrics-spool-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&spool);
+    let quickstart = Quickstart::start(&emulator, Some(spool.as_path()));
     let alice = quickstart.token("Alice").await;
     let dave = quickstart.token("Dave Free").await;
     let erin = quickstart.token("Erin Pro").await;
@@ -96,6 +98,7 @@ async fn the_metrics_count_what_happened() {
         "{text}"
     );
     assert_eq!(metric(&text, "atlas_events_queued", &[]), Some(0.0));
+    assert_eq!(metric(&text, "atlas_events_spooled", &[]), Some(0.0));
     assert_eq!(metric(&text, "atlas_push_connected", &[]), Some(1.0));
     assert!(
         metric(
@@ -156,6 +159,32 @@ async fn the_metrics_count_what_happened() {
         &[("operation", "customer"), ("status", "503")]
     )
     .is_some());
+
+    // Usage events the platform refuses to take for now: counted as failed, kept queued.
+    let platform = Platform {
+        emulator: &emulator,
+    };
+    platform.clear_faults().await;
+    platform
+        .inject_fault(json!({"path": "/external/event", "status": 503}))
+        .await;
+    assert_eq!(quickstart.complete(&erin).await, 200);
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = scrape(&quickstart).await;
+        if metric(&text, "atlas_events_failed_total", &[]).is_some_and(|failed| failed >= 1.0) {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        metric(&text, "atlas_events_failed_total", &[]).is_some_and(|failed| failed >= 1.0),
+        "{text}"
+    );
+    assert_eq!(metric(&text, "atlas_events_queued", &[]), Some(1.0));
+    assert_eq!(metric(&text, "atlas_events_spooled", &[]), Some(1.0));
+    drop(quickstart);
+    let _ = std::fs::remove_dir_all(&spool);
 }
 
 fn checks_in(text: &str, result: &str) -> Option<f64> {

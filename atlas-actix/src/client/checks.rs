@@ -16,7 +16,7 @@ use crate::error::AtlasError;
 use crate::models::{Customer, CustomerInfo, PricingModel};
 use crate::outage::OutagePolicy;
 use crate::reasons::{denial_reason, DenialReason};
-use crate::telemetry;
+use crate::telemetry::{self, CheckResult};
 
 impl AtlasClient {
     /// The customer's details, created on the platform (with `info`) when it has none.
@@ -248,13 +248,17 @@ impl AtlasClient {
         match &decided {
             Ok(decision) => {
                 for (slug, allowed) in slugs.iter().zip(&decision.flags) {
-                    let result = if *allowed { "allowed" } else { "denied" };
-                    telemetry::check(slug, result, shadow && !allowed);
+                    let result = match (allowed, shadow) {
+                        (true, _) => CheckResult::Allowed,
+                        (false, false) => CheckResult::Denied,
+                        (false, true) => CheckResult::ShadowDenied,
+                    };
+                    self.inner.checks.record(slug, result);
                 }
             }
             Err(err) if err.is_outage() => {
                 for slug in slugs {
-                    telemetry::check(slug, "unavailable", false);
+                    self.inner.checks.record(slug, CheckResult::Unavailable);
                 }
             }
             Err(_) => {}

@@ -25,7 +25,7 @@ use crate::models::PricingModel;
 use crate::names;
 use crate::registration::Registrations;
 use crate::spool::Spool;
-use crate::telemetry;
+use crate::telemetry::{self, CheckCounters};
 
 /// Background retries (initialisation, event flushes, registrations): from 1 s, doubling, at
 /// most a minute.
@@ -92,6 +92,7 @@ impl AtlasClient {
             strict: config.strict,
             push_enabled: config.push_invalidation,
             last_probe: AtomicU64::new(0),
+            checks: CheckCounters::default(),
             findings: RwLock::new(Arc::new(Vec::new())),
             reported: Mutex::new(HashSet::new()),
             validated: AtomicU64::new(u64::MAX),

@@ -42,6 +42,7 @@ use crate::models::{
 use crate::outage::OutagePolicies;
 use crate::reasons::DenialReason;
 use crate::registration::Registrations;
+use crate::telemetry::CheckCounters;
 
 /// The client of the Atlas platform, with no web framework in it: usable from any async
 /// runtime. Cheap to clone: clones share caches, queues and the connection. The web layer's
@@ -214,6 +215,7 @@ pub(crate) struct Inner {
     push_enabled: bool,
     /// When health last probed the platform (seconds since the epoch, as `f64` bits).
     last_probe: AtomicU64,
+    checks: CheckCounters,
     findings: RwLock<Arc<Vec<Finding>>>,
     /// Findings already logged, so each is logged once.
     reported: Mutex<HashSet<Finding>>,
