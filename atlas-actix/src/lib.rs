@@ -108,9 +108,10 @@ pub use auth::{ResolveFuture, UserResolver};
 #[cfg(feature = "clerk")]
 pub use clerk::{ClerkAuth, ClerkError, ClerkSession};
 pub use client::config::DEFAULT_PLATFORM_URL;
+pub use client::health::Health;
 pub use client::{
-    Allowed, AtlasClient, BillingCadence, CancelType, ChangeOptions, Health, Pagination, PushLink,
-    Status, SubscribeRequest, UsageOptions,
+    Allowed, AtlasClient, BillingCadence, CancelType, ChangeOptions, Pagination, PushLink, Status,
+    SubscribeRequest, UsageOptions,
 };
 pub use config::AtlasBuilder;
 pub use denial::Denial;

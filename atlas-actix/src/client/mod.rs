@@ -13,7 +13,7 @@ pub(crate) mod backoff;
 mod billing;
 mod checks;
 pub(crate) mod config;
-mod health;
+pub(crate) mod health;
 mod lifecycle;
 pub(crate) mod push;
 pub(crate) mod transport;
@@ -30,7 +30,6 @@ use tokio::sync::watch;
 
 pub use self::api::Pagination;
 use self::api::PlatformApi;
-pub use self::health::Health;
 use crate::cache::Cache;
 use crate::error::AtlasError;
 use crate::events::EventQueue;
