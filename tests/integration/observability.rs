@@ -10,8 +10,13 @@ use serde_json::json;
 
 use crate::common::{call, example_data, start_emulator, Platform, Quickstart};
 
-/// The value of the series `name` whose labels include every one of `labels`.
+/// The value of the series `name` whose labels are exactly `labels`, in any order.
 fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut wanted: Vec<String> = labels
+        .iter()
+        .map(|(key, value)| format!("{key}=\"{value}\""))
+        .collect();
+    wanted.sort();
     text.lines()
         .filter(|line| !line.starts_with('#'))
         .filter_map(|line| {
@@ -20,10 +25,13 @@ fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
                 Some((series_name, rest)) => (series_name, rest.trim_end_matches('}')),
                 None => (series, ""),
             };
-            let all = labels
-                .iter()
-                .all(|(key, value)| series_labels.contains(&format!("{key}=\"{value}\"")));
-            (series_name == name && all).then(|| value.parse().ok())?
+            let mut found: Vec<String> = series_labels
+                .split(',')
+                .filter(|label| !label.is_empty())
+                .map(str::to_owned)
+                .collect();
+            found.sort();
+            (series_name == name && found == wanted).then(|| value.parse().ok())?
         })
         .next()
 }
