@@ -58,6 +58,9 @@ impl GuardOptions {
     }
 }
 
+/// The longest a guarded answer waits for its usage to be queued.
+const USAGE_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// The longest `Idempotency-Key` header taken.
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
@@ -101,8 +104,11 @@ pub struct Granted {
 }
 
 impl Granted {
-    /// Reports usage of the features after the handler succeeded, before the answer goes out,
-    /// so an `atlas.flush()` after the response sends it; never fails the answer.
+    /// Reports usage of the features after the handler succeeded; never fails the answer. The
+    /// answer waits up to [`USAGE_QUEUE_WAIT`] for the usage to be queued, which covers the
+    /// usual case (the customer was just fetched for the check), so an `atlas.flush()` after
+    /// the response sends it; a slow platform (an outage under a lenient policy) does not hold
+    /// the answer, and the usage is queued once it can be.
     pub(crate) async fn report_usage(self, features: Vec<String>, quantity: f64) {
         let Some(atlas) = self.atlas else { return };
         let mut usage = UsageOptions::new().quantity(quantity);
@@ -110,12 +116,13 @@ impl Granted {
             // Namespaced by customer: one customer's keys never collide with another's.
             usage = usage.idempotency_key(format!("{}:{key}", self.customer_id));
         }
-        if let Err(err) = atlas
-            .enqueue_with(&self.customer_id, &features, usage)
-            .await
-        {
-            tracing::error!(customer = ?self.customer_id, features = ?features, %err, "could not queue the usage of a guarded handler");
-        }
+        let customer = self.customer_id;
+        let queued = actix_rt::spawn(async move {
+            if let Err(err) = atlas.enqueue_with(&customer, &features, usage).await {
+                tracing::error!(customer = ?customer, features = ?features, %err, "could not queue the usage of a guarded handler");
+            }
+        });
+        let _ = tokio::time::timeout(USAGE_QUEUE_WAIT, queued).await;
     }
 }
 
