@@ -97,8 +97,14 @@ where
         fresh.then_some(slot.value)
     }
 
+    /// The last value fetched, however old or invalidated, without counting a look-up: for
+    /// the client's own bookkeeping (which features the pricing model has), not for serving.
+    pub(crate) fn latest(&self, key: &K) -> Option<Arc<V>> {
+        self.inner.entries.peek(key).map(|slot| slot.value)
+    }
+
     /// The last value fetched, however old or invalidated, if it is younger than `max_age`:
-    /// what a stale-if-error policy may serve while the platform is down.
+    /// what a stale-if-error policy may serve while the platform is down (counted as `stale`).
     pub(crate) fn get_stale(&self, key: &K, max_age: Duration) -> Option<Arc<V>> {
         let slot = self.inner.entries.peek(key)?;
         let young = slot.fetched_at.elapsed() < max_age;

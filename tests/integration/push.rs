@@ -12,7 +12,7 @@ use awc::http::Method;
 use serde_json::json;
 
 use crate::common::builder;
-use crate::common::{call, example_data, header_user, start_emulator, Platform};
+use crate::common::{call, example_data, header_user, requests, start_emulator, Platform};
 
 /// Waits (up to 10 s) for `condition`; the tests' only waits are for asynchronous pushes.
 async fn eventually<F, Fut>(what: &str, mut condition: F)
@@ -34,15 +34,6 @@ async fn connected(atlas: &Atlas) {
         atlas.push_link() == PushLink::Connected
     })
     .await;
-}
-
-async fn requests(emulator: &EmulatorHandle, route: &str) -> u64 {
-    Platform { emulator }
-        .admin(Method::GET, "/__admin/requests", None)
-        .await
-        .body[route]
-        .as_u64()
-        .unwrap_or(0)
 }
 
 /// A client whose caches would stay fresh for minutes: only pushes can explain a refresh.

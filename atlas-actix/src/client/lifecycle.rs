@@ -231,7 +231,7 @@ impl AtlasClient {
         if names::generation() == self.inner.validated.load(Ordering::Acquire) {
             return;
         }
-        if let Some(model) = self.inner.pricing_model.get_stale(&(), Duration::MAX) {
+        if let Some(model) = self.inner.pricing_model.latest(&()) {
             self.validate(&model);
         }
     }

@@ -2,7 +2,6 @@
 //! version reports, each bounded.
 
 use std::sync::{Arc, PoisonError};
-use std::time::Duration;
 
 use super::{AtlasClient, UsageOptions};
 use crate::error::AtlasError;
@@ -119,7 +118,7 @@ impl AtlasClient {
     /// be refused again, forever.
     pub(super) async fn send_registrations(&self) -> Result<(), AtlasError> {
         let slugs = self.inner.registrations.take();
-        if let Some(model) = self.inner.pricing_model.get_stale(&(), Duration::MAX) {
+        if let Some(model) = self.inner.pricing_model.latest(&()) {
             // As the official client: a registered feature the pricing model does not configure
             // is most likely a typo, or a feature to add in the dashboard.
             for slug in slugs
@@ -199,7 +198,7 @@ impl AtlasClient {
         S: AsRef<str>,
     {
         let features: Vec<S> = features.into_iter().collect();
-        let model = self.inner.pricing_model.get_stale(&(), Duration::MAX);
+        let model = self.inner.pricing_model.latest(&());
         let in_model = |slug: &str| {
             model
                 .as_ref()
