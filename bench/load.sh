@@ -6,9 +6,12 @@
 # customer; warms every cache; then measures with wrk, alternating the targets round after
 # round: the unguarded route, the same route behind #[requires_feature] on a boolean feature,
 # the same behind a limit feature, and the official SDK's check. Under load (CONNECTIONS,
-# default 64) and with one connection. Loopback only. Prints a Markdown report.
+# default 64) and with one connection. Then the usage route (POST /api/ai/complete, a guard
+# that reports usage) on a second quickstart with the durable spool (ATLAS_EVENT_SPOOL) beside
+# the first without it. Loopback only. Prints a Markdown report.
 #
-# Environment: DURATION (seconds per run, default 10), ROUNDS (default 2), CONNECTIONS.
+# Environment: DURATION (seconds per run, default 10), ROUNDS (default 2), CONNECTIONS,
+# ONLY=usage (just the usage route's section).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -51,10 +54,17 @@ ATLAS_API_KEY="$key" ATLAS_HOST="$emulator" PORT=0 RUST_LOG=warn target/release/
 pids+=($!)
 app="$(listening "$tmp/quickstart.log")"
 
+ATLAS_API_KEY="$key" ATLAS_HOST="$emulator" ATLAS_EVENT_SPOOL="$tmp/spool" PORT=0 RUST_LOG=warn target/release/examples/quickstart >"$tmp/quickstart-spool.log" 2>&1 &
+pids+=($!)
+spooled="$(listening "$tmp/quickstart-spool.log")"
+
 ATLAS_API_KEY="$key" ATLAS_HOST="$emulator" PORT=0 node bench/node-baseline.mjs >"$tmp/node.log" 2>&1 &
 pids+=($!)
 node="$(listening "$tmp/node.log")"
 
-token="$(curl -s "$app/demo/tokens" | python3 -c 'import json, sys; print(json.load(sys.stdin)["Alice"])')"
+alice() { curl -s "$1/demo/tokens" | python3 -c 'import json, sys; print(json.load(sys.stdin)["Alice"])'; }
+token="$(alice "$app")"
+# Each quickstart signs its demo tokens with its own key.
+token_spool="$(alice "$spooled")"
 
-APP="$app" NODE="$node" TOKEN="$token" python3 bench/measure.py
+APP="$app" APP_SPOOL="$spooled" TOKEN_SPOOL="$token_spool" NODE="$node" TOKEN="$token" python3 bench/measure.py

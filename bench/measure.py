@@ -7,6 +7,8 @@ import subprocess
 import urllib.request
 
 APP, NODE, TOKEN = os.environ["APP"], os.environ["NODE"], os.environ["TOKEN"]
+APP_SPOOL, TOKEN_SPOOL = os.environ["APP_SPOOL"], os.environ["TOKEN_SPOOL"]
+POST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "post.lua")
 DURATION = int(os.environ.get("DURATION", "10"))
 ROUNDS = int(os.environ.get("ROUNDS", "2"))
 CONNECTIONS = int(os.environ.get("CONNECTIONS", "64"))
@@ -20,10 +22,20 @@ TARGETS = [
 ]
 
 
-def warm(url, header):
+USAGE_TARGETS = [
+    ("usage route, no spool", f"{APP}/api/ai/complete", f"Authorization: Bearer {TOKEN}"),
+    ("usage route, durable spool", f"{APP_SPOOL}/api/ai/complete", f"Authorization: Bearer {TOKEN_SPOOL}"),
+]
+
+
+def warm(url, header, post=False):
     name, value = header.split(": ", 1)
     for _ in range(50):
         request = urllib.request.Request(url, headers={name: value})
+        if post:
+            request = urllib.request.Request(
+                url, data=b'{"prompt":"hello there"}',
+                headers={name: value, "Content-Type": "application/json"})
         with urllib.request.urlopen(request) as response:
             assert response.status == 200, (url, response.status)
 
@@ -33,10 +45,11 @@ def seconds(text):
     return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0}[unit]
 
 
-def wrk(url, header, connections):
+def wrk(url, header, connections, post=False):
     threads = 1 if connections == 1 else 2
+    script = ["-s", POST] if post else []
     output = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{DURATION}s", "--latency", "-H", header, url],
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{DURATION}s", "--latency", *script, "-H", header, url],
         check=True, capture_output=True, text=True,
     ).stdout
     if "Non-2xx" in output or "Socket errors" in output:
@@ -53,8 +66,12 @@ def micros(value):
 
 for _, url, header in TARGETS:
     warm(url, header)
+for _, url, header in USAGE_TARGETS:
+    warm(url, header, post=True)
 
-for connections in (CONNECTIONS, 1):
+ONLY = os.environ.get("ONLY", "")  # "usage": just the usage route's section
+
+for connections in (CONNECTIONS, 1) if ONLY != "usage" else ():
     results = {name: [] for name, _, _ in TARGETS}
     for _ in range(ROUNDS):
         for name, url, header in TARGETS:
@@ -72,3 +89,19 @@ for connections in (CONNECTIONS, 1):
     print(f"- guarded (limit) / unguarded throughput: {limit[0] / unguarded[0]:.2f}")
     print(f"- guarded (boolean) / official SDK throughput: {boolean[0] / node[0]:.2f}")
     print(f"- guarded (boolean) p99 / official SDK p99: {boolean[2] / node[2]:.2f}")
+
+for connections in (CONNECTIONS, 1):
+    results = {name: [] for name, _, _ in USAGE_TARGETS}
+    for _ in range(ROUNDS):
+        for name, url, header in USAGE_TARGETS:
+            results[name].append(wrk(url, header, connections, post=True))
+    mean = {name: tuple(statistics.mean(run[i] for run in runs) for i in range(3)) for name, runs in results.items()}
+    label = "one connection" if connections == 1 else f"{connections} connections, 2 wrk threads"
+    print(f"\n### usage route, {label} ({ROUNDS} alternating rounds of {DURATION} s, means)\n")
+    print("| target | requests/s | p50 | p99 |")
+    print("|---|---:|---:|---:|")
+    for name, (rps, p50, p99) in mean.items():
+        print(f"| {name} | {rps:,.0f} | {micros(p50)} | {micros(p99)} |")
+    plain, spooled = (mean[name] for name, _, _ in USAGE_TARGETS)
+    print()
+    print(f"- usage route with the spool / without: {spooled[0] / plain[0]:.2f}")

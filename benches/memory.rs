@@ -68,6 +68,8 @@ fn client(url: &str, key: &str, capacity: usize) -> Atlas {
         .push_invalidation(false)
         .customer_ttl(Duration::from_secs(3600))
         .cache_capacity(capacity)
+        // Bounded by entries here: the byte bound is tested on its own.
+        .cache_max_bytes(u64::MAX / 2)
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap()

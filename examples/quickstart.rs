@@ -69,8 +69,8 @@ struct DemoUser {
 fn demo_users(data: &AtlasData) -> Vec<DemoUser> {
     let mut users = Vec::new();
     for customer in &data.customers {
-        let members = customer.extra.get("demoMembers").and_then(|m| m.as_array());
-        match members {
+        let members = customer.extra.get("demoMembers");
+        match members.as_ref().and_then(|m| m.as_array()) {
             Some(members) => users.extend(members.iter().filter_map(|member| {
                 let role = member.get("role").and_then(|r| r.as_str());
                 Some(DemoUser {

@@ -26,6 +26,8 @@ struct Slot<V> {
     value: Arc<V>,
     fetched_at: Instant,
     invalidated: bool,
+    /// Computed once at insertion: quick_cache weighs entries while it evicts.
+    weight: u64,
 }
 
 impl<V> Clone for Slot<V> {
@@ -34,7 +36,30 @@ impl<V> Clone for Slot<V> {
             value: Arc::clone(&self.value),
             fetched_at: self.fetched_at,
             invalidated: self.invalidated,
+            weight: self.weight,
         }
+    }
+}
+
+#[derive(Clone)]
+struct SlotWeight;
+
+impl<K, V> quick_cache::Weighter<K, Slot<V>> for SlotWeight {
+    fn weight(&self, _: &K, slot: &Slot<V>) -> u64 {
+        slot.weight
+    }
+}
+
+/// How entries are weighed: by the bytes `weigh` says a value holds, and never below
+/// `floor`, so a cache bounded at `floor × entries` bytes also holds at most `entries`.
+struct Weighing<V> {
+    floor: u64,
+    weigh: fn(&V) -> u64,
+}
+
+impl<V> Weighing<V> {
+    fn of(&self, value: &V) -> u64 {
+        (self.weigh)(value).max(self.floor)
     }
 }
 
@@ -46,7 +71,8 @@ struct Flight<V> {
 struct Inner<K, V> {
     ttl: Duration,
     counters: CacheCounters,
-    entries: quick_cache::sync::Cache<K, Slot<V>>,
+    weighing: Weighing<V>,
+    entries: quick_cache::sync::Cache<K, Slot<V>, SlotWeight>,
     flights: Mutex<HashMap<K, Flight<V>>>,
     next_flight: AtomicU64,
 }
@@ -72,11 +98,30 @@ where
     /// A cache named `name` (its metrics label) holding at most `capacity` entries, each
     /// fresh for `ttl`.
     pub(crate) fn new(name: &'static str, ttl: Duration, capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        Self::weighed(name, ttl, capacity, capacity as u64, |_| 0)
+    }
+
+    /// A cache as [`new`](Self::new) makes, also bounded at about `max_bytes`, as `weigh`
+    /// estimates the bytes each value holds.
+    pub(crate) fn weighed(
+        name: &'static str,
+        ttl: Duration,
+        capacity: usize,
+        max_bytes: u64,
+        weigh: fn(&V) -> u64,
+    ) -> Self {
+        let capacity = capacity.max(1);
+        let max_bytes = max_bytes.max(capacity as u64);
         Self {
             inner: Arc::new(Inner {
                 ttl,
                 counters: CacheCounters::new(name),
-                entries: quick_cache::sync::Cache::new(capacity.max(1)),
+                weighing: Weighing {
+                    floor: max_bytes / capacity as u64,
+                    weigh,
+                },
+                entries: quick_cache::sync::Cache::with_weighter(capacity, max_bytes, SlotWeight),
                 flights: Mutex::new(HashMap::new()),
                 next_flight: AtomicU64::new(0),
             }),
@@ -214,6 +259,7 @@ where
             self.entries.insert(
                 key.clone(),
                 Slot {
+                    weight: self.weighing.of(value),
                     value: Arc::clone(value),
                     fetched_at: Instant::now(),
                     invalidated: false,
@@ -276,6 +322,36 @@ mod tests {
             2
         );
         assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[actix_rt::test]
+    async fn bounded_in_bytes_as_well_as_entries() {
+        let cache: Cache<u32, String> =
+            Cache::weighed("test", Duration::from_secs(60), 1000, 100_000, |value| {
+                value.len() as u64
+            });
+        for key in 0..1000 {
+            let big = "x".repeat(10_000);
+            cache
+                .get_or_fetch(key, move || async move { Ok(big) }.boxed())
+                .await
+                .unwrap();
+        }
+        // 100 kB hold ten values of 10 kB, not the thousand entries the count allows.
+        assert!(cache.len() <= 10, "{} entries", cache.len());
+        assert!(cache.len() >= 1);
+        let small: Cache<u32, String> =
+            Cache::weighed("test", Duration::from_secs(60), 50, 100_000, |value| {
+                value.len() as u64
+            });
+        for key in 0..1000 {
+            small
+                .get_or_fetch(key, move || async move { Ok(String::new()) }.boxed())
+                .await
+                .unwrap();
+        }
+        // Tiny values: the entry bound holds.
+        assert!(small.len() <= 50, "{} entries", small.len());
     }
 
     #[actix_rt::test]

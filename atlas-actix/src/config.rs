@@ -53,6 +53,7 @@ impl std::fmt::Debug for AtlasBuilder {
             .field("timeout", &self.client.timeout)
             .field("customer_ttl", &self.client.customer_ttl)
             .field("cache_capacity", &self.client.cache_capacity)
+            .field("cache_max_bytes", &self.client.cache_max_bytes)
             .field("allow_unknown_limits", &self.client.allow_unknown_limits)
             .field("limits", &limits)
             .field("events_flush_interval", &self.client.events_flush_interval)
@@ -138,6 +139,15 @@ impl AtlasBuilder {
     /// customers uses bounded memory; beyond it the least useful entries are evicted.
     pub fn cache_capacity(mut self, entries: usize) -> Self {
         self.client.cache_capacity = entries;
+        self
+    }
+
+    /// The most memory the customer cache takes, in bytes (default 256 MiB), as estimated
+    /// from each customer's fields: a merchant whose customers carry many subscriptions or
+    /// balances stays within it whatever their number. The cache also holds at most
+    /// [`cache_capacity`](Self::cache_capacity) customers.
+    pub fn cache_max_bytes(mut self, bytes: u64) -> Self {
+        self.client.cache_max_bytes = bytes;
         self
     }
 

@@ -452,6 +452,23 @@ pub fn is_allowed(
         })
 }
 
+/// The internal id to report a feature's usage under, when the customer's valid
+/// subscriptions grant it and its use must be reported (usage- or credit-based): what
+/// [`customer_features`] says in `internal_id` and `should_report_events`, without building
+/// the features, for [`enqueue`](crate::AtlasClient::enqueue) on every usage-reporting request.
+pub(crate) fn usage_event_name<'a>(
+    customer: &'a Customer,
+    model: &'a PricingModel,
+    now: OffsetDateTime,
+    feature: &str,
+) -> Option<&'a str> {
+    let mut granted = grants(customer, model, now, false).filter(|(_, _, slug)| *slug == feature);
+    let (_, first, _) = granted.next()?;
+    let reports = FeatureType::of(first).reports_events()
+        || granted.any(|(_, grant, _)| FeatureType::of(grant).reports_events());
+    reports.then_some(first.id.as_str())
+}
+
 /// Whether some grant of the feature in the customer's valid subscriptions has a limit.
 pub fn is_limited(
     customer: &Customer,
@@ -565,6 +582,32 @@ mod tests {
             allow_unknown,
             &limits,
         ))
+    }
+
+    #[test]
+    fn usage_event_names_agree_with_the_features() {
+        let model = model();
+        let plans = model.plans.iter().map(|plan| plan.id.as_str());
+        let mut subscriptions: Vec<Vec<(&str, &str, Option<&str>)>> =
+            plans.clone().map(|plan| vec![("s1", plan, None)]).collect();
+        subscriptions.push(plans.map(|plan| ("s", plan, None)).collect());
+        subscriptions.push(vec![("s1", "basic", Some("2000-01-01T00:00:00Z"))]);
+        for plans in subscriptions {
+            let customer = customer(&plans, json!({}));
+            let features = features(&customer, &[], false);
+            for entitlement in &model.entitlements {
+                let expected = features
+                    .get(&entitlement.slug)
+                    .filter(|f| f.should_report_events)
+                    .map(|f| f.internal_id.as_str());
+                assert_eq!(
+                    usage_event_name(&customer, &model, NOW, &entitlement.slug),
+                    expected,
+                    "{} under {plans:?}",
+                    entitlement.slug
+                );
+            }
+        }
     }
 
     #[test]

@@ -24,6 +24,8 @@ struct Queued {
     events: VecDeque<UsageEvent>,
     /// When the oldest queued event was queued (or put back after a failed flush).
     since: Option<Instant>,
+    /// Room taken by events being written to the spool.
+    reserved: usize,
 }
 
 pub(crate) struct EventQueue {
@@ -51,6 +53,7 @@ impl EventQueue {
         let queued = Queued {
             since: (!pending.is_empty()).then(Instant::now),
             events: pending.into(),
+            reserved: 0,
         };
         Self {
             spool,
@@ -77,23 +80,39 @@ impl EventQueue {
         self.queued().events.len()
     }
 
-    /// Queues the events, all or none.
-    pub(crate) fn push(&self, events: Vec<UsageEvent>) -> Result<(), AtlasError> {
+    /// Queues the events, all or none; with a spool, returns once they are on disk.
+    pub(crate) async fn push(&self, events: Vec<UsageEvent>) -> Result<(), AtlasError> {
         if events.is_empty() {
             return Ok(());
         }
-        let mut queued = self.queued();
-        if queued.events.len() + events.len() > self.capacity {
-            return Err(AtlasError::QueueFull {
-                capacity: self.capacity,
-            });
-        }
-        // On disk before `enqueue` returns, under the lock so the spool keeps the queue's order.
-        if let Some(spool) = &self.spool {
-            spool.append(&events).map_err(|err| {
+        let count = events.len();
+        let spooled = {
+            let mut queued = self.queued();
+            if queued.events.len() + queued.reserved + count > self.capacity {
+                return Err(AtlasError::QueueFull {
+                    capacity: self.capacity,
+                });
+            }
+            match &self.spool {
+                // Room is held while the write is under way, so concurrent pushes cannot
+                // overfill the queue; the events join it only once on disk, so an event the
+                // caller is told failed is never sent.
+                Some(spool) => {
+                    queued.reserved += count;
+                    Some(spool.append(&events))
+                }
+                None => None,
+            }
+        };
+        if let Some(on_disk) = spooled {
+            let written = on_disk.await;
+            let mut queued = self.queued();
+            queued.reserved -= count;
+            written.map_err(|err| {
                 AtlasError::Storage(format!("could not write usage events to the spool: {err}"))
             })?;
         }
+        let mut queued = self.queued();
         queued.events.extend(events);
         queued.since.get_or_insert_with(Instant::now);
         telemetry::events_queued(queued.events.len(), self.spool.is_some());
@@ -116,14 +135,8 @@ impl EventQueue {
 
     /// Removes delivered (or refused) events from the spool.
     fn acknowledge(&self, batch: &[UsageEvent]) {
-        let Some(spool) = &self.spool else { return };
-        let nothing_pending = self.queued().events.is_empty();
-        if let Err(err) = spool.acknowledge(
-            batch.iter().map(|e| e.idempotency_key.as_str()),
-            nothing_pending,
-        ) {
-            // The events would be sent again after a restart; the platform counts them once.
-            tracing::warn!(%err, "could not record delivered events in the spool");
+        if let Some(spool) = &self.spool {
+            spool.acknowledge(batch.iter().map(|e| e.idempotency_key.as_str()));
         }
     }
 
@@ -202,39 +215,39 @@ mod tests {
         events.iter().map(|e| e.idempotency_key.clone()).collect()
     }
 
-    #[test]
-    fn refuses_what_does_not_fit_whole() {
+    #[actix_rt::test]
+    async fn refuses_what_does_not_fit_whole() {
         let queue = EventQueue::new(3, 20, Duration::from_secs(3), None);
-        queue.push(vec![event("a"), event("b")]).unwrap();
+        queue.push(vec![event("a"), event("b")]).await.unwrap();
         assert_eq!(
-            queue.push(vec![event("c"), event("d")]),
+            queue.push(vec![event("c"), event("d")]).await,
             Err(AtlasError::QueueFull { capacity: 3 })
         );
         assert_eq!(queue.len(), 2);
     }
 
-    #[test]
-    fn due_by_size_interval_or_at_once() {
+    #[actix_rt::test]
+    async fn due_by_size_interval_or_at_once() {
         let queue = EventQueue::new(100, 2, Duration::from_secs(60), None);
         assert!(queue.due_at().is_none());
-        queue.push(vec![event("a")]).unwrap();
+        queue.push(vec![event("a")]).await.unwrap();
         assert!(queue.due_at().unwrap() > Instant::now() + Duration::from_secs(50));
-        queue.push(vec![event("b")]).unwrap();
+        queue.push(vec![event("b")]).await.unwrap();
         assert!(queue.due_at().unwrap() <= Instant::now());
         let eager = EventQueue::new(100, 20, Duration::ZERO, None);
-        eager.push(vec![event("a")]).unwrap();
+        eager.push(vec![event("a")]).await.unwrap();
         assert!(eager.due_at().unwrap() <= Instant::now());
     }
 
     #[actix_rt::test]
     async fn a_failed_flush_keeps_the_batch_in_order() {
         let queue = EventQueue::new(100, 20, Duration::from_secs(3), None);
-        queue.push(vec![event("a"), event("b")]).unwrap();
+        queue.push(vec![event("a"), event("b")]).await.unwrap();
         let failed = queue
             .flush(|_| async { Err(AtlasError::unavailable("down")) })
             .await;
         assert!(failed.is_err());
-        queue.push(vec![event("c")]).unwrap();
+        queue.push(vec![event("c")]).await.unwrap();
         let sent = Mutex::new(Vec::new());
         queue
             .flush(|batch| {
@@ -253,6 +266,7 @@ mod tests {
         let queue = EventQueue::new(2000, 20, Duration::from_secs(3), None);
         queue
             .push((0..1200).map(|i| event(&i.to_string())).collect())
+            .await
             .unwrap();
         let calls = AtomicUsize::new(0);
         let result = queue

@@ -409,10 +409,8 @@ async fn subscription(
     let (subscription, customer) =
         futures_util::future::try_join(atlas.subscription(&id), atlas.customer(&user, None))
             .await?;
-    let owner = subscription
-        .extra
-        .get("customerId")
-        .and_then(|owner| owner.as_str());
+    let owner = subscription.extra.get("customerId");
+    let owner = owner.as_ref().and_then(|owner| owner.as_str());
     let owned = owner == Some(customer.id.as_str())
         || customer.subscriptions().any(|s| s.id == subscription.id);
     if !owned {

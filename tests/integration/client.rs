@@ -287,7 +287,7 @@ async fn billing_reads() {
     ));
 
     let credits = atlas.credit_usage(org, "cpu_image_credits").await.unwrap();
-    assert_eq!(credits.extra["remaining"], 420);
+    assert_eq!(credits.extra.get("remaining"), Some(serde_json::json!(420)));
 }
 
 #[actix_rt::test]
@@ -380,7 +380,7 @@ async fn subscribing_cancelling_and_renewing_refresh_the_customer() {
         .update_payment_method("user_erin", "https://app.example/card", None)
         .await
         .unwrap();
-    assert_eq!(card.extra["mode"], "setup");
+    assert_eq!(card.extra.get("mode"), Some(serde_json::json!("setup")));
 }
 
 #[actix_rt::test]

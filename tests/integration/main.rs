@@ -4,6 +4,7 @@
 mod attacks;
 mod clerk;
 mod client;
+mod cold_path;
 mod common;
 mod crash;
 mod emulator;

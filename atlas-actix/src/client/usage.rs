@@ -4,6 +4,7 @@
 use std::sync::{Arc, PoisonError};
 
 use super::{AtlasClient, UsageOptions};
+use crate::entitlements::usage_event_name;
 use crate::error::AtlasError;
 use crate::models::{iso, now_iso, EventData, UsageEvent};
 
@@ -64,26 +65,26 @@ impl AtlasClient {
     {
         usage.check()?;
         let feature_ids: Vec<S> = feature_ids.into_iter().collect();
-        let features = self.features_of(customer_id, None, Some(&[])).await?;
         let customer = self.customer(customer_id, None).await?;
-        let reported: Vec<_> = feature_ids
+        let model = self.fetch_pricing_model().await?;
+        let now = time::OffsetDateTime::now_utc();
+        let reported: Vec<(&str, &str)> = feature_ids
             .iter()
             .filter_map(|slug| {
-                features
-                    .iter()
-                    .find(|f| f.id == slug.as_ref() && f.should_report_events)
+                usage_event_name(&customer, &model, now, slug.as_ref())
+                    .map(|event_name| (slug.as_ref(), event_name))
             })
             .collect();
         let generated_at = usage.at.map_or_else(now_iso, iso);
         let several = reported.len() > 1;
         let events: Vec<UsageEvent> = reported
             .into_iter()
-            .map(|feature| UsageEvent {
+            .map(|(feature, event_name)| UsageEvent {
                 customer_id: customer.id.clone(),
-                event_name: feature.internal_id.clone(),
+                event_name: event_name.to_owned(),
                 generated_at: generated_at.clone(),
                 idempotency_key: match &usage.idempotency_key {
-                    Some(key) if several => format!("{key}:{}", feature.id),
+                    Some(key) if several => format!("{key}:{feature}"),
                     Some(key) => key.clone(),
                     None => uuid::Uuid::new_v4().to_string(),
                 },
@@ -98,7 +99,7 @@ impl AtlasClient {
             return Ok(());
         }
         let count = events.len();
-        self.inner.events.push(events).inspect_err(|err| {
+        self.inner.events.push(events).await.inspect_err(|err| {
             tracing::error!(customer = ?customer_id, %err, count, "usage events refused");
         })
     }

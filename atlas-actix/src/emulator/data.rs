@@ -164,10 +164,8 @@ impl AtlasData {
                         subscription.plan_id
                     ));
                 }
-                let owner = subscription
-                    .extra
-                    .get("customerId")
-                    .and_then(|id| id.as_str());
+                let owner = subscription.extra.get("customerId");
+                let owner = owner.as_ref().and_then(|id| id.as_str());
                 if let Some(owner) = owner.filter(|owner| *owner != customer.id) {
                     broken.push(format!(
                         "line {}: subscription {:?} is listed under customer {:?} but names customerId {owner:?}",

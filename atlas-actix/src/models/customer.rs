@@ -19,19 +19,19 @@ pub struct Customer {
     pub name: Option<String>,
     /// Subscriptions in force. The platform does not filter out those whose `endDate` has
     /// passed: see [`Subscription::is_valid_at`].
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::exact_vec")]
     pub active_subscriptions: Vec<Subscription>,
     /// Subscriptions that start later (a scheduled downgrade, say).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::exact_vec")]
     pub upcoming_subscriptions: Vec<Subscription>,
     /// Per subscription and usage-based feature: whether the customer may go on using it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::exact_vec")]
     pub conditional_billable_access: Vec<BillableAccess>,
     /// Balances in the merchant's credit currencies.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::exact_vec")]
     pub custom_pricing_units: Vec<CustomerBalance>,
     /// Private plans this customer may see and buy.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::exact_vec")]
     pub customer_private_plans: Vec<PrivatePlan>,
     /// Fields this type does not name (`status`, `merchantId`, dates, `stripeId`, ...).
     #[serde(flatten)]
@@ -52,6 +52,54 @@ impl Customer {
             .iter()
             .find(|b| b.custom_pricing_unit_id == unit_id)
             .map_or(0.0, |b| b.balance)
+    }
+
+    /// About the bytes this customer holds, for caches bounded in bytes: its own size, its
+    /// lists' and strings' heap (each allocation counted at least 16 bytes, as allocators
+    /// round up).
+    pub(crate) fn footprint(&self) -> usize {
+        fn text(text: &str) -> usize {
+            if text.is_empty() {
+                0
+            } else {
+                text.len().max(16)
+            }
+        }
+        fn list<T>(items: &[T], each: impl Fn(&T) -> usize) -> usize {
+            std::mem::size_of_val(items) + items.iter().map(each).sum::<usize>()
+        }
+        let optional = |value: &Option<String>| value.as_deref().map_or(0, text);
+        let subscription = |s: &Subscription| {
+            text(&s.id)
+                + text(&s.plan_id)
+                + optional(&s.status)
+                + optional(&s.start_date)
+                + optional(&s.end_date)
+                + s.plan.as_ref().map_or(0, |plan| {
+                    std::mem::size_of::<SubscriptionPlan>()
+                        + text(&plan.id)
+                        + optional(&plan.name)
+                        + plan.extra.heap_size()
+                })
+                + s.extra.heap_size()
+        };
+        std::mem::size_of::<Self>()
+            + text(&self.id)
+            + text(&self.external_id)
+            + optional(&self.email)
+            + optional(&self.name)
+            + list(&self.active_subscriptions, subscription)
+            + list(&self.upcoming_subscriptions, subscription)
+            + list(&self.conditional_billable_access, |a| {
+                text(&a.billable_id) + text(&a.subscription_id) + a.extra.heap_size()
+            })
+            + list(&self.custom_pricing_units, |b| {
+                text(&b.custom_pricing_unit_id) + b.extra.heap_size()
+            })
+            + list(&self.customer_private_plans, |p| {
+                text(&p.plan_id) + p.extra.heap_size()
+            })
+            + self.extra.heap_size()
     }
 
     /// Whether this customer may see and buy a private plan.

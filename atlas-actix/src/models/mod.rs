@@ -8,6 +8,7 @@
 mod billing;
 mod customer;
 mod event;
+mod extra;
 mod pricing;
 
 pub use billing::{CheckoutSession, CreditUsage, Invoice, InvoiceLineItem, Page, Transaction};
@@ -16,6 +17,7 @@ pub use customer::{
     SubscriptionPlan,
 };
 pub use event::{EventData, UsageEvent};
+pub use extra::Extra;
 pub use pricing::{
     CustomPricingUnit, Entitlement, EntitlementPrice, Merchant, Plan, PlanEntitlement, PlanPrice,
     PriceKind, PricingModel,
@@ -37,8 +39,18 @@ pub(crate) fn iso(at: time::OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
-/// Fields of a platform object that its Rust type does not name, kept as they came.
-pub type Extra = serde_json::Map<String, serde_json::Value>;
+/// Reads a list into a vector of exactly its length: serde grows vectors by doubling, so a
+/// customer's one subscription would otherwise hold the room of four, in every cached
+/// customer.
+pub(crate) fn exact_vec<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    let mut items = <Vec<T> as serde::Deserialize>::deserialize(deserializer)?;
+    items.shrink_to_fit();
+    Ok(items)
+}
 
 /// Writes whole numbers held as `f64` without a fraction (`29`, not `29.0`), so numbers read
 /// from the platform are written back as they came.

@@ -56,14 +56,9 @@ impl PricingModel {
     /// available plans only, private ones only when `customer` is offered them, and no
     /// internal ids (`crossEnvironmentId`, `priceId`).
     pub fn public_view(&self, customer: Option<&super::Customer>) -> PricingModel {
-        let without = |extra: &Extra, key: &str| {
-            let mut extra = extra.clone();
-            extra.remove(key);
-            extra
-        };
         let public_price = |price: &PlanPrice| PlanPrice {
             price: price.price,
-            extra: without(&price.extra, "priceId"),
+            extra: price.extra.without("priceId"),
         };
         let plans = self
             .plans
@@ -94,11 +89,11 @@ impl PricingModel {
                     .entitlements
                     .iter()
                     .map(|grant| PlanEntitlement {
-                        extra: without(&grant.extra, "priceId"),
+                        extra: grant.extra.without("priceId"),
                         ..grant.clone()
                     })
                     .collect(),
-                extra: without(&plan.extra, "crossEnvironmentId"),
+                extra: plan.extra.without("crossEnvironmentId"),
                 ..plan.clone()
             })
             .collect();
@@ -107,7 +102,7 @@ impl PricingModel {
                 .custom_pricing_units
                 .iter()
                 .map(|unit| CustomPricingUnit {
-                    extra: without(&unit.extra, "crossEnvironmentId"),
+                    extra: unit.extra.without("crossEnvironmentId"),
                     ..unit.clone()
                 })
                 .collect(),
@@ -115,7 +110,7 @@ impl PricingModel {
                 .entitlements
                 .iter()
                 .map(|entitlement| Entitlement {
-                    extra: without(&entitlement.extra, "crossEnvironmentId"),
+                    extra: entitlement.extra.without("crossEnvironmentId"),
                     ..entitlement.clone()
                 })
                 .collect(),

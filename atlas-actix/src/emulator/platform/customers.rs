@@ -34,7 +34,8 @@ impl Platform {
                 "createdAt": now,
                 "updatedAt": now,
                 "isEligibleForTrial": true,
-            })),
+            }))
+            .into(),
         };
         let default_plan = self
             .merchant

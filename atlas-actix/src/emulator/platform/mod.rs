@@ -194,7 +194,7 @@ impl Platform {
 }
 
 fn touch(customer: &mut Customer, now: &str) {
-    customer.extra.insert("updatedAt".into(), json!(now));
+    customer.extra.insert("updatedAt", json!(now));
 }
 
 /// A model as JSON. Models hold only JSON-representable data (keys are strings, numbers came

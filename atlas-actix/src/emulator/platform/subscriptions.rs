@@ -24,7 +24,8 @@ impl Platform {
                 "externalId": null,
                 "merchantId": self.merchant_id(),
                 "isTrialAllowed": plan.is_trial_allowed,
-            })),
+            }))
+            .into(),
         }
     }
 
@@ -46,7 +47,8 @@ impl Platform {
                 "customerId": customer_id,
                 "merchantId": self.merchant_id(),
                 "isTrial": false,
-            })),
+            }))
+            .into(),
         }
     }
 
@@ -193,7 +195,7 @@ impl Platform {
             "url": format!("{base_url}/__checkout/{id}"),
             "success_url": success_url,
             "cancel_url": null,
-            "customer": customer.extra.get("stripeId").cloned().unwrap_or(Value::Null),
+            "customer": customer.extra.get("stripeId").unwrap_or(Value::Null),
             "customer_email": customer_email,
             "client_reference_id": customer.external_id,
             "amount_subtotal": number::to_json(amount),
@@ -248,7 +250,7 @@ impl Platform {
                     let customer = self.customer_mut(&external_id)?;
                     customer
                         .extra
-                        .insert("paymentMethod".into(), json!("pm_card_visa"));
+                        .insert("paymentMethod", json!("pm_card_visa"));
                     touch(customer, &now_iso());
                     self.customer_changed(&external_id);
                 }
