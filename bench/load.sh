@@ -11,7 +11,7 @@
 # the first without it. Loopback only. Prints a Markdown report.
 #
 # Environment: DURATION (seconds per run, default 10), ROUNDS (default 2), CONNECTIONS,
-# ONLY=usage (just the usage route's section).
+# ONLY=usage (just the usage route's section), SPOOL_DIR (the spool's directory: its disk).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -54,7 +54,7 @@ ATLAS_API_KEY="$key" ATLAS_HOST="$emulator" PORT=0 RUST_LOG=warn target/release/
 pids+=($!)
 app="$(listening "$tmp/quickstart.log")"
 
-ATLAS_API_KEY="$key" ATLAS_HOST="$emulator" ATLAS_EVENT_SPOOL="$tmp/spool" PORT=0 RUST_LOG=warn target/release/examples/quickstart >"$tmp/quickstart-spool.log" 2>&1 &
+ATLAS_API_KEY="$key" ATLAS_HOST="$emulator" ATLAS_EVENT_SPOOL="${SPOOL_DIR:-$tmp/spool}" PORT=0 RUST_LOG=warn target/release/examples/quickstart >"$tmp/quickstart-spool.log" 2>&1 &
 pids+=($!)
 spooled="$(listening "$tmp/quickstart-spool.log")"
 

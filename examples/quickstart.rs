@@ -363,10 +363,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// The metrics, in the Prometheus text format.
+/// The metrics, in the Prometheus text format, with the counts up to this request.
 async fn metrics_route(
     handle: web::Data<metrics_exporter_prometheus::PrometheusHandle>,
+    atlas: web::Data<Atlas>,
 ) -> impl Responder {
+    atlas.publish_metrics();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(handle.render())

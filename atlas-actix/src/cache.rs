@@ -137,7 +137,7 @@ where
         let slot = self.inner.entries.get(key)?;
         let fresh = !slot.invalidated && slot.fetched_at.elapsed() < self.inner.ttl;
         if fresh {
-            self.inner.counters.hit.increment(1);
+            self.inner.counters.hit();
         }
         fresh.then_some(slot.value)
     }
@@ -154,7 +154,7 @@ where
         let slot = self.inner.entries.peek(key)?;
         let young = slot.fetched_at.elapsed() < max_age;
         if young {
-            self.inner.counters.stale.increment(1);
+            self.inner.counters.stale();
         }
         young.then_some(slot.value)
     }
@@ -175,7 +175,7 @@ where
             if let Some(value) = self.get_fresh(&key) {
                 return Ok(value);
             }
-            self.inner.counters.miss.increment(1);
+            self.inner.counters.miss();
             match flights.get(&key) {
                 Some(flight) => flight.fetch.clone(),
                 None => {

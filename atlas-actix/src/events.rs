@@ -36,6 +36,7 @@ pub(crate) struct EventQueue {
     wake: Arc<Notify>,
     flushing: tokio::sync::Mutex<()>,
     spool: Option<Spool>,
+    gauges: telemetry::QueueGauges,
 }
 
 impl EventQueue {
@@ -56,6 +57,7 @@ impl EventQueue {
             reserved: 0,
         };
         Self {
+            gauges: telemetry::QueueGauges::new(spool.is_some()),
             spool,
             queued: Mutex::new(queued),
             capacity,
@@ -115,7 +117,7 @@ impl EventQueue {
         let mut queued = self.queued();
         queued.events.extend(events);
         queued.since.get_or_insert_with(Instant::now);
-        telemetry::events_queued(queued.events.len(), self.spool.is_some());
+        self.gauges.set(queued.events.len());
         drop(queued);
         self.wake.notify_one();
         Ok(())
@@ -165,7 +167,7 @@ impl EventQueue {
             }
             left -= batch.len();
             let sent = send(batch.clone()).await;
-            telemetry::events_queued(self.len(), self.spool.is_some());
+            self.gauges.set(self.len());
             match sent {
                 Ok(()) => {
                     telemetry::events_sent(batch.len());
@@ -188,7 +190,7 @@ impl EventQueue {
                         queued.events.push_front(event);
                     }
                     queued.since = Some(Instant::now());
-                    telemetry::events_queued(queued.events.len(), self.spool.is_some());
+                    self.gauges.set(queued.events.len());
                     return Err(err);
                 }
             }

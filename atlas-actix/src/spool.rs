@@ -3,23 +3,32 @@
 //! events not yet accepted are sent again, with their original idempotency keys (the
 //! platform counts each once).
 //!
-//! One append-only file, `events.log` in the spool directory: `E <event JSON>` when an event
-//! is queued, `A <idempotency key>` when the platform accepted it. Opening the spool reads
-//! the pending events (queued, not accepted; a torn last line from a crash is skipped) and
-//! rewrites the file with just those, through a synced temporary file renamed over it.
-//!
-//! Group commit: one writer thread owns the file. Appends that arrive while it syncs wait in
+//! Group commit: one writer thread owns the files. Appends that arrive while it syncs wait in
 //! its channel; it then writes all of them and syncs once for the lot, and each caller's
 //! future completes when the sync covering its events is done. An fsync costs the same for
 //! one event as for a hundred, so under load the cost per event falls instead of
 //! serialising every request on its own sync, and no Actix worker ever blocks on the disk.
-//! The writer keeps the lines of the events still pending: it empties the file when none
-//! are, and under constant load (when that never happens) rewrites the file with just them
-//! once it has grown past [`COMPACT_AT`], so the spool stays as small as the backlog.
+//!
+//! The syncs themselves are kept cheap the way database logs keep them: two segment files,
+//! `events.0.log` and `events.1.log`, filled with zeros once when created, then overwritten
+//! in place. A sync of bytes written over blocks the file already has changes no file
+//! metadata, so it costs about half of one that grows the file. Records are lines, `E<n>
+//! <event JSON>` when an event is queued and `A<n> <idempotency key>` when the platform
+//! accepted it, where `n` is the epoch of the segment's current use; each write ends with a
+//! NUL byte, which the next write overwrites. A segment's valid region runs from its start
+//! while the lines carry the epoch of its first line, up to the NUL; what lies beyond is an
+//! older use, or a write a crash tore before its sync. When the segment in use has grown past
+//! its size, the writer copies the events still pending into the other segment under a new
+//! epoch (synced) and goes on there, so the spool stays the size of its backlog.
+//!
+//! Opening the spool reads both segments' valid regions, oldest epoch first: the pending
+//! events are those queued and not acknowledged in either, each once by key. That union is
+//! right even after a crash in the middle of a switch, because the older segment is only
+//! overwritten after the newer one holds every pending event and was synced.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -28,14 +37,17 @@ use tokio::sync::oneshot;
 
 use crate::models::UsageEvent;
 
-const FILE: &str = "events.log";
-/// The file size past which the writer rewrites it with only the pending events.
-const COMPACT_AT: u64 = 8 << 20;
+const SEGMENTS: [&str; 2] = ["events.0.log", "events.1.log"];
+/// The single file of earlier versions (lines without an epoch), read once and removed.
+const LEGACY: &str = "events.log";
+/// Each segment's preallocated size; it grows past it only for a backlog that does not fit.
+const SEGMENT_SIZE: u64 = 4 << 20;
+const ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 
 enum Command {
     Append {
-        /// Each event's idempotency key and line.
-        events: Vec<(String, Vec<u8>)>,
+        /// Each event's idempotency key and JSON.
+        events: Vec<(String, String)>,
         synced: oneshot::Sender<io::Result<()>>,
     },
     Acknowledge {
@@ -44,7 +56,7 @@ enum Command {
 }
 
 pub(crate) struct Spool {
-    path: PathBuf,
+    dir: PathBuf,
     commands: Option<mpsc::Sender<Command>>,
     writer: Option<JoinHandle<()>>,
 }
@@ -52,7 +64,7 @@ pub(crate) struct Spool {
 impl std::fmt::Debug for Spool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Spool")
-            .field("path", &self.path)
+            .field("dir", &self.dir)
             .finish_non_exhaustive()
     }
 }
@@ -60,43 +72,61 @@ impl std::fmt::Debug for Spool {
 impl Spool {
     /// Opens (creating) the spool in `dir`; returns it with the events still pending.
     pub(crate) fn open(dir: &Path) -> io::Result<(Self, Vec<UsageEvent>)> {
-        Self::open_compacting_at(dir, COMPACT_AT)
+        Self::open_with_segments_of(dir, SEGMENT_SIZE)
     }
 
-    fn open_compacting_at(dir: &Path, compact_at: u64) -> io::Result<(Self, Vec<UsageEvent>)> {
+    fn open_with_segments_of(dir: &Path, segment_size: u64) -> io::Result<(Self, Vec<UsageEvent>)> {
         std::fs::create_dir_all(dir)?;
-        let path = dir.join(FILE);
-        let pending = match File::open(&path) {
-            Ok(file) => pending(BufReader::new(file))?,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(err) => return Err(err),
-        };
-        let temporary = dir.join(format!("{FILE}.tmp"));
-        {
-            let mut rewritten = File::create(&temporary)?;
-            for event in &pending {
-                rewritten.write_all(&line('E', &serde_json::to_string(event)?))?;
+        let mut regions = Vec::new();
+        let legacy = dir.join(LEGACY);
+        if let Some(text) = read_if_present(&legacy)? {
+            regions.push(read_region(&text, None));
+        }
+        for (segment, name) in SEGMENTS.iter().enumerate() {
+            if let Some(text) = read_if_present(&dir.join(name))? {
+                regions.push(read_region(&text, Some(segment)));
             }
-            rewritten.sync_all()?;
         }
-        std::fs::rename(&temporary, &path)?;
-        // The rename itself must survive a crash.
+        let newest = regions
+            .iter()
+            .enumerate()
+            .filter(|(_, region)| region.segment.is_some())
+            .max_by_key(|(_, region)| region.epoch)
+            .map(|(at, _)| at);
+        // Written next: the segment not holding the newest region, so that region stays
+        // intact until the other holds all that is pending.
+        let current = newest.map_or(0, |at| 1 - regions[at].segment.unwrap_or(0));
+        let next_epoch = regions.iter().map(|r| r.epoch).max().unwrap_or(0) + 1;
+        regions.sort_by_key(|region| region.epoch);
+        let pending = pending(regions.into_iter().flat_map(|region| region.records));
+
+        let files = [
+            segment_file(&dir.join(SEGMENTS[0]), segment_size)?,
+            segment_file(&dir.join(SEGMENTS[1]), segment_size)?,
+        ];
         File::open(dir)?.sync_all()?;
-        let file = OpenOptions::new().append(true).open(&path)?;
-        if !pending.is_empty() {
-            tracing::info!(events = pending.len(), spool = %path.display(), "usage events from the spool will be sent again");
-        }
         let mut writer = Writer {
-            dir: dir.to_owned(),
-            compact_at,
-            file,
-            size: 0,
+            files,
+            current,
+            epoch: 0,
+            next_epoch,
+            offset: 0,
+            segment_size,
             pending: Pending::default(),
+            broken: false,
         };
         for event in &pending {
-            let line = line('E', &serde_json::to_string(event)?);
-            writer.size += line.len() as u64;
-            writer.pending.add(event.idempotency_key.clone(), line);
+            writer
+                .pending
+                .add(event.idempotency_key.clone(), serde_json::to_string(event)?);
+        }
+        writer.switch_to(current)?;
+        if legacy.exists() {
+            std::fs::remove_file(&legacy)?;
+            File::open(dir)?.sync_all()?;
+        }
+        if !pending.is_empty() {
+            tracing::info!(events = pending.len(), spool = %dir.display(), "usage events from the spool will be sent again");
         }
         let (commands, received) = mpsc::channel();
         let writer = std::thread::Builder::new()
@@ -104,7 +134,7 @@ impl Spool {
             .spawn(move || writer.run(received))?;
         Ok((
             Self {
-                path,
+                dir: dir.to_owned(),
                 commands: Some(commands),
                 writer: Some(writer),
             },
@@ -121,8 +151,7 @@ impl Spool {
         let sent = events
             .iter()
             .map(|event| {
-                serde_json::to_string(event)
-                    .map(|json| (event.idempotency_key.clone(), line('E', &json)))
+                serde_json::to_string(event).map(|json| (event.idempotency_key.clone(), json))
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(io::Error::from)
@@ -165,20 +194,48 @@ fn writer_gone() -> io::Error {
     io::Error::other("the spool writer stopped")
 }
 
+fn read_if_present(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
+/// Opens a segment for writing, filled with zeros up to `size` and synced when shorter.
+fn segment_file(path: &Path, size: u64) -> io::Result<File> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    let mut length = file.seek(SeekFrom::End(0))?;
+    if length < size {
+        while length < size {
+            let chunk = (size - length).min(ZEROS.len() as u64) as usize;
+            file.write_all(&ZEROS[..chunk])?;
+            length += chunk as u64;
+        }
+        file.sync_all()?;
+    }
+    Ok(file)
+}
+
 /// The lines of the events not yet acknowledged, in the order they were queued.
 #[derive(Default)]
 struct Pending {
-    lines: BTreeMap<u64, Vec<u8>>,
-    /// Where each key's lines are; one key can be queued twice (a caller's own key reused).
+    events: BTreeMap<u64, String>,
+    /// Where each key's events are; one key can be queued twice (a caller's own key reused).
     by_key: HashMap<String, VecDeque<u64>>,
     next: u64,
     bytes: u64,
 }
 
 impl Pending {
-    fn add(&mut self, key: String, line: Vec<u8>) {
-        self.bytes += line.len() as u64;
-        self.lines.insert(self.next, line);
+    fn add(&mut self, key: String, json: String) {
+        self.bytes += json.len() as u64;
+        self.events.insert(self.next, json);
         self.by_key.entry(key).or_default().push_back(self.next);
         self.next += 1;
     }
@@ -187,11 +244,8 @@ impl Pending {
         let Some(places) = self.by_key.get_mut(key) else {
             return;
         };
-        if let Some(line) = places
-            .pop_front()
-            .and_then(|place| self.lines.remove(&place))
-        {
-            self.bytes -= line.len() as u64;
+        if let Some(json) = places.pop_front().and_then(|at| self.events.remove(&at)) {
+            self.bytes -= json.len() as u64;
         }
         if places.is_empty() {
             self.by_key.remove(key);
@@ -200,40 +254,58 @@ impl Pending {
 }
 
 struct Writer {
-    dir: PathBuf,
-    compact_at: u64,
-    file: File,
-    size: u64,
+    files: [File; 2],
+    current: usize,
+    /// The epoch of the current segment's region.
+    epoch: u64,
+    /// Every switch takes a new epoch, even one that failed half-way.
+    next_epoch: u64,
+    /// Where the next write goes (over the NUL that ends the region).
+    offset: u64,
+    segment_size: u64,
     pending: Pending,
+    /// A write failed part-way: the region may have a gap, so the next group starts afresh
+    /// in the other segment.
+    broken: bool,
 }
 
 impl Writer {
     fn run(mut self, commands: mpsc::Receiver<Command>) {
         while let Ok(first) = commands.recv() {
             let mut waiting = Vec::new();
-            let mut written = Ok(());
+            let mut lines = Vec::new();
             for command in std::iter::once(first).chain(commands.try_iter()) {
-                let result = self.apply(command, &mut waiting);
-                if written.is_ok() {
-                    written = result;
-                }
+                self.apply(command, &mut lines, &mut waiting);
             }
-            if let Err(err) = self.tidy() {
-                tracing::warn!(%err, spool = %self.dir.display(), "could not compact the event spool");
+            let written = if self.broken {
+                // The fresh region copies every pending event, this group's included.
+                self.switch_to(1 - self.current)
+            } else {
+                self.write(&lines)
+            };
+            let written = if waiting.is_empty() {
+                written
+            } else {
+                written.and_then(|()| self.files[self.current].sync_data())
+            };
+            if let Err(err) = &written {
+                self.broken = true;
+                tracing::error!(%err, "could not write to the event spool");
             }
-            if waiting.is_empty() {
-                if let Err(err) = written.and_then(|()| self.file.flush()) {
-                    tracing::warn!(%err, "could not record delivered events in the spool");
-                }
-                continue;
-            }
-            let synced = written.and_then(|()| self.file.sync_data());
             for caller in waiting {
-                let answer = match &synced {
+                let answer = match &written {
                     Ok(()) => Ok(()),
                     Err(err) => Err(io::Error::new(err.kind(), err.to_string())),
                 };
                 let _ = caller.send(answer);
+            }
+            if written.is_ok()
+                && self.offset > self.segment_size
+                && self.pending.bytes < self.segment_size / 2
+            {
+                if let Err(err) = self.switch_to(1 - self.current) {
+                    tracing::warn!(%err, "could not switch the event spool's segment");
+                }
             }
         }
     }
@@ -241,87 +313,174 @@ impl Writer {
     fn apply(
         &mut self,
         command: Command,
+        lines: &mut Vec<u8>,
         waiting: &mut Vec<oneshot::Sender<io::Result<()>>>,
-    ) -> io::Result<()> {
+    ) {
         match command {
             Command::Append { events, synced } => {
                 waiting.push(synced);
-                let mut lines = Vec::new();
-                for (key, line) in events {
-                    lines.extend_from_slice(&line);
-                    self.pending.add(key, line);
+                for (key, json) in events {
+                    record(lines, 'E', self.epoch, &json);
+                    self.pending.add(key, json);
                 }
-                self.size += lines.len() as u64;
-                self.file.write_all(&lines)
             }
             Command::Acknowledge { keys } => {
-                let mut lines = Vec::new();
                 for key in keys {
                     self.pending.remove(&key);
-                    lines.extend(line('A', &key));
+                    record(lines, 'A', self.epoch, &key);
                 }
-                self.size += lines.len() as u64;
-                self.file.write_all(&lines)
             }
         }
     }
 
-    /// Empties the file when nothing is pending, or rewrites it with just the pending events
-    /// once it has grown large with delivered ones.
-    fn tidy(&mut self) -> io::Result<()> {
-        if self.pending.lines.is_empty() {
-            if self.size > 0 {
-                self.file.set_len(0)?;
-                self.size = 0;
+    /// Writes at the end of the region, followed by the NUL that ends it.
+    fn write(&mut self, lines: &[u8]) -> io::Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let file = &mut self.files[self.current];
+        file.seek(SeekFrom::Start(self.offset))?;
+        let mut bytes = Vec::with_capacity(lines.len() + 1);
+        bytes.extend_from_slice(lines);
+        bytes.push(0);
+        file.write_all(&bytes)?;
+        self.offset += lines.len() as u64;
+        Ok(())
+    }
+
+    /// Starts a new region at the start of `segment` with every pending event, synced.
+    fn switch_to(&mut self, segment: usize) -> io::Result<()> {
+        let epoch = self.next_epoch;
+        self.next_epoch += 1;
+        let mut lines = Vec::with_capacity(self.pending.bytes as usize + 1);
+        for json in self.pending.events.values() {
+            record(&mut lines, 'E', epoch, json);
+        }
+        if lines.is_empty() {
+            // An empty region still needs its epoch, or the older use of this segment
+            // would read as current.
+            record(&mut lines, 'A', epoch, "");
+        }
+        let (previous, previous_offset) = (self.current, self.offset);
+        self.current = segment;
+        self.offset = 0;
+        let switched = self
+            .write(&lines)
+            .and_then(|()| self.files[segment].sync_data());
+        match switched {
+            Ok(()) => {
+                self.epoch = epoch;
+                self.broken = false;
+                Ok(())
             }
-            return Ok(());
+            Err(err) => {
+                self.current = previous;
+                self.offset = previous_offset;
+                Err(err)
+            }
         }
-        if self.size < self.compact_at || self.pending.bytes * 2 > self.size {
-            return Ok(());
-        }
-        let path = self.dir.join(FILE);
-        let temporary = self.dir.join(format!("{FILE}.tmp"));
-        let mut rewritten = File::create(&temporary)?;
-        for line in self.pending.lines.values() {
-            rewritten.write_all(line)?;
-        }
-        rewritten.sync_all()?;
-        // Opened before the rename: once renamed, this handle is the spool's file.
-        let appending = OpenOptions::new().append(true).open(&temporary)?;
-        std::fs::rename(&temporary, &path)?;
-        self.file = appending;
-        self.size = self.pending.bytes;
-        File::open(&self.dir)?.sync_all()
     }
 }
 
-fn line(kind: char, content: &str) -> Vec<u8> {
-    format!("{kind} {content}\n").into_bytes()
+fn record(lines: &mut Vec<u8>, kind: char, epoch: u64, content: &str) {
+    // Writing to a vector cannot fail.
+    let _ = writeln!(lines, "{kind}{epoch} {content}");
+}
+
+enum Record {
+    Queued(Box<UsageEvent>),
+    Acknowledged(String),
+}
+
+struct Region {
+    /// `Some` for a segment (lines carry an epoch), `None` for the legacy file.
+    segment: Option<usize>,
+    epoch: u64,
+    records: Vec<Record>,
+}
+
+/// The valid region of a segment (`segment` set) or of the legacy file: its lines from the
+/// start while they parse and carry the first line's epoch, up to the first NUL.
+fn read_region(bytes: &[u8], segment: Option<usize>) -> Region {
+    let mut region = Region {
+        segment,
+        epoch: 0,
+        records: Vec::new(),
+    };
+    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    let mut lines = bytes[..end].split_inclusive(|b| *b == b'\n');
+    let mut first = true;
+    for line in lines.by_ref() {
+        let Some(line) = line.strip_suffix(b"\n") else {
+            tracing::warn!("skipping a torn line at the end of the event spool");
+            break;
+        };
+        let Some((kind, epoch, content)) = parse(line) else {
+            break;
+        };
+        let current = match (segment, epoch) {
+            (Some(_), Some(epoch)) if first => {
+                region.epoch = epoch;
+                true
+            }
+            (Some(_), Some(epoch)) => epoch == region.epoch,
+            (None, None) => true,
+            _ => false,
+        };
+        if !current {
+            break;
+        }
+        first = false;
+        match kind {
+            b'E' => match serde_json::from_str::<UsageEvent>(content) {
+                Ok(event) => region.records.push(Record::Queued(Box::new(event))),
+                Err(err) => {
+                    tracing::warn!(%err, "skipping a torn line of the event spool");
+                    break;
+                }
+            },
+            _ => region
+                .records
+                .push(Record::Acknowledged(content.to_owned())),
+        }
+    }
+    region
+}
+
+/// `E<epoch> <content>` or `A<epoch> <content>`; the legacy file's lines have no epoch.
+fn parse(line: &[u8]) -> Option<(u8, Option<u64>, &str)> {
+    let line = std::str::from_utf8(line).ok()?;
+    let (head, content) = line.split_once(' ')?;
+    let kind = *head.as_bytes().first()?;
+    if kind != b'E' && kind != b'A' {
+        return None;
+    }
+    let epoch = &head[1..];
+    let epoch = if epoch.is_empty() {
+        None
+    } else {
+        Some(epoch.parse().ok()?)
+    };
+    Some((kind, epoch, content))
 }
 
 /// The events queued and not acknowledged, in order, each once.
-fn pending(reader: impl BufRead) -> io::Result<Vec<UsageEvent>> {
+fn pending(records: impl Iterator<Item = Record>) -> Vec<UsageEvent> {
     let mut events: Vec<UsageEvent> = Vec::new();
     let mut acknowledged: HashSet<String> = HashSet::new();
-    for line in reader.lines() {
-        let line = line?;
-        match line.split_once(' ') {
-            Some(("E", json)) => match serde_json::from_str::<UsageEvent>(json) {
-                Ok(event) => events.push(event),
-                Err(err) => tracing::warn!(%err, "skipping a torn line of the event spool"),
-            },
-            Some(("A", key)) => {
-                acknowledged.insert(key.to_owned());
+    for record in records {
+        match record {
+            Record::Queued(event) => events.push(*event),
+            Record::Acknowledged(key) => {
+                acknowledged.insert(key);
             }
-            _ if line.is_empty() => {}
-            _ => tracing::warn!("skipping a torn line of the event spool"),
         }
     }
     let mut seen = HashSet::new();
     events.retain(|event| {
         !acknowledged.contains(&event.idempotency_key) && seen.insert(event.idempotency_key.clone())
     });
-    Ok(events)
+    events
 }
 
 #[cfg(test)]
@@ -347,6 +506,16 @@ mod tests {
         dir
     }
 
+    const EVENT: &str = r#"{"customerId":"c","eventName":"e","generatedAt":"t","idempotencyKey":"KEY","data":{"quantity":1}}"#;
+
+    fn line(kind: &str, content: &str) -> String {
+        format!("{kind} {}\n", content)
+    }
+
+    fn queued(kind: &str, key: &str) -> String {
+        line(kind, &EVENT.replace("KEY", key))
+    }
+
     #[actix_rt::test]
     async fn pending_events_survive_a_reopen() {
         let dir = dir("reopen");
@@ -362,7 +531,6 @@ mod tests {
         assert_eq!(keys(&pending), ["a", "c"]);
         spool.acknowledge(["a", "c"]);
         drop(spool);
-        assert_eq!(std::fs::metadata(dir.join(FILE)).unwrap().len(), 0);
         assert!(Spool::open(&dir).unwrap().1.is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -377,7 +545,6 @@ mod tests {
         for appended in futures_util::future::join_all(appends).await {
             appended.unwrap();
         }
-        // Acknowledging some keeps the file: the others are still pending.
         spool.acknowledge(["0", "1"]);
         drop(spool);
         let (spool, pending) = Spool::open(&dir).unwrap();
@@ -388,20 +555,22 @@ mod tests {
     }
 
     #[actix_rt::test]
-    async fn a_busy_spool_is_compacted_to_its_backlog() {
-        let dir = dir("compact");
-        let (spool, _) = Spool::open_compacting_at(&dir, 4096).unwrap();
-        // Under constant load something is always pending; delivered lines must not pile up.
+    async fn a_busy_spool_keeps_to_its_segments() {
+        let dir = dir("segments");
+        let (spool, _) = Spool::open_with_segments_of(&dir, 4096).unwrap();
+        // Under constant load something is always pending; delivered events must not pile up.
         spool.append(&[event("kept")]).await.unwrap();
-        for i in 0..200 {
+        for i in 0..500 {
             let key = i.to_string();
             spool.append(&[event(&key)]).await.unwrap();
             spool.acknowledge([key.as_str()]);
         }
         spool.append(&[event("last")]).await.unwrap();
-        let size = std::fs::metadata(dir.join(FILE)).unwrap().len();
-        assert!(size < 8192, "the spool grew to {size} bytes");
         drop(spool);
+        for name in SEGMENTS {
+            let size = std::fs::metadata(dir.join(name)).unwrap().len();
+            assert!(size < 8192, "{name} grew to {size} bytes");
+        }
         let (spool, pending) = Spool::open(&dir).unwrap();
         assert_eq!(keys(&pending), ["kept", "last"]);
         drop(spool);
@@ -409,9 +578,52 @@ mod tests {
     }
 
     #[test]
-    fn a_torn_last_line_is_skipped() {
-        let text = "E {\"customerId\":\"c\",\"eventName\":\"e\",\"generatedAt\":\"t\",\"idempotencyKey\":\"a\",\"data\":{\"quantity\":1}}\nE {\"customerId\":\"c\",\"even";
-        let events = pending(text.as_bytes()).unwrap();
-        assert_eq!(keys(&events), ["a"]);
+    fn a_region_ends_at_a_torn_line_an_older_epoch_or_a_nul() {
+        let torn = queued("E3", "a") + &queued("E3", "b")[..40];
+        let region = read_region(torn.as_bytes(), Some(0));
+        assert_eq!(keys(&pending(region.records.into_iter())), ["a"]);
+
+        // An older use of the segment lies beyond the current region: not pending.
+        let reused = queued("E7", "new") + &line("A7", "new") + &queued("E5", "old");
+        let region = read_region(reused.as_bytes(), Some(1));
+        assert_eq!(region.epoch, 7);
+        assert!(pending(region.records.into_iter()).is_empty());
+
+        let ended = queued("E2", "a") + "\0" + &queued("E2", "after-the-end");
+        let region = read_region(ended.as_bytes(), Some(0));
+        assert_eq!(keys(&pending(region.records.into_iter())), ["a"]);
+    }
+
+    #[test]
+    fn both_segments_are_read_so_a_torn_switch_loses_nothing() {
+        let dir = dir("switch");
+        std::fs::create_dir_all(&dir).unwrap();
+        // Segment 0 holds a and b; the crash came while segment 1 was receiving the copy.
+        let older = queued("E4", "a") + &queued("E4", "b") + "\0";
+        let newer = queued("E5", "a") + "E5 {\"customerId\":";
+        std::fs::write(dir.join(SEGMENTS[0]), older).unwrap();
+        std::fs::write(dir.join(SEGMENTS[1]), newer).unwrap();
+        let (spool, pending) = Spool::open(&dir).unwrap();
+        assert_eq!(keys(&pending), ["a", "b"]);
+        drop(spool);
+        // Reopened: the copy went to segment 0 (segment 1 held the newest region).
+        let (spool, pending) = Spool::open(&dir).unwrap();
+        assert_eq!(keys(&pending), ["a", "b"]);
+        drop(spool);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_legacy_file_is_read_once() {
+        let dir = dir("legacy");
+        std::fs::create_dir_all(&dir).unwrap();
+        let legacy = queued("E", "a") + &queued("E", "b") + &line("A", "a");
+        std::fs::write(dir.join(LEGACY), legacy).unwrap();
+        let (spool, pending) = Spool::open(&dir).unwrap();
+        assert_eq!(keys(&pending), ["b"]);
+        assert!(!dir.join(LEGACY).exists());
+        drop(spool);
+        assert_eq!(keys(&Spool::open(&dir).unwrap().1), ["b"]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -3,13 +3,20 @@
 //! feature id from the code, an operation name, a status; never a customer, a user or a path.
 //!
 //! A recorder must be installed before the client is built: the caches bind their counters
-//! once, at construction, so a check costs an atomic add, not a registry look-up.
+//! once, at construction.
+//!
+//! The counters every request moves (checks, cache look-ups) are [`HotCounters`]: each thread
+//! adds to its own cache line, and the sums are handed to the recorder every second and on
+//! [`publish`]. A counter that every worker adds to directly bounces its cache line between
+//! the cores on each request, which measurably slowed a guarded route that does little else.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Once, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use metrics::{counter, gauge, histogram, Counter};
+use metrics::{counter, gauge, histogram, Counter, Gauge};
 
 pub(crate) const CHECKS: &str = "atlas_checks_total";
 pub(crate) const CACHE_REQUESTS: &str = "atlas_cache_requests_total";
@@ -80,33 +87,170 @@ pub(crate) enum CheckResult {
     Unavailable,
 }
 
+/// Thread slots of the hot counters: more than the workers of a small machine, so threads
+/// rarely share a slot (sharing is correct, only slower).
+const SLOTS: usize = 16;
+/// How often the hot counters' sums reach the recorder without a [`publish`].
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+
+static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static SLOT: usize = NEXT_SLOT.fetch_add(1, Ordering::Relaxed) % SLOTS;
+}
+
+/// One thread slot of `N` counters, alone on its cache lines.
+#[repr(align(128))]
+struct Slot<const N: usize>([AtomicU64; N]);
+
+struct Hot<const N: usize> {
+    slots: [Slot<N>; SLOTS],
+    published: [Counter; N],
+}
+
+impl<const N: usize> Hot<N> {
+    fn publish(&self) {
+        for (index, counter) in self.published.iter().enumerate() {
+            let sum = self
+                .slots
+                .iter()
+                .map(|slot| slot.0[index].load(Ordering::Relaxed))
+                .sum();
+            counter.absolute(sum);
+        }
+    }
+}
+
+trait Publish: Send + Sync {
+    fn publish(&self);
+}
+
+impl<const N: usize> Publish for Hot<N> {
+    fn publish(&self) {
+        Hot::publish(self);
+    }
+}
+
+static HOT: Mutex<Vec<Weak<dyn Publish>>> = Mutex::new(Vec::new());
+
+/// Hands every hot counter's sum to the recorder; dropped counters are forgotten.
+pub(crate) fn publish() {
+    HOT.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .retain(|hot| match hot.upgrade() {
+            Some(hot) => {
+                hot.publish();
+                true
+            }
+            None => false,
+        });
+}
+
+/// `N` counters the hot path adds to, each thread in its own slot.
+pub(crate) struct HotCounters<const N: usize>(Arc<Hot<N>>);
+
+impl<const N: usize> HotCounters<N> {
+    fn new(published: [Counter; N]) -> Self {
+        let hot = Arc::new(Hot {
+            slots: std::array::from_fn(|_| Slot(std::array::from_fn(|_| AtomicU64::new(0)))),
+            published,
+        });
+        let weak: Weak<dyn Publish> = Arc::downgrade(&hot) as Weak<Hot<N>>;
+        HOT.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(weak);
+        static PUBLISHER: Once = Once::new();
+        PUBLISHER.call_once(|| {
+            let started = std::thread::Builder::new()
+                .name("atlas-metrics".into())
+                .spawn(|| loop {
+                    std::thread::sleep(PUBLISH_EVERY);
+                    publish();
+                });
+            if let Err(err) = started {
+                tracing::warn!(%err, "metrics are published only on demand: no thread for it");
+            }
+        });
+        Self(hot)
+    }
+
+    /// Adds one to counter `index`.
+    pub(crate) fn increment(&self, index: usize) {
+        let slot = SLOT.with(|slot| *slot);
+        self.0.slots[slot].0[index].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// The most features whose check counters are kept bound; checks of others (ids an app makes
 /// up at run time) look their counter up each time.
 const BOUND_FEATURES: usize = 1_000;
 
-/// The check counters of each feature, bound at its first check: a check then costs a map
-/// look-up and an atomic add, not a label allocation and a registry look-up.
-#[derive(Default)]
-pub(crate) struct CheckCounters(RwLock<HashMap<String, Arc<[Counter; 4]>>>);
+static NEXT_CHECK_COUNTERS: AtomicU64 = AtomicU64::new(0);
+
+type FeatureCounters = Arc<HotCounters<4>>;
+
+thread_local! {
+    /// Each thread's copy of the bound counters, by client and feature: a check finds its
+    /// counters without taking a lock every worker shares.
+    static BOUND: RefCell<HashMap<u64, HashMap<String, FeatureCounters>>> =
+        RefCell::new(HashMap::new());
+}
+
+/// The check counters of each feature, bound at its first check.
+pub(crate) struct CheckCounters {
+    id: u64,
+    bound: Mutex<HashMap<String, FeatureCounters>>,
+}
+
+impl Default for CheckCounters {
+    fn default() -> Self {
+        Self {
+            id: NEXT_CHECK_COUNTERS.fetch_add(1, Ordering::Relaxed),
+            bound: Mutex::default(),
+        }
+    }
+}
 
 impl CheckCounters {
     pub(crate) fn record(&self, feature: &str, result: CheckResult) {
         let index = result as usize;
-        if let Some(counters) = self
-            .0
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(feature)
-        {
-            counters[index].increment(1);
+        let local = BOUND.with(|bound| {
+            bound
+                .borrow()
+                .get(&self.id)
+                .and_then(|features| features.get(feature).cloned())
+        });
+        if let Some(counters) = local {
+            return counters.increment(index);
+        }
+        let counters = {
+            let mut bound = self.bound.lock().unwrap_or_else(PoisonError::into_inner);
+            match bound.get(feature) {
+                Some(counters) => Some(Arc::clone(counters)),
+                None if bound.len() < BOUND_FEATURES => {
+                    let counters = Arc::new(HotCounters::new(check_counters(feature)));
+                    bound.insert(feature.to_owned(), Arc::clone(&counters));
+                    Some(counters)
+                }
+                None => None,
+            }
+        };
+        let Some(counters) = counters else {
+            check_counters(feature)[index].increment(1);
             return;
-        }
-        let counters = Arc::new(check_counters(feature));
-        counters[index].increment(1);
-        let mut bound = self.0.write().unwrap_or_else(PoisonError::into_inner);
-        if bound.len() < BOUND_FEATURES {
-            bound.entry(feature.to_owned()).or_insert(counters);
-        }
+        };
+        counters.increment(index);
+        BOUND.with(|bound| {
+            let mut bound = bound.borrow_mut();
+            // Clients come and go in tests; a thread keeps copies for a few of them.
+            if bound.len() >= 64 && !bound.contains_key(&self.id) {
+                bound.clear();
+            }
+            bound
+                .entry(self.id)
+                .or_default()
+                .insert(feature.to_owned(), counters);
+        });
     }
 }
 
@@ -120,21 +264,28 @@ fn check_counters(feature: &str) -> [Counter; 4] {
     ]
 }
 
-/// The counters of one cache, bound once.
-#[derive(Clone)]
-pub(crate) struct CacheCounters {
-    pub(crate) hit: Counter,
-    pub(crate) miss: Counter,
-    pub(crate) stale: Counter,
-}
+/// The look-up counters of one cache: hit, miss, stale.
+pub(crate) struct CacheCounters(HotCounters<3>);
 
 impl CacheCounters {
     pub(crate) fn new(cache: &'static str) -> Self {
-        Self {
-            hit: counter!(CACHE_REQUESTS, "cache" => cache, "result" => "hit"),
-            miss: counter!(CACHE_REQUESTS, "cache" => cache, "result" => "miss"),
-            stale: counter!(CACHE_REQUESTS, "cache" => cache, "result" => "stale"),
-        }
+        Self(HotCounters::new([
+            counter!(CACHE_REQUESTS, "cache" => cache, "result" => "hit"),
+            counter!(CACHE_REQUESTS, "cache" => cache, "result" => "miss"),
+            counter!(CACHE_REQUESTS, "cache" => cache, "result" => "stale"),
+        ]))
+    }
+
+    pub(crate) fn hit(&self) {
+        self.0.increment(0);
+    }
+
+    pub(crate) fn miss(&self) {
+        self.0.increment(1);
+    }
+
+    pub(crate) fn stale(&self) {
+        self.0.increment(2);
     }
 }
 
@@ -156,10 +307,25 @@ pub(crate) fn platform_answered(at: f64) {
     gauge!(LAST_PLATFORM_SUCCESS).set(at);
 }
 
-pub(crate) fn events_queued(queued: usize, spooled: bool) {
-    gauge!(EVENTS_QUEUED).set(queued as f64);
-    if spooled {
-        gauge!(EVENTS_SPOOLED).set(queued as f64);
+/// The event queue's gauges, bound once: they move on every usage-reporting request.
+pub(crate) struct QueueGauges {
+    queued: Gauge,
+    spooled: Option<Gauge>,
+}
+
+impl QueueGauges {
+    pub(crate) fn new(spooled: bool) -> Self {
+        Self {
+            queued: gauge!(EVENTS_QUEUED),
+            spooled: spooled.then(|| gauge!(EVENTS_SPOOLED)),
+        }
+    }
+
+    pub(crate) fn set(&self, queued: usize) {
+        self.queued.set(queued as f64);
+        if let Some(spooled) = &self.spooled {
+            spooled.set(queued as f64);
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::{AtlasClient, PushLink};
 use crate::outage::OutagePolicy;
-use crate::telemetry::now_seconds;
+use crate::telemetry::{self, now_seconds};
 
 /// Without an answer from the platform for this long, a health check asks it.
 const PROBE_AFTER: f64 = 10.0;
@@ -41,6 +41,22 @@ pub struct Health {
 }
 
 impl AtlasClient {
+    /// Hands the latest counts of checks and cache look-ups to the `metrics` recorder.
+    ///
+    /// Those counters are kept per thread, so that requests on different cores never write
+    /// the same memory, and reach the recorder every second on their own. Call this just
+    /// before rendering (in the `/metrics` handler) for counts exact to the last request.
+    ///
+    /// ```no_run
+    /// # fn demo(atlas: atlas_actix::Atlas, render: impl Fn() -> String) -> String {
+    /// atlas.publish_metrics();
+    /// render() // the exporter's text: `PrometheusHandle::render`, say
+    /// # }
+    /// ```
+    pub fn publish_metrics(&self) {
+        telemetry::publish();
+    }
+
     /// The client's health. When the platform has not answered for 10 s, or its last request
     /// failed, it is asked (the merchant endpoint, at most 3 s, at most once every 2 s), so a
     /// probe every few seconds notices an outage with no traffic, and the return.
