@@ -11,7 +11,8 @@
 # the first without it. Loopback only. Prints a Markdown report.
 #
 # Environment: DURATION (seconds per run, default 10), ROUNDS (default 2), CONNECTIONS,
-# ONLY=usage (just the usage route's section), SPOOL_DIR (the spool's directory: its disk).
+# QUICKSTART (another quickstart binary to measure, for A/B runs), ONLY=usage or ONLY=checks (just
+# that section), SPOOL_DIR (the spool's directory: its disk).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -50,7 +51,7 @@ pids+=($!)
 emulator="http://127.0.0.1:$(listening "$tmp/emulator.log")"
 key="$(python3 -c 'import json; print(json.load(open("examples/atlas-data.json"))["apiKey"])')"
 
-ATLAS_API_KEY="$key" ATLAS_HOST="$emulator" PORT=0 RUST_LOG=warn target/release/examples/quickstart >"$tmp/quickstart.log" 2>&1 &
+ATLAS_API_KEY="$key" ATLAS_HOST="$emulator" PORT=0 RUST_LOG=warn "${QUICKSTART:-target/release/examples/quickstart}" >"$tmp/quickstart.log" 2>&1 &
 pids+=($!)
 app="$(listening "$tmp/quickstart.log")"
 

@@ -12,6 +12,7 @@ POST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "post.lua")
 DURATION = int(os.environ.get("DURATION", "10"))
 ROUNDS = int(os.environ.get("ROUNDS", "2"))
 CONNECTIONS = int(os.environ.get("CONNECTIONS", "64"))
+ONLY = os.environ.get("ONLY", "")  # "usage" or "checks": just that section
 CUSTOMER = "org_standard_corp"  # Alice's organisation: her token resolves to it
 
 TARGETS = [
@@ -66,10 +67,8 @@ def micros(value):
 
 for _, url, header in TARGETS:
     warm(url, header)
-for _, url, header in USAGE_TARGETS:
+for _, url, header in USAGE_TARGETS if ONLY != "checks" else ():
     warm(url, header, post=True)
-
-ONLY = os.environ.get("ONLY", "")  # "usage": just the usage route's section
 
 for connections in (CONNECTIONS, 1) if ONLY != "usage" else ():
     results = {name: [] for name, _, _ in TARGETS}
@@ -90,7 +89,7 @@ for connections in (CONNECTIONS, 1) if ONLY != "usage" else ():
     print(f"- guarded (boolean) / official SDK throughput: {boolean[0] / node[0]:.2f}")
     print(f"- guarded (boolean) p99 / official SDK p99: {boolean[2] / node[2]:.2f}")
 
-for connections in (CONNECTIONS, 1):
+for connections in (CONNECTIONS, 1) if ONLY != "checks" else ():
     results = {name: [] for name, _, _ in USAGE_TARGETS}
     for _ in range(ROUNDS):
         for name, url, header in USAGE_TARGETS:

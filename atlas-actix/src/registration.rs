@@ -6,8 +6,9 @@
 //! through the scope come from anyone: past [`MAX_REQUESTED`] of them, only the pricing
 //! model's features are taken, so memory stays bounded and real features are never dropped.
 
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,17 @@ struct Pending {
     last_new: Option<Instant>,
 }
 
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// Each thread's copy of the slugs seen, by client: the check of every guarded request
+    /// finds its slugs without touching a lock the workers share. `seen` only grows, so a
+    /// copy is never wrong, only incomplete.
+    static SEEN_HERE: RefCell<HashMap<u64, HashSet<String>>> = RefCell::new(HashMap::new());
+}
+
 pub(crate) struct Registrations {
+    id: u64,
     seen: RwLock<HashSet<String>>,
     /// How many seen slugs came from callers and were not the pricing model's.
     requested: AtomicUsize,
@@ -34,6 +45,7 @@ pub(crate) struct Registrations {
 impl Registrations {
     pub(crate) fn new(debounce: Duration) -> Self {
         Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             seen: RwLock::new(HashSet::new()),
             requested: AtomicUsize::new(0),
             pending: Mutex::new(Pending::default()),
@@ -81,9 +93,26 @@ impl Registrations {
         slugs: impl IntoIterator<Item = &'a str> + Clone,
         admit: impl Fn(&str) -> bool,
     ) {
-        // Checks run on every guarded request: the usual case, nothing new, takes a read lock.
+        let seen_here = SEEN_HERE.with(|seen| {
+            seen.borrow()
+                .get(&self.id)
+                .is_some_and(|seen| slugs.clone().into_iter().all(|slug| seen.contains(slug)))
+        });
+        if seen_here {
+            return;
+        }
         let seen = self.seen.read().unwrap_or_else(PoisonError::into_inner);
         if slugs.clone().into_iter().all(|slug| seen.contains(slug)) {
+            drop(seen);
+            SEEN_HERE.with(|seen| {
+                let mut seen = seen.borrow_mut();
+                // Clients come and go in tests; a thread keeps copies for a few of them.
+                if seen.len() >= 64 && !seen.contains_key(&self.id) {
+                    seen.clear();
+                }
+                let here = seen.entry(self.id).or_default();
+                here.extend(slugs.into_iter().map(str::to_owned));
+            });
             return;
         }
         drop(seen);

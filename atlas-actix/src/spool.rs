@@ -42,7 +42,7 @@ const SEGMENTS: [&str; 2] = ["events.0.log", "events.1.log"];
 const LEGACY: &str = "events.log";
 /// Each segment's preallocated size; it grows past it only for a backlog that does not fit.
 const SEGMENT_SIZE: u64 = 4 << 20;
-const ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 
 enum Command {
     Append {

@@ -17,13 +17,37 @@ async fn events(emulator: &EmulatorHandle) -> Vec<Value> {
     events.as_array().cloned().unwrap_or_default()
 }
 
+/// The keys of the events the spool holds and the platform has not accepted, each once: in
+/// each segment, the lines of its region (up to the NUL that ends it, while they carry the
+/// epoch of the first: `E<epoch> <event>` queued, `A<epoch> <key>` accepted).
 fn spooled_keys(spool: &std::path::Path) -> Vec<String> {
-    let text = std::fs::read_to_string(spool.join("events.log")).unwrap_or_default();
-    text.lines()
-        .filter_map(|line| line.strip_prefix("E "))
-        .filter_map(|json| serde_json::from_str::<Value>(json).ok())
-        .map(|event| event["idempotencyKey"].as_str().unwrap().to_owned())
-        .collect()
+    let (mut queued, mut accepted) = (Vec::new(), Vec::new());
+    for segment in ["events.0.log", "events.1.log"] {
+        let bytes = std::fs::read(spool.join(segment)).unwrap_or_default();
+        let region = bytes.split(|byte| *byte == 0).next().unwrap_or_default();
+        let mut epoch = None;
+        for line in String::from_utf8_lossy(region).lines() {
+            let Some((head, content)) = line.split_once(' ') else {
+                break;
+            };
+            let (kind, this_epoch) = head.split_at(1);
+            if *epoch.get_or_insert(this_epoch.to_owned()) != this_epoch {
+                break;
+            }
+            match kind {
+                "E" => {
+                    let event: Value = serde_json::from_str(content).unwrap();
+                    let key = event["idempotencyKey"].as_str().unwrap().to_owned();
+                    if !queued.contains(&key) {
+                        queued.push(key);
+                    }
+                }
+                _ => accepted.push(content.to_owned()),
+            }
+        }
+    }
+    queued.retain(|key| !accepted.contains(key));
+    queued
 }
 
 #[actix_rt::test]

@@ -1,7 +1,7 @@
 //! The platform's JSON objects as typed Rust values.
 //!
 //! Every type here matches what the Atlas platform sends and receives (camelCase JSON) and
-//! keeps the fields it does not name in an `extra` map, so an object read from the platform or
+//! keeps the fields it does not name in `extra` (an [`Extra`], compact), so an object read from the platform or
 //! from a data file is written back unchanged: the platform adds fields freely, and the
 //! frontend reads some that the SDK never looks at.
 
