@@ -11,7 +11,10 @@
 //! demo mode signs Clerk-shaped tokens for the data file's customers and prints them. It
 //! listens on `BIND`:`PORT` (default 127.0.0.1:8080) and lets the origins of
 //! `ALLOWED_ORIGINS` (comma-separated) call it from a browser. `ATLAS_EVENT_SPOOL` names a
-//! directory that keeps queued usage events on disk across crashes.
+//! directory that keeps queued usage events on disk across crashes. `ATLAS_REDIS_URL` shares a
+//! Redis tier with the app's other instances (cache and usage events); `ATLAS_OUTAGE_POLICY`
+//! (`fail-closed`, the default, `serve-stale` or `fail-open`) says what checks do while the
+//! platform is down.
 //!
 //! Every defence is on: state changes refuse cross-site requests (allowed origins), tokens
 //! must name this app (`azp`) and, with `CLERK_ISSUER`, the Clerk instance (`iss`); only an
@@ -25,7 +28,7 @@ use std::sync::{Mutex, PoisonError};
 use actix_cors::Cors;
 use actix_web::{get, http, post, web, App, HttpResponse, HttpServer, Responder};
 use atlas_actix::emulator::{AtlasData, Emulator, EmulatorHandle};
-use atlas_actix::{limit, requires_feature, Atlas, ClerkAuth};
+use atlas_actix::{limit, requires_feature, Atlas, ClerkAuth, OutagePolicy};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use rsa::Generate;
@@ -310,6 +313,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     if let Some(spool) = env("ATLAS_EVENT_SPOOL") {
         builder = builder.event_spool(spool);
+    }
+    if let Some(redis) = env("ATLAS_REDIS_URL") {
+        builder = builder.redis_url(redis);
+    }
+    if let Some(policy) = env("ATLAS_OUTAGE_POLICY") {
+        builder = builder.outage_policy(
+            policy
+                .parse::<OutagePolicy>()
+                .map_err(|err| format!("ATLAS_OUTAGE_POLICY: {err}"))?,
+        );
     }
     let atlas = builder
         .user_resolver(clerk)

@@ -128,6 +128,11 @@ where
         }
     }
 
+    /// How long a value stays fresh.
+    pub(crate) fn ttl(&self) -> Duration {
+        self.inner.ttl
+    }
+
     /// The value, if cached, not invalidated and younger than the TTL. Takes a borrowed key
     /// (a `&str` for a `String` key): the hot path allocates nothing.
     pub(crate) fn get_fresh<Q>(&self, key: &Q) -> Option<Arc<V>>

@@ -237,6 +237,30 @@ impl AtlasBuilder {
         self
     }
 
+    /// Shares a Redis tier with the other instances of the app (feature `redis`): a cache under
+    /// each instance's own, so a customer is fetched from the platform once for the fleet and
+    /// an instance started during an outage still has the last known data; and a durable
+    /// queue of usage events every instance drains, so an instance that dies loses none. Redis
+    /// faults never fail a request: the tier is skipped until Redis answers again. A URL that
+    /// does not parse is refused by [`build`](Self::build).
+    ///
+    /// ```
+    /// let builder = atlas_actix::Atlas::builder().redis_url("redis://127.0.0.1:6379/0");
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn redis_url(mut self, url: impl Into<String>) -> Self {
+        self.client.redis_url = Some(url.into());
+        self
+    }
+
+    /// How long a usage event read from the Redis stream by an instance may stay unsent before
+    /// another instance takes it over (default 10 s): the time to notice a dead instance.
+    #[cfg(feature = "redis")]
+    pub fn redis_reclaim_after(mut self, idle: Duration) -> Self {
+        self.client.redis_reclaim_after = idle;
+        self
+    }
+
     /// The longest [`shutdown`](crate::AtlasClient::shutdown) waits for queued events to be sent
     /// (default 10 s).
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {

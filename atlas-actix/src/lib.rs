@@ -123,11 +123,11 @@ pub use findings::Finding;
 pub use limits::{IntoUsage, LimitError};
 pub use middleware::{RequireFeatures, RequireFeaturesService};
 pub use models::CustomerInfo;
-pub use outage::OutagePolicy;
+pub use outage::{OutagePolicy, DEFAULT_STALE_AGE};
 pub use reasons::{CreditShortfall, DenialReason, MaxUsage};
 
 /// The README's snippets, compiled and run as doctests.
-#[cfg(all(doctest, feature = "emulator", feature = "clerk"))]
+#[cfg(all(doctest, feature = "emulator", feature = "clerk", feature = "redis"))]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
 

@@ -24,6 +24,49 @@ pub enum OutagePolicy {
     FailOpen,
 }
 
+/// How long [`OutagePolicy::ServeStale`] serves the last known entitlements when read from a
+/// name without an age (`serve-stale`): an hour.
+pub const DEFAULT_STALE_AGE: Duration = Duration::from_secs(3600);
+
+/// Reads a policy from configuration: `fail-closed`, `fail-open`, `serve-stale` (for
+/// [`DEFAULT_STALE_AGE`]) or `serve-stale:<seconds>`.
+///
+/// ```
+/// use atlas_actix::OutagePolicy;
+/// use std::time::Duration;
+///
+/// assert_eq!("fail-open".parse(), Ok(OutagePolicy::FailOpen));
+/// assert_eq!(
+///     "serve-stale:600".parse(),
+///     Ok(OutagePolicy::ServeStale { max_age: Duration::from_secs(600) })
+/// );
+/// assert!("fail-close".parse::<OutagePolicy>().is_err());
+/// ```
+impl std::str::FromStr for OutagePolicy {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim().split_once(':') {
+            None if text.trim() == "fail-closed" => Ok(Self::FailClosed),
+            None if text.trim() == "fail-open" => Ok(Self::FailOpen),
+            None if text.trim() == "serve-stale" => Ok(Self::ServeStale {
+                max_age: DEFAULT_STALE_AGE,
+            }),
+            Some(("serve-stale", seconds)) => seconds
+                .parse::<u64>()
+                .ok()
+                .filter(|seconds| *seconds > 0)
+                .map(|seconds| Self::ServeStale {
+                    max_age: Duration::from_secs(seconds),
+                })
+                .ok_or_else(|| format!("not a number of seconds above zero: {seconds:?}")),
+            _ => Err(format!(
+                "unknown outage policy {text:?}: use fail-closed, serve-stale, serve-stale:<seconds> or fail-open"
+            )),
+        }
+    }
+}
+
 /// The policy in force for each feature.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct OutagePolicies {
@@ -32,6 +75,17 @@ pub(crate) struct OutagePolicies {
 }
 
 impl OutagePolicies {
+    /// The longest any policy serves stale data, if one does.
+    pub(crate) fn longest_stale(&self) -> Option<std::time::Duration> {
+        std::iter::once(&self.default)
+            .chain(self.per_feature.values())
+            .filter_map(|policy| match policy {
+                OutagePolicy::ServeStale { max_age } => Some(*max_age),
+                _ => None,
+            })
+            .max()
+    }
+
     pub(crate) fn of(&self, feature: &str) -> OutagePolicy {
         self.per_feature
             .get(feature)

@@ -329,6 +329,12 @@ impl QueueGauges {
     }
 }
 
+/// Events in the fleet's Redis stream, not yet accepted.
+#[cfg(feature = "redis")]
+pub(crate) fn events_spooled(count: usize) {
+    gauge!(EVENTS_SPOOLED).set(count as f64);
+}
+
 pub(crate) fn events_sent(count: usize) {
     counter!(EVENTS_SENT).increment(count as u64);
 }

@@ -195,7 +195,9 @@ pub fn quickstart_command(emulator: &EmulatorHandle) -> Command {
         .env_remove("CLERK_JWKS_URL")
         .env_remove("CLERK_ISSUER")
         .env_remove("CLERK_AUTHORIZED_PARTIES")
-        .env_remove("ATLAS_EVENT_SPOOL");
+        .env_remove("ATLAS_EVENT_SPOOL")
+        .env_remove("ATLAS_REDIS_URL")
+        .env_remove("ATLAS_OUTAGE_POLICY");
     command
 }
 

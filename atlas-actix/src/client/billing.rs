@@ -5,9 +5,12 @@ use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::json;
 
 use super::api::{Pagination, PlatformApi};
+use super::shared::SharedKey;
 use super::{check_id, AtlasClient, CancelType, ChangeOptions, SubscribeRequest};
 use crate::cache::Cache;
 use crate::error::AtlasError;
@@ -18,24 +21,37 @@ use crate::models::{
 
 impl AtlasClient {
     /// A billing read through its cache, once the client is initialised: `fetch` runs with the
-    /// platform API and the key on a miss, shared by every concurrent caller of the same key.
+    /// platform API and the key on a miss, shared by every concurrent caller of the same key,
+    /// and, with a `shared` key, by the fleet's instances.
     async fn cached_read<K, V, F, Fut>(
         &self,
         cache: &Cache<K, V>,
         key: K,
+        shared: Option<SharedKey>,
         fetch: F,
     ) -> Result<Arc<V>, AtlasError>
     where
         K: Eq + Hash + Clone + Send + Sync + 'static,
-        V: Send + Sync + 'static,
-        F: FnOnce(Arc<PlatformApi>, K) -> Fut,
+        V: Serialize + DeserializeOwned + Send + Sync + 'static,
+        F: FnOnce(Arc<PlatformApi>, K) -> Fut + Send + 'static,
         Fut: Future<Output = Result<V, AtlasError>> + Send + 'static,
     {
         self.status().await?;
         let api = Arc::clone(&self.inner.api);
+        let fleet = Arc::clone(&self.inner.shared);
         let fetched_key = key.clone();
+        let ttl = cache.ttl();
         cache
-            .get_or_fetch(key, move || fetch(api, fetched_key))
+            .get_or_fetch(key, move || async move {
+                match shared {
+                    Some(shared) => {
+                        fleet
+                            .read_through(shared, ttl, || fetch(api, fetched_key))
+                            .await
+                    }
+                    None => fetch(api, fetched_key).await,
+                }
+            })
             .await
     }
 
@@ -52,6 +68,7 @@ impl AtlasClient {
             .cached_read(
                 &self.inner.invoices,
                 customer_id.to_owned(),
+                Some(SharedKey::customer(customer_id, "invoices", "")),
                 |api, id| async move { api.invoices(&id).await },
             )
             .await?;
@@ -71,6 +88,7 @@ impl AtlasClient {
         self.cached_read(
             &self.inner.line_items,
             key,
+            Some(SharedKey::customer(customer_id, "line_items", invoice_id)),
             |api, (id, invoice)| async move { api.line_items(&id, &invoice).await },
         )
         .await
@@ -95,7 +113,8 @@ impl AtlasClient {
     ) -> Result<Arc<Subscription>, AtlasError> {
         check_id("subscription id", subscription_id)?;
         let key = subscription_id.to_owned();
-        self.cached_read(&self.inner.subscriptions, key, |api, id| async move {
+        // Not shared: any customer's change forgets every cached subscription.
+        self.cached_read(&self.inner.subscriptions, key, None, |api, id| async move {
             api.subscription(&id).await
         })
         .await
@@ -113,6 +132,7 @@ impl AtlasClient {
         self.cached_read(
             &self.inner.credit_usage,
             key,
+            Some(SharedKey::customer(customer_id, "credit_usage", unit_id)),
             |api, (id, unit)| async move { api.credit_usage(&id, &unit).await },
         )
         .await
@@ -245,11 +265,24 @@ impl AtlasClient {
             .credit_usage
             .invalidate_where(|(customer, _)| customer == customer_id);
         inner.subscriptions.invalidate_all();
+        if inner.shared.state().is_some() {
+            let shared = Arc::clone(&inner.shared);
+            let customer_id = customer_id.to_owned();
+            self.transport().spawn(move || async move {
+                shared.invalidate_customer(&customer_id).await;
+            });
+        }
     }
 
     /// Forgets the cached pricing model: the next call refetches it.
     pub fn invalidate_plans(&self) {
         self.inner.pricing_model.invalidate(&());
+        if self.inner.shared.state().is_some() {
+            let shared = Arc::clone(&self.inner.shared);
+            self.transport().spawn(move || async move {
+                shared.invalidate_merchant().await;
+            });
+        }
     }
 }
 

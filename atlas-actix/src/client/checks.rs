@@ -8,6 +8,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tracing::Instrument;
 
+use super::shared::SharedKey;
 use super::{check_id, Allowed, AtlasClient};
 use crate::entitlements::{
     customer_features, is_allowed, is_limited, limited_features, CustomerFeature, LimitOutcome,
@@ -31,16 +32,23 @@ impl AtlasClient {
             return Ok(customer);
         }
         let api = Arc::clone(&self.inner.api);
+        let shared = Arc::clone(&self.inner.shared);
         let external_id = customer_id.to_owned();
         let info = info.cloned().unwrap_or_default();
+        let ttl = self.inner.customers.ttl();
         self.inner
             .customers
             .get_or_fetch(customer_id.to_owned(), move || async move {
-                if let Some(customer) = api.customer(&external_id).await? {
-                    return Ok(customer);
-                }
-                tracing::info!(customer = ?external_id, "creating the customer on the Atlas platform");
-                api.create_customer(&external_id, &info).await
+                let key = SharedKey::customer(&external_id, "customer", "");
+                shared
+                    .read_through(key, ttl, || async {
+                        if let Some(customer) = api.customer(&external_id).await? {
+                            return Ok(customer);
+                        }
+                        tracing::info!(customer = ?external_id, "creating the customer on the Atlas platform");
+                        api.create_customer(&external_id, &info).await
+                    })
+                    .await
             })
             .await
     }
@@ -50,9 +58,17 @@ impl AtlasClient {
             return Ok(model);
         }
         let api = Arc::clone(&self.inner.api);
+        let shared = Arc::clone(&self.inner.shared);
+        let ttl = self.inner.pricing_model.ttl();
         self.inner
             .pricing_model
-            .get_or_fetch((), move || async move { api.pricing_model().await })
+            .get_or_fetch((), move || async move {
+                shared
+                    .read_through(SharedKey::merchant("pricing_model", ""), ttl, || {
+                        api.pricing_model()
+                    })
+                    .await
+            })
             .await
     }
 
@@ -95,7 +111,7 @@ impl AtlasClient {
         match self.features_of(customer_id, info, None).await {
             Err(err) if err.is_outage() => match self.inner.outage.default {
                 OutagePolicy::ServeStale { max_age } => {
-                    match self.stale_data(customer_id, max_age) {
+                    match self.stale_data(customer_id, max_age).await {
                         Some((customer, model)) => {
                             tracing::warn!(customer = ?customer_id, %err, "Atlas unavailable: serving the last known features");
                             Ok(self
@@ -111,17 +127,35 @@ impl AtlasClient {
         }
     }
 
-    /// The last customer and pricing model fetched, if both are younger than `max_age`.
-    pub(super) fn stale_data(
+    /// The last customer and pricing model fetched, if both are younger than `max_age`: this
+    /// instance's, else those another instance of the fleet fetched.
+    pub(super) async fn stale_data(
         &self,
         customer_id: &str,
         max_age: Duration,
     ) -> Option<(Arc<Customer>, Arc<PricingModel>)> {
-        let customer = self
+        let customer = match self
             .inner
             .customers
-            .get_stale(&customer_id.to_owned(), max_age)?;
-        let model = self.inner.pricing_model.get_stale(&(), max_age)?;
+            .get_stale(&customer_id.to_owned(), max_age)
+        {
+            Some(customer) => customer,
+            None => Arc::new(
+                self.inner
+                    .shared
+                    .read_stale(SharedKey::customer(customer_id, "customer", ""), max_age)
+                    .await?,
+            ),
+        };
+        let model = match self.inner.pricing_model.get_stale(&(), max_age) {
+            Some(model) => model,
+            None => Arc::new(
+                self.inner
+                    .shared
+                    .read_stale(SharedKey::merchant("pricing_model", ""), max_age)
+                    .await?,
+            ),
+        };
         Some((customer, model))
     }
 
@@ -370,27 +404,28 @@ impl AtlasClient {
                     tracing::warn!(customer = ?customer_id, feature = ?slug, %err, "Atlas unavailable: allowing the feature (fail open)");
                     true
                 }
-                OutagePolicy::ServeStale { max_age } => match self.stale_data(customer_id, max_age)
-                {
-                    Some((customer, model)) => {
-                        let stale = self
-                            .decide(customer_id, &[*slug], &customer, &model, quantity)
-                            .await;
-                        let allowed = stale.flags[0];
-                        decision.reasons.extend(stale.reasons);
-                        telemetry::outage_decision(
-                            "serve_stale",
-                            if allowed { "allowed" } else { "denied" },
-                        );
-                        tracing::warn!(customer = ?customer_id, feature = ?slug, allowed, %err, "Atlas unavailable: deciding from the last known entitlements");
-                        allowed
+                OutagePolicy::ServeStale { max_age } => {
+                    match self.stale_data(customer_id, max_age).await {
+                        Some((customer, model)) => {
+                            let stale = self
+                                .decide(customer_id, &[*slug], &customer, &model, quantity)
+                                .await;
+                            let allowed = stale.flags[0];
+                            decision.reasons.extend(stale.reasons);
+                            telemetry::outage_decision(
+                                "serve_stale",
+                                if allowed { "allowed" } else { "denied" },
+                            );
+                            tracing::warn!(customer = ?customer_id, feature = ?slug, allowed, %err, "Atlas unavailable: deciding from the last known entitlements");
+                            allowed
+                        }
+                        None => {
+                            telemetry::outage_decision("serve_stale", "unavailable");
+                            tracing::warn!(customer = ?customer_id, feature = ?slug, %err, "Atlas unavailable and no recent entitlements: failing closed");
+                            return Err(err);
+                        }
                     }
-                    None => {
-                        telemetry::outage_decision("serve_stale", "unavailable");
-                        tracing::warn!(customer = ?customer_id, feature = ?slug, %err, "Atlas unavailable and no recent entitlements: failing closed");
-                        return Err(err);
-                    }
-                },
+                }
                 OutagePolicy::FailClosed => {
                     telemetry::outage_decision("fail_closed", "unavailable");
                     tracing::warn!(customer = ?customer_id, feature = ?slug, %err, "Atlas unavailable: failing closed");

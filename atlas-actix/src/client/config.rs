@@ -5,6 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::backoff::Backoff;
+#[cfg(feature = "redis")]
+use super::fleet::Fleet;
+use super::shared::Shared;
 use super::transport::{tls_config, ApiKey};
 use super::AtlasClient;
 use crate::error::BuildError;
@@ -40,6 +43,10 @@ pub(crate) struct ClientConfig {
     pub(crate) outage: OutagePolicies,
     pub(crate) spool: Option<PathBuf>,
     pub(crate) strict: bool,
+    #[cfg(feature = "redis")]
+    pub(crate) redis_url: Option<String>,
+    #[cfg(feature = "redis")]
+    pub(crate) redis_reclaim_after: Duration,
 }
 
 impl Default for ClientConfig {
@@ -69,6 +76,10 @@ impl Default for ClientConfig {
             outage: OutagePolicies::default(),
             spool: None,
             strict: false,
+            #[cfg(feature = "redis")]
+            redis_url: None,
+            #[cfg(feature = "redis")]
+            redis_reclaim_after: Duration::from_secs(10),
         }
     }
 }
@@ -106,7 +117,35 @@ impl ClientConfig {
             });
         }
         let tls = tls_config(&self.root_certificates)?;
-        AtlasClient::start(self, ApiKey::new(api_key), base_url, tls)
+        let shared = self.shared(&base_url, &api_key)?;
+        AtlasClient::start(self, ApiKey::new(api_key), base_url, tls, shared)
+    }
+
+    /// The fleet tier, when a Redis URL is set.
+    #[cfg(feature = "redis")]
+    fn shared(&self, base_url: &str, api_key: &str) -> Result<Shared, BuildError> {
+        let Some(url) = &self.redis_url else {
+            return Ok(Shared::default());
+        };
+        // Kept after the platform's answers, for stale-if-error: as long as a policy serves
+        // stale data, else an hour.
+        let stale_for = self
+            .outage
+            .longest_stale()
+            .unwrap_or(Duration::from_secs(3600));
+        let fleet = Fleet::new(url, base_url, api_key, stale_for, self.redis_reclaim_after)
+            .map_err(|reason| BuildError::InvalidOption {
+                option: "redis_url",
+                reason,
+            })?;
+        Ok(Shared {
+            fleet: Some(std::sync::Arc::new(fleet)),
+        })
+    }
+
+    #[cfg(not(feature = "redis"))]
+    fn shared(&self, _base_url: &str, _api_key: &str) -> Result<Shared, BuildError> {
+        Ok(Shared::default())
     }
 }
 

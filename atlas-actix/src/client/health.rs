@@ -34,8 +34,12 @@ pub struct Health {
     pub last_platform_failure: Option<f64>,
     /// The push link: `connected`, `connecting`, `disconnected`, `refused` or `off`.
     pub push_link: &'static str,
-    /// Usage events queued, not yet accepted by the platform.
+    /// Usage events queued in this instance, not yet accepted by the platform.
     pub event_backlog: usize,
+    /// The Redis tier: `up`, `down` (skipped until it answers; not a reason to be unready,
+    /// since checks and events go on without it), or `None` without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<&'static str>,
     /// What is not working, in words; empty when all is.
     pub failing: Vec<String>,
 }
@@ -110,6 +114,7 @@ impl AtlasClient {
             last_platform_failure: failure,
             push_link,
             event_backlog: self.inner.events.len(),
+            redis: self.inner.shared.state(),
             failing,
         }
     }

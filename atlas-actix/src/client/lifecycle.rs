@@ -13,6 +13,7 @@ use super::api::PlatformApi;
 use super::backoff::Backoff;
 use super::config::ClientConfig;
 use super::push;
+use super::shared::{Shared, SharedKey};
 use super::transport::{ApiKey, Transport, TransportConfig};
 use super::usage::SDK_LIBRARY;
 use super::{upgrade, AtlasClient, InitState, Initialisation, Inner, PushLink, Status};
@@ -21,7 +22,7 @@ use crate::error::{AtlasError, BuildError};
 use crate::events::EventQueue;
 use crate::findings::{findings, Finding};
 use crate::limits::Limits;
-use crate::models::PricingModel;
+use crate::models::{Merchant, PricingModel};
 use crate::names;
 use crate::registration::Registrations;
 use crate::spool::Spool;
@@ -37,6 +38,7 @@ impl AtlasClient {
         api_key: ApiKey,
         base_url: String,
         tls: Arc<rustls::ClientConfig>,
+        shared: Shared,
     ) -> Result<Self, BuildError> {
         let link_config = push::LinkConfig {
             url: push::LinkConfig::socket_url(&base_url),
@@ -88,6 +90,7 @@ impl AtlasClient {
                 config.events_flush_interval,
                 spool,
             ),
+            shared: Arc::new(shared),
             registrations: Registrations::new(config.registration_debounce),
             init: watch::Sender::new(InitState::Pending),
             sdk_versions: Mutex::new(HashSet::new()),
@@ -116,6 +119,8 @@ impl AtlasClient {
             |inner| inner.events.due_at(),
             |client| async move { client.flush().await },
         );
+        #[cfg(feature = "redis")]
+        client.spawn_fleet(config.events_flush_interval);
         client.spawn_when_due(
             client.inner.registrations.wake(),
             |inner| inner.registrations.due_at(),
@@ -171,8 +176,11 @@ impl AtlasClient {
     }
 
     pub(super) async fn initialise(&self) -> Result<Status, AtlasError> {
-        let merchant = self.inner.api.merchant().await?;
-        let model = self.fetch_pricing_model().await?;
+        let (merchant, model) = match self.fetch_merchant_and_model().await {
+            Ok(fetched) => fetched,
+            Err(err) if err.is_outage() => self.last_known_merchant(err).await?,
+            Err(err) => return Err(err),
+        };
         let mut unconfigured_limits: Vec<String> = model
             .entitlements
             .iter()
@@ -204,6 +212,46 @@ impl AtlasClient {
             unconfigured_limits,
             findings,
         })
+    }
+
+    async fn fetch_merchant_and_model(&self) -> Result<(Merchant, Arc<PricingModel>), AtlasError> {
+        let api = &self.inner.api;
+        let merchant = self
+            .inner
+            .shared
+            .read_through(
+                SharedKey::merchant("merchant", ""),
+                self.inner.pricing_model.ttl(),
+                || api.merchant(),
+            )
+            .await?;
+        Ok((merchant, self.fetch_pricing_model().await?))
+    }
+
+    /// While the platform cannot answer, under a policy that serves stale data: the merchant
+    /// and pricing model another instance of the fleet fetched last, so an instance started
+    /// during an outage can decide from what the fleet knows. Else the outage.
+    async fn last_known_merchant(
+        &self,
+        outage: AtlasError,
+    ) -> Result<(Merchant, Arc<PricingModel>), AtlasError> {
+        let Some(max_age) = self.inner.outage.longest_stale() else {
+            return Err(outage);
+        };
+        let shared = &self.inner.shared;
+        let merchant = shared
+            .read_stale(SharedKey::merchant("merchant", ""), max_age)
+            .await;
+        let model = shared
+            .read_stale(SharedKey::merchant("pricing_model", ""), max_age)
+            .await;
+        match (merchant, model) {
+            (Some(merchant), Some(model)) => {
+                tracing::warn!(%outage, "Atlas unavailable: starting from the merchant and pricing model the fleet fetched last");
+                Ok((merchant, Arc::new(model)))
+            }
+            _ => Err(outage),
+        }
     }
 
     /// Checks the features the code names against `model`; each new finding is logged once.
@@ -290,6 +338,41 @@ impl AtlasClient {
                         }
                     }
                 }
+            }
+        });
+    }
+
+    /// Connects the Redis tier, then drains the fleet's event stream every `interval`.
+    #[cfg(feature = "redis")]
+    fn spawn_fleet(&self, interval: Duration) {
+        let Some(fleet) = self.inner.shared.fleet.clone() else {
+            return;
+        };
+        let weak = Arc::downgrade(&self.inner);
+        self.transport().spawn(move || async move {
+            fleet.connect().await;
+            let mut failures: u32 = 0;
+            loop {
+                let Some(atlas) = upgrade(&weak) else { return };
+                // A Redis restarted empty has lost the group: made again (or found) each round.
+                fleet.events.prepare(&fleet).await;
+                let wait = match atlas.inner.shared.drain(&atlas.inner.api, 20).await {
+                    Ok(_) => {
+                        failures = 0;
+                        interval
+                    }
+                    Err(err) => {
+                        failures += 1;
+                        let wait = BACKGROUND_RETRY.delay(failures - 1);
+                        tracing::warn!(%err, ?wait, "usage events from the Redis stream could not be sent; retrying");
+                        wait
+                    }
+                };
+                if let Some(unsent) = fleet.events.len(&fleet).await {
+                    telemetry::events_spooled(unsent);
+                }
+                drop(atlas);
+                actix_rt::time::sleep(wait).await;
             }
         });
     }

@@ -13,9 +13,12 @@ pub(crate) mod backoff;
 mod billing;
 mod checks;
 pub(crate) mod config;
+#[cfg(feature = "redis")]
+pub(crate) mod fleet;
 pub(crate) mod health;
 mod lifecycle;
 pub(crate) mod push;
+pub(crate) mod shared;
 pub(crate) mod transport;
 mod usage;
 
@@ -200,6 +203,8 @@ pub(crate) struct Inner {
     credit_usage: Cache<(String, String), CreditUsage>,
     subscriptions: Cache<String, Subscription>,
     events: EventQueue,
+    /// What the fleet's instances share (the Redis tier), if anything.
+    shared: Arc<shared::Shared>,
     registrations: Registrations,
     init: watch::Sender<InitState>,
     sdk_versions: Mutex<HashSet<(String, String)>>,

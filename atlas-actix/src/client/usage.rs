@@ -98,6 +98,9 @@ impl AtlasClient {
         if events.is_empty() {
             return Ok(());
         }
+        if self.inner.shared.append_events(&events).await {
+            return Ok(());
+        }
         let count = events.len();
         self.inner.events.push(events).await.inspect_err(|err| {
             tracing::error!(customer = ?customer_id, %err, count, "usage events refused");
@@ -105,13 +108,21 @@ impl AtlasClient {
     }
 
     /// Sends every queued usage event now, after a flush under way, and returns once the
-    /// platform accepted them.
+    /// platform accepted them. With the Redis tier, events queued locally while Redis was
+    /// unavailable move to the fleet's stream, and the stream is drained.
     pub async fn flush(&self) -> Result<(), AtlasError> {
         let api = &self.inner.api;
+        let shared = &self.inner.shared;
         self.inner
             .events
-            .flush(|batch| async move { api.send_events(&batch).await })
-            .await
+            .flush(|batch| async move {
+                if shared.append_events(&batch).await {
+                    return Ok(());
+                }
+                api.send_events(&batch).await
+            })
+            .await?;
+        shared.drain(api, usize::MAX).await.map(drop)
     }
 
     /// Sends the pending registrations, in requests well under the platform's body limit. A

@@ -1,0 +1,161 @@
+//! What the instances of a fleet share: the Redis tier when the `redis` feature is on and a
+//! URL is set ([`fleet`](super::fleet)), else nothing, and each call does what a lone instance
+//! does (fetch from the platform, queue events locally). The rest of the client calls these
+//! methods and never asks which.
+
+use std::future::Future;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::api::PlatformApi;
+use crate::error::AtlasError;
+use crate::models::UsageEvent;
+
+/// A platform read's place in the shared tier.
+// Without the `redis` feature there is no tier to place reads in: callers still name them.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+#[derive(Debug, Clone)]
+pub(crate) enum SharedKey {
+    /// Data about one customer: invalidated with the customer.
+    Customer {
+        customer_id: String,
+        kind: &'static str,
+        id: String,
+    },
+    /// Merchant-wide data (the merchant, the pricing model, subscriptions).
+    Merchant { kind: &'static str, id: String },
+}
+
+impl SharedKey {
+    pub(crate) fn customer(customer_id: &str, kind: &'static str, id: &str) -> Self {
+        Self::Customer {
+            customer_id: customer_id.to_owned(),
+            kind,
+            id: id.to_owned(),
+        }
+    }
+
+    pub(crate) fn merchant(kind: &'static str, id: &str) -> Self {
+        Self::Merchant {
+            kind,
+            id: id.to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    #[cfg(feature = "redis")]
+    pub(crate) fleet: Option<std::sync::Arc<super::fleet::Fleet>>,
+}
+
+impl Shared {
+    #[cfg(feature = "redis")]
+    fn tier_key(fleet: &super::fleet::Fleet, key: &SharedKey) -> super::fleet::TierKey {
+        match key {
+            SharedKey::Customer {
+                customer_id,
+                kind,
+                id,
+            } => fleet.customer_key(customer_id, kind, id),
+            SharedKey::Merchant { kind, id } => fleet.merchant_key(kind, id),
+        }
+    }
+
+    /// `fetch`, or a fresh value another instance fetched.
+    pub(crate) async fn read_through<T, F, Fut>(
+        &self,
+        key: SharedKey,
+        ttl: Duration,
+        fetch: F,
+    ) -> Result<T, AtlasError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, AtlasError>>,
+    {
+        #[cfg(feature = "redis")]
+        if let Some(fleet) = &self.fleet {
+            return fleet
+                .read_through(Self::tier_key(fleet, &key), ttl, fetch)
+                .await;
+        }
+        let _ = (key, ttl);
+        fetch().await
+    }
+
+    /// The last value any instance fetched, if younger than `max_age`.
+    pub(crate) async fn read_stale<T: DeserializeOwned>(
+        &self,
+        key: SharedKey,
+        max_age: Duration,
+    ) -> Option<T> {
+        #[cfg(feature = "redis")]
+        if let Some(fleet) = &self.fleet {
+            return fleet
+                .read_stale(&Self::tier_key(fleet, &key), max_age)
+                .await;
+        }
+        let _ = (key, max_age);
+        None
+    }
+
+    pub(crate) async fn invalidate_customer(&self, customer_id: &str) {
+        #[cfg(feature = "redis")]
+        if let Some(fleet) = &self.fleet {
+            fleet.invalidate_customer(customer_id).await;
+        }
+        let _ = customer_id;
+    }
+
+    pub(crate) async fn invalidate_merchant(&self) {
+        #[cfg(feature = "redis")]
+        if let Some(fleet) = &self.fleet {
+            fleet.invalidate_merchant().await;
+        }
+    }
+
+    /// Puts the events in the shared queue; `false` when there is none, or it is unavailable
+    /// (then they go to the local queue).
+    pub(crate) async fn append_events(&self, events: &[UsageEvent]) -> bool {
+        #[cfg(feature = "redis")]
+        if let Some(fleet) = &self.fleet {
+            return fleet.events.append(fleet, events).await;
+        }
+        let _ = events;
+        false
+    }
+
+    /// Sends events from the shared queue to the platform until it is empty (or `rounds`
+    /// batches went); the number sent.
+    pub(crate) async fn drain(
+        &self,
+        api: &PlatformApi,
+        rounds: usize,
+    ) -> Result<usize, AtlasError> {
+        #[cfg(feature = "redis")]
+        if let Some(fleet) = &self.fleet {
+            let mut sent = 0;
+            for _ in 0..rounds {
+                match fleet.events.drain_once(fleet, api).await? {
+                    0 => break,
+                    batch => sent += batch,
+                }
+            }
+            return Ok(sent);
+        }
+        let _ = (api, rounds);
+        Ok(0)
+    }
+
+    /// The tier's state for health: `None` without one.
+    pub(crate) fn state(&self) -> Option<&'static str> {
+        #[cfg(feature = "redis")]
+        if let Some(fleet) = &self.fleet {
+            return Some(if fleet.is_up() { "up" } else { "down" });
+        }
+        None
+    }
+}

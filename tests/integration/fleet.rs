@@ -1,0 +1,286 @@
+//! The fleet tier on a real Redis: a shared cache, one platform request per customer for the
+//! fleet, stale data for an instance started during an outage, a shared event queue that
+//! survives a killed instance, and Redis faults that fail no request.
+
+use std::time::{Duration, Instant};
+
+use atlas_actix::emulator::EmulatorHandle;
+use atlas_actix::Atlas;
+use awc::http::Method;
+use serde_json::json;
+
+use crate::common::{
+    builder, quickstart_command, requests, start_emulator, Platform, Quickstart, CUSTOMER_ROUTE,
+};
+use crate::redis_server::RedisServer;
+
+/// An instance of the app: a client on the shared Redis, connected.
+async fn instance(emulator: &EmulatorHandle, redis: &RedisServer) -> Atlas {
+    let atlas = builder(emulator)
+        .push_invalidation(false)
+        .redis_url(redis.url())
+        .build()
+        .unwrap();
+    wait_for_tier(&atlas, "up").await;
+    atlas.status().await.unwrap();
+    atlas
+}
+
+/// `GET path` as the bearer of `token`: the status and body.
+async fn get(base: &str, token: &str, path: &str) -> (u16, String) {
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(40))
+        .finish();
+    let mut response = client
+        .get(format!("{base}{path}"))
+        .insert_header(("authorization", format!("Bearer {token}")))
+        .send()
+        .await
+        .expect("answered");
+    let body = response.body().await.unwrap_or_default();
+    (
+        response.status().as_u16(),
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+async fn wait_for_tier(atlas: &Atlas, state: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while atlas.health().await.redis != Some(state) {
+        assert!(
+            Instant::now() < deadline,
+            "the Redis tier never went {state}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_customer_checked_on_each_instance_is_fetched_once_for_the_fleet() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let emulator = start_emulator();
+    let mut fleet = Vec::new();
+    for _ in 0..3 {
+        fleet.push(instance(&emulator, &redis).await);
+    }
+    for atlas in &fleet {
+        assert!(
+            atlas
+                .allowed("user_erin", ["data-explorer"])
+                .await
+                .unwrap()
+                .ok
+        );
+    }
+    assert_eq!(requests(&emulator, CUSTOMER_ROUTE).await, 1);
+
+    // Without the tier, each instance asks the platform.
+    let mut islands = Vec::new();
+    for _ in 0..3 {
+        islands.push(builder(&emulator).push_invalidation(false).build().unwrap());
+    }
+    for atlas in &islands {
+        assert!(
+            !atlas
+                .allowed("user_dave", ["data-explorer"])
+                .await
+                .unwrap()
+                .ok
+        );
+    }
+    assert_eq!(requests(&emulator, CUSTOMER_ROUTE).await, 1 + 3);
+
+    // Namespaced, and no key material.
+    let stored = redis.dump();
+    assert!(
+        !stored.contains(emulator.api_key()),
+        "the API key is in Redis"
+    );
+    assert!(
+        stored
+            .lines()
+            .next()
+            .is_some_and(|key| key.starts_with("atlas:")),
+        "{stored}"
+    );
+}
+
+#[actix_rt::test]
+async fn fifty_concurrent_first_checks_on_each_of_three_instances_make_one_request() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let emulator = start_emulator();
+    let mut fleet = Vec::new();
+    for _ in 0..3 {
+        fleet.push(instance(&emulator, &redis).await);
+    }
+    let checks = fleet.iter().flat_map(|atlas| {
+        (0..50).map(move |_| atlas.allowed("org_standard_corp", ["data-explorer"]))
+    });
+    for check in futures_util::future::join_all(checks).await {
+        assert!(check.unwrap().ok);
+    }
+    let fetched = requests(&emulator, CUSTOMER_ROUTE).await;
+    eprintln!("150 concurrent first checks on 3 instances: {fetched} platform customer request(s)");
+    assert!(fetched <= 3, "{fetched} customer requests");
+}
+
+#[actix_rt::test]
+async fn an_instance_started_during_an_outage_serves_what_the_fleet_knew() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let emulator = start_emulator();
+    let mut command = quickstart_command(&emulator);
+    command
+        .env("ATLAS_REDIS_URL", redis.url())
+        .env("ATLAS_OUTAGE_POLICY", "serve-stale");
+    let first = Quickstart::spawn(command);
+    let erin = first.token("Erin Pro").await;
+    assert_eq!(get(&first.base, &erin, "/api/data-explorer").await.0, 200);
+
+    // The 4th instance points at the same (now dead) platform.
+    let mut command = quickstart_command(&emulator);
+    command
+        .env("ATLAS_REDIS_URL", redis.url())
+        .env("ATLAS_OUTAGE_POLICY", "serve-stale");
+    emulator.stop();
+    let late = Quickstart::spawn(command);
+    let erin = late.token("Erin Pro").await;
+    let dave = late.token("Dave Free").await;
+    let (status, body) = get(&late.base, &erin, "/api/data-explorer").await;
+    assert_eq!(status, 200, "a customer the fleet had seen: {body}");
+    let (status, body) = get(&late.base, &dave, "/api/data-explorer").await;
+    assert_eq!(status, 503, "a customer never seen: {body}");
+}
+
+fn pending_in_group(redis: &RedisServer) -> usize {
+    let keys = redis
+        .command(&["--scan", "--pattern", "atlas:*:events"])
+        .unwrap_or_default();
+    let Some(stream) = keys.lines().next() else {
+        return 0;
+    };
+    let summary = redis
+        .command(&["XPENDING", stream, "atlas-actix"])
+        .unwrap_or_default();
+    summary
+        .lines()
+        .next()
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[actix_rt::test]
+async fn an_event_read_by_an_instance_killed_before_sending_it_is_sent_once_by_another() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let emulator = start_emulator();
+    let platform = Platform {
+        emulator: &emulator,
+    };
+    platform
+        .inject_fault(json!({"path": "/external/event", "status": 503}))
+        .await;
+    let start = || {
+        let mut command = quickstart_command(&emulator);
+        command.env("ATLAS_REDIS_URL", redis.url());
+        Quickstart::spawn(command)
+    };
+    let first = start();
+    let token = first.token("Erin Pro").await;
+    assert_eq!(first.complete(&token).await, 200);
+    // Read by the first instance, whose send fails: pending under it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pending_in_group(&redis) != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the first instance never read the event"
+        );
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    first.signal("-KILL");
+    first.wait();
+    platform.clear_faults().await;
+
+    let killed_at = Instant::now();
+    let _second = start();
+    loop {
+        let events = platform
+            .admin(Method::GET, "/__admin/events", None)
+            .await
+            .body;
+        if events.as_array().is_some_and(|events| !events.is_empty()) {
+            break;
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(30),
+            "the event did not reach the platform within 30 s"
+        );
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "the event reached the platform {:?} after the kill",
+        killed_at.elapsed()
+    );
+    actix_rt::time::sleep(Duration::from_secs(4)).await;
+    let events = platform
+        .admin(Method::GET, "/__admin/events", None)
+        .await
+        .body;
+    let events = events.as_array().unwrap();
+    assert_eq!(events.len(), 1, "exactly once: {events:?}");
+    assert_eq!(events[0]["customerId"], "cus_erin");
+    assert_eq!(pending_in_group(&redis), 0);
+}
+
+#[actix_rt::test]
+async fn redis_killed_mid_run_fails_no_request_and_is_used_again_once_back() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let emulator = start_emulator();
+    let a = instance(&emulator, &redis).await;
+    let b = instance(&emulator, &redis).await;
+
+    redis.kill();
+    // Checks and usage go on: from the platform, and into the local queue.
+    assert!(a.allowed("user_erin", ["data-explorer"]).await.unwrap().ok);
+    assert!(b.allowed("user_erin", ["data-explorer"]).await.unwrap().ok);
+    a.enqueue("user_erin", ["ai-tokens"], 3.0).await.unwrap();
+    assert_eq!(a.queued_events(), 1);
+    wait_for_tier(&a, "down").await;
+
+    redis.restart();
+    wait_for_tier(&a, "up").await;
+    wait_for_tier(&b, "up").await;
+    // The event queued meanwhile reaches the platform (through the stream).
+    a.flush().await.unwrap();
+    assert_eq!(a.queued_events(), 0);
+    let events = Platform {
+        emulator: &emulator,
+    }
+    .admin(Method::GET, "/__admin/events", None)
+    .await
+    .body;
+    assert_eq!(events.as_array().map(Vec::len), Some(1), "{events}");
+    // The tier is shared again: what one instance fetches, the other reads from Redis.
+    let before = requests(&emulator, CUSTOMER_ROUTE).await;
+    assert!(a.allowed("user_frank", ["data-explorer"]).await.is_ok());
+    assert!(b.allowed("user_frank", ["data-explorer"]).await.is_ok());
+    assert_eq!(requests(&emulator, CUSTOMER_ROUTE).await, before + 1);
+}
+
+#[test]
+fn a_redis_url_that_does_not_parse_is_refused() {
+    let emulator = start_emulator();
+    let err = builder(&emulator)
+        .redis_url("http://not-redis")
+        .build()
+        .expect_err("refused");
+    assert!(err.to_string().contains("redis_url"), "{err}");
+}
