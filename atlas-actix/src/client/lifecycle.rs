@@ -345,6 +345,8 @@ impl AtlasClient {
     /// Connects the Redis tier, then drains the fleet's event stream every `interval`.
     #[cfg(feature = "redis")]
     fn spawn_fleet(&self, interval: Duration) {
+        use super::fleet;
+
         let Some(fleet) = self.inner.shared.fleet.clone() else {
             return;
         };
@@ -357,6 +359,11 @@ impl AtlasClient {
                 // A Redis restarted empty has lost the group: made again (or found) each round.
                 fleet.events.prepare(&fleet).await;
                 let wait = match atlas.inner.shared.drain(&atlas.inner.api, 20).await {
+                    // Full batches: more are waiting, go on at once.
+                    Ok(sent) if sent >= 20 * fleet::stream::BATCH => {
+                        failures = 0;
+                        Duration::ZERO
+                    }
                     Ok(_) => {
                         failures = 0;
                         interval

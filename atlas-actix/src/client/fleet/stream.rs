@@ -23,7 +23,7 @@ use crate::models::UsageEvent;
 
 const GROUP: &str = "atlas-actix";
 /// At most this many events go in one platform request, as from the local queue.
-const BATCH: usize = 500;
+pub(crate) const BATCH: usize = 500;
 
 /// The stream's names, and who this instance is in the group.
 #[derive(Debug)]

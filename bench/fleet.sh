@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The fleet benchmark: bench/fleet.sh
+#
+# One standalone emulator (the platform), one redis-server, and 4 quickstart processes (release)
+# started together, as after a deploy. Measures: platform customer requests per customer when
+# every instance checks every customer at once, with the Redis tier and without; guarded
+# throughput of an instance with the tier against one without (the hot path must not notice
+# it); usage events per second through the shared queue (4 instances under wrk, until the
+# platform has every event). Loopback only. Prints a Markdown report.
+#
+# Environment: DURATION (seconds per wrk run, default 8), ROUNDS (default 2).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+for tool in wrk redis-server; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    apt-get update -qq >&2 && apt-get install -y -qq "$tool" >&2
+  fi
+done
+cargo build --release -q --workspace --all-features --bins --examples
+
+tmp="$(mktemp -d)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+listening() {
+  for _ in $(seq 300); do
+    if line="$(grep -m1 -o 'listening [^ ]*' "$1")"; then
+      echo "${line#listening }"
+      return
+    fi
+    sleep 0.1
+  done
+  echo "no 'listening' line in $1" >&2
+  exit 1
+}
+
+ATLAS_FIXTURE=examples/atlas-data.json PORT=0 RUST_LOG=warn target/release/atlas-emulator >"$tmp/emulator.log" 2>&1 &
+pids+=($!)
+emulator="http://127.0.0.1:$(listening "$tmp/emulator.log")"
+key="$(python3 -c 'import json; print(json.load(open("examples/atlas-data.json"))["apiKey"])')"
+
+redis_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" >/dev/null 2>&1 &
+pids+=($!)
+until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.05; done
+
+EMULATOR="$emulator" KEY="$key" REDIS_URL="redis://127.0.0.1:$redis_port/0" REDIS_PORT="$redis_port" \
+  TMP="$tmp" python3 bench/fleet.py
