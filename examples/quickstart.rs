@@ -358,7 +358,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .service(add_seats)
             .service(ai_complete);
         if demo {
-            app = app.route("/demo/tokens", web::get().to(demo_tokens_route));
+            app = app
+                .route("/demo/tokens", web::get().to(demo_tokens_route))
+                .route("/", web::get().to(demo_page))
+                .route("/demo/{asset}", web::get().to(demo_asset));
         }
         // Actix runs the last `wrap` first: CORS must be last, so it answers preflights and
         // decorates every answer, the Atlas scope's and the guards' refusals included.
@@ -387,6 +390,36 @@ async fn metrics_route(
         .body(handle.render())
 }
 
+/// The demo page's files, in the binary: no build step, nothing fetched from elsewhere.
+const DEMO_PAGE: &str = include_str!("demo/index.html");
+const DEMO_SCRIPT: &str = include_str!("demo/app.js");
+const DEMO_STYLE: &str = include_str!("demo/style.css");
+
+/// The page may run its own script and style only: a value an answer carries can never run.
+fn demo_answer(content_type: &str, body: &'static str) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((
+            http::header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+        ))
+        .insert_header((http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .body(body)
+}
+
+/// `GET /`: the demo page (demo mode only).
+async fn demo_page() -> HttpResponse {
+    demo_answer("text/html; charset=utf-8", DEMO_PAGE)
+}
+
+async fn demo_asset(asset: web::Path<String>) -> HttpResponse {
+    match asset.as_str() {
+        "app.js" => demo_answer("text/javascript; charset=utf-8", DEMO_SCRIPT),
+        "style.css" => demo_answer("text/css; charset=utf-8", DEMO_STYLE),
+        _ => HttpResponse::NotFound().json(json!({ "error": "no such file" })),
+    }
+}
+
 async fn demo_tokens_route(tokens: web::Data<DemoTokens>) -> impl Responder {
     let tokens: serde_json::Map<String, serde_json::Value> = tokens
         .iter()
@@ -397,6 +430,7 @@ async fn demo_tokens_route(tokens: web::Data<DemoTokens>) -> impl Responder {
 
 fn print_demo(base: &str, tokens: &DemoTokens) {
     println!("\nDemo mode (no CLERK_JWT_KEY or CLERK_JWKS_URL): tokens for the data file's users, valid 24 hours.");
+    println!("The demo page: open {base}/ in a browser.");
     println!("All of them: curl {base}/demo/tokens\n");
     for (name, token) in tokens {
         println!("{name}:\n  TOKEN={token}");

@@ -7,6 +7,7 @@ mod client;
 mod cold_path;
 mod common;
 mod crash;
+mod demo_page;
 mod emulator;
 mod fleet;
 mod guard;
