@@ -97,6 +97,7 @@ mod registration;
 pub mod scope;
 mod spool;
 mod telemetry;
+mod thread_local;
 mod throttle;
 
 #[cfg(feature = "emulator")]

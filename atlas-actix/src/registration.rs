@@ -7,12 +7,14 @@
 //! model's features are taken, so memory stays bounded and real features are never dropped.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
+
+use crate::thread_local::PerOwner;
 
 /// The most slugs taken from callers, outside the pricing model, in a client's life.
 pub(crate) const MAX_REQUESTED: usize = 1_000;
@@ -29,7 +31,7 @@ thread_local! {
     /// Each thread's copy of the slugs seen, by client: the check of every guarded request
     /// finds its slugs without touching a lock the workers share. `seen` only grows, so a
     /// copy is never wrong, only incomplete.
-    static SEEN_HERE: RefCell<HashMap<u64, HashSet<String>>> = RefCell::new(HashMap::new());
+    static SEEN_HERE: RefCell<PerOwner<()>> = RefCell::new(PerOwner::default());
 }
 
 pub(crate) struct Registrations {
@@ -94,9 +96,12 @@ impl Registrations {
         admit: impl Fn(&str) -> bool,
     ) {
         let seen_here = SEEN_HERE.with(|seen| {
-            seen.borrow()
-                .get(&self.id)
-                .is_some_and(|seen| slugs.clone().into_iter().all(|slug| seen.contains(slug)))
+            seen.borrow().get(self.id).is_some_and(|seen| {
+                slugs
+                    .clone()
+                    .into_iter()
+                    .all(|slug| seen.contains_key(slug))
+            })
         });
         if seen_here {
             return;
@@ -106,12 +111,8 @@ impl Registrations {
             drop(seen);
             SEEN_HERE.with(|seen| {
                 let mut seen = seen.borrow_mut();
-                // Clients come and go in tests; a thread keeps copies for a few of them.
-                if seen.len() >= 64 && !seen.contains_key(&self.id) {
-                    seen.clear();
-                }
-                let here = seen.entry(self.id).or_default();
-                here.extend(slugs.into_iter().map(str::to_owned));
+                let here = seen.entry(self.id);
+                here.extend(slugs.into_iter().map(|slug| (slug.to_owned(), ())));
             });
             return;
         }

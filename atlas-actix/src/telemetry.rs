@@ -10,13 +10,15 @@
 //! [`publish`]. A counter that every worker adds to directly bounces its cache line between
 //! the cores on each request, which measurably slowed a guarded route that does little else.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use metrics::{counter, gauge, histogram, Counter, Gauge};
+
+use crate::thread_local::PerOwner;
 
 pub(crate) const CHECKS: &str = "atlas_checks_total";
 pub(crate) const CACHE_REQUESTS: &str = "atlas_cache_requests_total";
@@ -96,7 +98,18 @@ const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
-    static SLOT: usize = NEXT_SLOT.fetch_add(1, Ordering::Relaxed) % SLOTS;
+    /// This thread's slot; `usize::MAX` until its first count (a `const` initialiser makes
+    /// each access a plain load, with no lazy set-up to check).
+    static SLOT: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+fn slot() -> usize {
+    SLOT.with(|slot| {
+        if slot.get() == usize::MAX {
+            slot.set(NEXT_SLOT.fetch_add(1, Ordering::Relaxed) % SLOTS);
+        }
+        slot.get()
+    })
 }
 
 /// One thread slot of `N` counters, alone on its cache lines.
@@ -176,8 +189,7 @@ impl<const N: usize> HotCounters<N> {
 
     /// Adds one to counter `index`.
     pub(crate) fn increment(&self, index: usize) {
-        let slot = SLOT.with(|slot| *slot);
-        self.0.slots[slot].0[index].fetch_add(1, Ordering::Relaxed);
+        self.0.slots[slot()].0[index].fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -192,8 +204,7 @@ type FeatureCounters = Arc<HotCounters<4>>;
 thread_local! {
     /// Each thread's copy of the bound counters, by client and feature: a check finds its
     /// counters without taking a lock every worker shares.
-    static BOUND: RefCell<HashMap<u64, HashMap<String, FeatureCounters>>> =
-        RefCell::new(HashMap::new());
+    static BOUND: RefCell<PerOwner<FeatureCounters>> = RefCell::new(PerOwner::default());
 }
 
 /// The check counters of each feature, bound at its first check.
@@ -214,14 +225,15 @@ impl Default for CheckCounters {
 impl CheckCounters {
     pub(crate) fn record(&self, feature: &str, result: CheckResult) {
         let index = result as usize;
-        let local = BOUND.with(|bound| {
-            bound
-                .borrow()
-                .get(&self.id)
-                .and_then(|features| features.get(feature).cloned())
+        let counted = BOUND.with(|bound| {
+            let bound = bound.borrow();
+            let counters = bound
+                .get(self.id)
+                .and_then(|features| features.get(feature));
+            counters.map(|counters| counters.increment(index)).is_some()
         });
-        if let Some(counters) = local {
-            return counters.increment(index);
+        if counted {
+            return;
         }
         let counters = {
             let mut bound = self.bound.lock().unwrap_or_else(PoisonError::into_inner);
@@ -241,14 +253,9 @@ impl CheckCounters {
         };
         counters.increment(index);
         BOUND.with(|bound| {
-            let mut bound = bound.borrow_mut();
-            // Clients come and go in tests; a thread keeps copies for a few of them.
-            if bound.len() >= 64 && !bound.contains_key(&self.id) {
-                bound.clear();
-            }
             bound
+                .borrow_mut()
                 .entry(self.id)
-                .or_default()
                 .insert(feature.to_owned(), counters);
         });
     }

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 /// The modules of the client layer and below (and the emulator, which stands apart): they know
 /// nothing of Actix Web nor of the layers above them.
-const LOWER_LAYERS: [&str; 15] = [
+const LOWER_LAYERS: [&str; 16] = [
+    "thread_local",
     "telemetry",
     "client",
     "entitlements",
