@@ -18,33 +18,9 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 export ATLAS_SHARED="${ATLAS_SHARED:-$root/../shared}"
 
-if ! command -v wrk >/dev/null 2>&1; then
-  echo "installing wrk (Debian package)" >&2
-  apt-get update -qq >&2 && apt-get install -y -qq wrk >&2
-fi
+source bench/lib.sh
+require wrk
 cargo build --release -q --workspace --all-features --bins --examples
-
-tmp="$(mktemp -d)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-# Waits for a "listening <address>" line and prints the address.
-listening() {
-  for _ in $(seq 300); do
-    if line="$(grep -m1 -o 'listening [^ ]*' "$1")"; then
-      echo "${line#listening }"
-      return
-    fi
-    sleep 0.1
-  done
-  echo "no 'listening' line in $1:" >&2
-  cat "$1" >&2
-  exit 1
-}
 
 ATLAS_FIXTURE=examples/atlas-data.json PORT=0 RUST_LOG=warn target/release/atlas-emulator >"$tmp/emulator.log" 2>&1 &
 pids+=($!)

@@ -14,34 +14,9 @@ DURATION="${DURATION:-8}"
 CONNECTIONS="${CONNECTIONS:-32}"
 TOP="${TOP:-25}"
 
-for tool in wrk perf; do
-  if ! command -v "$tool" >/dev/null 2>&1; then
-    package="$tool"
-    [ "$tool" = perf ] && package=linux-perf
-    apt-get update -qq >&2 && apt-get install -y -qq "$package" >&2
-  fi
-done
+source bench/lib.sh
+require wrk perf
 cargo build --release -q --workspace --all-features --bins --examples
-
-tmp="$(mktemp -d)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-listening() {
-  for _ in $(seq 300); do
-    if line="$(grep -m1 -o 'listening [^ ]*' "$1")"; then
-      echo "${line#listening }"
-      return
-    fi
-    sleep 0.1
-  done
-  echo "no 'listening' line in $1" >&2
-  exit 1
-}
 
 ATLAS_FIXTURE=examples/atlas-data.json PORT=0 RUST_LOG=warn target/release/atlas-emulator >"$tmp/emulator.log" 2>&1 &
 pids+=($!)

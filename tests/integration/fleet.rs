@@ -44,6 +44,18 @@ async fn get(base: &str, token: &str, path: &str) -> (u16, String) {
     )
 }
 
+/// Redis, the platform, and three instances sharing the one through the other; `None` when
+/// `redis-server` is not there (outside CI).
+async fn three_instances() -> Option<(RedisServer, EmulatorHandle, Vec<Atlas>)> {
+    let redis = RedisServer::start()?;
+    let emulator = start_emulator();
+    let mut fleet = Vec::new();
+    for _ in 0..3 {
+        fleet.push(instance(&emulator, &redis).await);
+    }
+    Some((redis, emulator, fleet))
+}
+
 async fn wait_for_tier(atlas: &Atlas, state: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while atlas.health().await.redis != Some(state) {
@@ -57,14 +69,9 @@ async fn wait_for_tier(atlas: &Atlas, state: &str) {
 
 #[actix_rt::test]
 async fn a_customer_checked_on_each_instance_is_fetched_once_for_the_fleet() {
-    let Some(redis) = RedisServer::start() else {
+    let Some((redis, emulator, fleet)) = three_instances().await else {
         return;
     };
-    let emulator = start_emulator();
-    let mut fleet = Vec::new();
-    for _ in 0..3 {
-        fleet.push(instance(&emulator, &redis).await);
-    }
     for atlas in &fleet {
         assert!(
             atlas
@@ -109,14 +116,9 @@ async fn a_customer_checked_on_each_instance_is_fetched_once_for_the_fleet() {
 
 #[actix_rt::test]
 async fn fifty_concurrent_first_checks_on_each_of_three_instances_make_one_request() {
-    let Some(redis) = RedisServer::start() else {
+    let Some((redis, emulator, fleet)) = three_instances().await else {
         return;
     };
-    let emulator = start_emulator();
-    let mut fleet = Vec::new();
-    for _ in 0..3 {
-        fleet.push(instance(&emulator, &redis).await);
-    }
     let checks = fleet.iter().flat_map(|atlas| {
         (0..50).map(move |_| atlas.allowed("org_standard_corp", ["data-explorer"]))
     });
