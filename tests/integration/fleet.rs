@@ -116,7 +116,7 @@ async fn a_customer_checked_on_each_instance_is_fetched_once_for_the_fleet() {
 
 #[actix_rt::test]
 async fn fifty_concurrent_first_checks_on_each_of_three_instances_make_one_request() {
-    let Some((redis, emulator, fleet)) = three_instances().await else {
+    let Some((_redis, emulator, fleet)) = three_instances().await else {
         return;
     };
     let checks = fleet.iter().flat_map(|atlas| {
