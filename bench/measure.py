@@ -70,37 +70,31 @@ for _, url, header in TARGETS:
 for _, url, header in USAGE_TARGETS if ONLY != "checks" else ():
     warm(url, header, post=True)
 
-for connections in (CONNECTIONS, 1) if ONLY != "usage" else ():
-    results = {name: [] for name, _, _ in TARGETS}
+def measure(targets, connections, title, post=False):
+    """Runs wrk on each target, alternating, ROUNDS times; prints the table and returns the
+    means (requests/s, p50, p99) in the targets' order."""
+    results = {name: [] for name, _, _ in targets}
     for _ in range(ROUNDS):
-        for name, url, header in TARGETS:
-            results[name].append(wrk(url, header, connections))
+        for name, url, header in targets:
+            results[name].append(wrk(url, header, connections, post=post))
     mean = {name: tuple(statistics.mean(run[i] for run in runs) for i in range(3)) for name, runs in results.items()}
     label = "one connection" if connections == 1 else f"{connections} connections, 2 wrk threads"
-    print(f"\n### {label} ({ROUNDS} alternating rounds of {DURATION} s, means)\n")
+    print(f"\n### {title}{label} ({ROUNDS} alternating rounds of {DURATION} s, means)\n")
     print("| target | requests/s | p50 | p99 |")
     print("|---|---:|---:|---:|")
     for name, (rps, p50, p99) in mean.items():
         print(f"| {name} | {rps:,.0f} | {micros(p50)} | {micros(p99)} |")
-    unguarded, boolean, limit, node = (mean[name] for name, _, _ in TARGETS)
     print()
+    return [mean[name] for name, _, _ in targets]
+
+
+for connections in (CONNECTIONS, 1) if ONLY != "usage" else ():
+    unguarded, boolean, limit, node = measure(TARGETS, connections, "")
     print(f"- guarded (boolean) / unguarded throughput: {boolean[0] / unguarded[0]:.2f}")
     print(f"- guarded (limit) / unguarded throughput: {limit[0] / unguarded[0]:.2f}")
     print(f"- guarded (boolean) / official SDK throughput: {boolean[0] / node[0]:.2f}")
     print(f"- guarded (boolean) p99 / official SDK p99: {boolean[2] / node[2]:.2f}")
 
 for connections in (CONNECTIONS, 1) if ONLY != "checks" else ():
-    results = {name: [] for name, _, _ in USAGE_TARGETS}
-    for _ in range(ROUNDS):
-        for name, url, header in USAGE_TARGETS:
-            results[name].append(wrk(url, header, connections, post=True))
-    mean = {name: tuple(statistics.mean(run[i] for run in runs) for i in range(3)) for name, runs in results.items()}
-    label = "one connection" if connections == 1 else f"{connections} connections, 2 wrk threads"
-    print(f"\n### usage route, {label} ({ROUNDS} alternating rounds of {DURATION} s, means)\n")
-    print("| target | requests/s | p50 | p99 |")
-    print("|---|---:|---:|---:|")
-    for name, (rps, p50, p99) in mean.items():
-        print(f"| {name} | {rps:,.0f} | {micros(p50)} | {micros(p99)} |")
-    plain, spooled = (mean[name] for name, _, _ in USAGE_TARGETS)
-    print()
+    plain, spooled = measure(USAGE_TARGETS, connections, "usage route, ", post=True)
     print(f"- usage route with the spool / without: {spooled[0] / plain[0]:.2f}")
