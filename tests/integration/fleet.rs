@@ -154,7 +154,12 @@ async fn an_instance_started_during_an_outage_serves_what_the_fleet_knew() {
     let erin = late.token("Erin Pro").await;
     let dave = late.token("Dave Free").await;
     let (status, body) = get(&late.base, &erin, "/api/data-explorer").await;
-    assert_eq!(status, 200, "a customer the fleet had seen: {body}");
+    assert_eq!(
+        status,
+        200,
+        "a customer the fleet had seen: {body}\n{}",
+        late.output()
+    );
     let (status, body) = get(&late.base, &dave, "/api/data-explorer").await;
     assert_eq!(status, 503, "a customer never seen: {body}");
 }

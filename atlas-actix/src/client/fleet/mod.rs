@@ -42,6 +42,9 @@ const LOCK_FOR: Duration = Duration::from_secs(5);
 /// How long the others wait for its value before fetching themselves.
 const WAIT_AT_MOST: Duration = Duration::from_secs(2);
 const POLL_EVERY: Duration = Duration::from_millis(15);
+/// At start, how long an operation waits for the first connection attempt: an instance started
+/// during a platform outage needs what the fleet knows from its very first call.
+const FIRST_CONNECTION_WAIT: Duration = Duration::from_secs(2);
 
 /// Reads a value, its scope's invalidation time and the time now (ms, Redis's clock).
 const READ: &str = r"
@@ -84,6 +87,8 @@ pub(crate) struct Fleet {
     address: String,
     client: redis::Client,
     connection: OnceLock<ConnectionManager>,
+    /// Set once the first connection attempt ended, connected or not.
+    first_attempt: tokio::sync::watch::Sender<bool>,
     gate: Mutex<Gate>,
     /// How long values stay after their TTL, for stale-if-error.
     stale_for: Duration,
@@ -129,6 +134,7 @@ impl Fleet {
             address,
             client,
             connection: OnceLock::new(),
+            first_attempt: tokio::sync::watch::Sender::new(false),
             gate: Mutex::new(Gate::default()),
             stale_for,
         })
@@ -152,6 +158,7 @@ impl Fleet {
             {
                 Ok(connection) => {
                     let _ = self.connection.set(connection);
+                    self.first_attempt.send_replace(true);
                     if failures > 0 {
                         tracing::info!(redis = %self.address, "the Redis tier is connected");
                     }
@@ -159,6 +166,7 @@ impl Fleet {
                     return;
                 }
                 Err(err) => {
+                    self.first_attempt.send_replace(true);
                     if failures == 0 {
                         tracing::warn!(redis = %self.address, %err, "Redis is unreachable: going on without the fleet tier, and retrying");
                     }
@@ -187,6 +195,11 @@ impl Fleet {
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
+        if self.connection.get().is_none() {
+            let mut attempted = self.first_attempt.subscribe();
+            let _ =
+                tokio::time::timeout(FIRST_CONNECTION_WAIT, attempted.wait_for(|done| *done)).await;
+        }
         let connection = self.connection.get()?.clone();
         {
             let gate = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
