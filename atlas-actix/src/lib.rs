@@ -68,64 +68,40 @@
 // Library code logs through `tracing`, never to the terminal.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
-mod atlas;
 mod auth;
-mod cache;
-#[cfg(feature = "clerk")]
-mod clerk;
 mod client;
-mod config;
-pub mod csrf;
-mod denial;
 pub mod entitlements;
 mod error;
-mod error_response;
-mod events;
-mod exclusive;
-mod extractor;
-mod findings;
-mod guard;
-pub mod health;
-#[cfg(feature = "clerk")]
-mod jwks;
-mod limits;
-mod middleware;
-mod names;
-mod outage;
-pub mod reasons;
-mod registration;
-pub mod scope;
-mod spool;
-mod telemetry;
-mod thread_local;
-mod throttle;
+pub mod models;
+mod web;
 
 #[cfg(feature = "emulator")]
 pub mod emulator;
-pub mod models;
 
-pub use atlas::Atlas;
-pub use auth::{ResolveFuture, UserResolver};
 #[cfg(feature = "clerk")]
-pub use clerk::{ClerkAuth, ClerkError, ClerkSession};
-pub use client::config::DEFAULT_PLATFORM_URL;
-pub use client::health::Health;
+pub use auth::clerk::{ClerkAuth, ClerkError, ClerkSession};
+pub use auth::{ResolveFuture, UserResolver};
+pub use client::limits::{IntoUsage, LimitError};
+pub use client::outage::{OutagePolicy, DEFAULT_STALE_AGE};
+pub use client::settings::DEFAULT_PLATFORM_URL;
+pub use client::telemetry::health::Health;
 pub use client::{
     Allowed, AtlasClient, BillingCadence, CancelType, ChangeOptions, Pagination, PushLink, Status,
     SubscribeRequest, UsageOptions,
 };
-pub use config::AtlasBuilder;
-pub use denial::Denial;
+pub use entitlements::findings::Finding;
+pub use entitlements::reasons;
+pub use entitlements::reasons::{CreditShortfall, DenialReason, MaxUsage};
 pub use entitlements::{CustomerFeature, FeatureType};
 pub use error::{AtlasError, BuildError};
-pub use error_response::RequestError;
-pub use extractor::Entitlements;
-pub use findings::Finding;
-pub use limits::{IntoUsage, LimitError};
-pub use middleware::{RequireFeatures, RequireFeaturesService};
 pub use models::CustomerInfo;
-pub use outage::{OutagePolicy, DEFAULT_STALE_AGE};
-pub use reasons::{CreditShortfall, DenialReason, MaxUsage};
+pub use web::atlas::Atlas;
+pub use web::builder::AtlasBuilder;
+pub use web::error_response::RequestError;
+pub use web::guard::denial::Denial;
+pub use web::guard::extractor::Entitlements;
+pub use web::guard::middleware::{RequireFeatures, RequireFeaturesService};
+pub use web::probes as health;
 
 /// The README's snippets, compiled and run as doctests.
 #[cfg(all(doctest, feature = "emulator", feature = "clerk", feature = "redis"))]
@@ -161,15 +137,15 @@ pub mod __private {
     pub use actix_web::web::Payload;
     pub use actix_web::{FromRequest, HttpRequest, HttpResponse};
 
-    pub use crate::guard::{check_handler, Granted, GuardOptions};
-    pub use crate::names::{GuardSite, GUARD_SITES};
+    pub use crate::entitlements::named_in_code::{GuardSite, GUARD_SITES};
+    pub use crate::web::guard::{check_handler, Granted, GuardOptions};
     pub use linkme;
 
     /// An extractor's refusal as a guarded handler answers it (JSON for actix's plain text).
     pub fn extraction_error(error: impl Into<actix_web::Error>) -> HttpResponse {
-        crate::error_response::extraction_error(error.into())
+        crate::web::error_response::extraction_error(error.into())
     }
-    use crate::limits::LimitCallback;
+    use crate::client::limits::LimitCallback;
     use crate::{AtlasBuilder, IntoUsage};
 
     /// A limit callback whose type was checked where the user wrote it.

@@ -9,10 +9,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::json;
 
-use super::api::{Pagination, PlatformApi};
-use super::shared::SharedKey;
-use super::{check_id, AtlasClient, CancelType, ChangeOptions, SubscribeRequest};
-use crate::cache::Cache;
+use crate::client::cache::Cache;
+use crate::client::fleet::FleetKey;
+use crate::client::platform::api::{Pagination, PlatformApi};
+use crate::client::{check_id, AtlasClient, CancelType, ChangeOptions, SubscribeRequest};
 use crate::error::AtlasError;
 use crate::models::{
     CheckoutSession, CreditUsage, CustomerInfo, Invoice, InvoiceLineItem, Page, Subscription,
@@ -27,7 +27,7 @@ impl AtlasClient {
         &self,
         cache: &Cache<K, V>,
         key: K,
-        shared: Option<SharedKey>,
+        shared: Option<FleetKey>,
         fetch: F,
     ) -> Result<Arc<V>, AtlasError>
     where
@@ -38,7 +38,7 @@ impl AtlasClient {
     {
         self.status().await?;
         let api = Arc::clone(&self.inner.api);
-        let fleet = Arc::clone(&self.inner.shared);
+        let fleet = Arc::clone(&self.inner.fleet);
         let fetched_key = key.clone();
         let ttl = cache.ttl();
         cache
@@ -68,7 +68,7 @@ impl AtlasClient {
             .cached_read(
                 &self.inner.invoices,
                 customer_id.to_owned(),
-                Some(SharedKey::customer(customer_id, "invoices", "")),
+                Some(FleetKey::customer(customer_id, "invoices", "")),
                 |api, id| async move { api.invoices(&id).await },
             )
             .await?;
@@ -88,7 +88,7 @@ impl AtlasClient {
         self.cached_read(
             &self.inner.line_items,
             key,
-            Some(SharedKey::customer(customer_id, "line_items", invoice_id)),
+            Some(FleetKey::customer(customer_id, "line_items", invoice_id)),
             |api, (id, invoice)| async move { api.line_items(&id, &invoice).await },
         )
         .await
@@ -132,7 +132,7 @@ impl AtlasClient {
         self.cached_read(
             &self.inner.credit_usage,
             key,
-            Some(SharedKey::customer(customer_id, "credit_usage", unit_id)),
+            Some(FleetKey::customer(customer_id, "credit_usage", unit_id)),
             |api, (id, unit)| async move { api.credit_usage(&id, &unit).await },
         )
         .await
@@ -265,8 +265,8 @@ impl AtlasClient {
             .credit_usage
             .invalidate_where(|(customer, _)| customer == customer_id);
         inner.subscriptions.invalidate_all();
-        if inner.shared.state().is_some() {
-            let shared = Arc::clone(&inner.shared);
+        if inner.fleet.state().is_some() {
+            let shared = Arc::clone(&inner.fleet);
             let customer_id = customer_id.to_owned();
             self.transport().spawn(move || async move {
                 shared.invalidate_customer(&customer_id).await;
@@ -277,8 +277,8 @@ impl AtlasClient {
     /// Forgets the cached pricing model: the next call refetches it.
     pub fn invalidate_plans(&self) {
         self.inner.pricing_model.invalidate(&());
-        if self.inner.shared.state().is_some() {
-            let shared = Arc::clone(&self.inner.shared);
+        if self.inner.fleet.state().is_some() {
+            let shared = Arc::clone(&self.inner.fleet);
             self.transport().spawn(move || async move {
                 shared.invalidate_merchant().await;
             });

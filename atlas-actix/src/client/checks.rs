@@ -8,16 +8,16 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tracing::Instrument;
 
-use super::shared::SharedKey;
-use super::{check_id, Allowed, AtlasClient};
+use crate::client::fleet::FleetKey;
+use crate::client::outage::OutagePolicy;
+use crate::client::telemetry::{self, CheckResult};
+use crate::client::{check_id, Allowed, AtlasClient};
+use crate::entitlements::reasons::{denial_reason, DenialReason};
 use crate::entitlements::{
     customer_features, is_allowed, is_limited, limited_features, CustomerFeature, LimitOutcome,
 };
 use crate::error::AtlasError;
 use crate::models::{Customer, CustomerInfo, PricingModel};
-use crate::outage::OutagePolicy;
-use crate::reasons::{denial_reason, DenialReason};
-use crate::telemetry::{self, CheckResult};
 
 impl AtlasClient {
     /// The customer's details, created on the platform (with `info`) when it has none.
@@ -32,14 +32,14 @@ impl AtlasClient {
             return Ok(customer);
         }
         let api = Arc::clone(&self.inner.api);
-        let shared = Arc::clone(&self.inner.shared);
+        let shared = Arc::clone(&self.inner.fleet);
         let external_id = customer_id.to_owned();
         let info = info.cloned().unwrap_or_default();
         let ttl = self.inner.customers.ttl();
         self.inner
             .customers
             .get_or_fetch(customer_id.to_owned(), move || async move {
-                let key = SharedKey::customer(&external_id, "customer", "");
+                let key = FleetKey::customer(&external_id, "customer", "");
                 shared
                     .read_through(key, ttl, || async {
                         if let Some(customer) = api.customer(&external_id).await? {
@@ -58,13 +58,13 @@ impl AtlasClient {
             return Ok(model);
         }
         let api = Arc::clone(&self.inner.api);
-        let shared = Arc::clone(&self.inner.shared);
+        let shared = Arc::clone(&self.inner.fleet);
         let ttl = self.inner.pricing_model.ttl();
         self.inner
             .pricing_model
             .get_or_fetch((), move || async move {
                 shared
-                    .read_through(SharedKey::merchant("pricing_model", ""), ttl, || {
+                    .read_through(FleetKey::merchant("pricing_model", ""), ttl, || {
                         api.pricing_model()
                     })
                     .await
@@ -142,8 +142,8 @@ impl AtlasClient {
             Some(customer) => customer,
             None => Arc::new(
                 self.inner
-                    .shared
-                    .read_stale(SharedKey::customer(customer_id, "customer", ""), max_age)
+                    .fleet
+                    .read_stale(FleetKey::customer(customer_id, "customer", ""), max_age)
                     .await?,
             ),
         };
@@ -151,8 +151,8 @@ impl AtlasClient {
             Some(model) => model,
             None => Arc::new(
                 self.inner
-                    .shared
-                    .read_stale(SharedKey::merchant("pricing_model", ""), max_age)
+                    .fleet
+                    .read_stale(FleetKey::merchant("pricing_model", ""), max_age)
                     .await?,
             ),
         };

@@ -9,24 +9,24 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Notify};
 
-use super::api::PlatformApi;
-use super::backoff::Backoff;
-use super::config::ClientConfig;
-use super::push;
-use super::shared::{Shared, SharedKey};
-use super::transport::{ApiKey, Transport, TransportConfig};
-use super::usage::SDK_LIBRARY;
-use super::{upgrade, AtlasClient, InitState, Initialisation, Inner, PushLink, Status};
-use crate::cache::Cache;
+use crate::client::cache::Cache;
+use crate::client::events::spool::Spool;
+use crate::client::events::EventQueue;
+use crate::client::fleet::{FleetKey, FleetTier};
+use crate::client::limits::Limits;
+use crate::client::platform::api::PlatformApi;
+use crate::client::platform::push;
+use crate::client::platform::transport::{ApiKey, Transport, TransportConfig};
+use crate::client::registration::Registrations;
+use crate::client::retry::Backoff;
+use crate::client::settings::ClientConfig;
+use crate::client::telemetry::{self, CheckCounters};
+use crate::client::usage::SDK_LIBRARY;
+use crate::client::{upgrade, AtlasClient, InitState, Initialisation, Inner, PushLink, Status};
+use crate::entitlements::findings::{findings, Finding};
+use crate::entitlements::named_in_code;
 use crate::error::{AtlasError, BuildError};
-use crate::events::EventQueue;
-use crate::findings::{findings, Finding};
-use crate::limits::Limits;
 use crate::models::{Merchant, PricingModel};
-use crate::names;
-use crate::registration::Registrations;
-use crate::spool::Spool;
-use crate::telemetry::{self, CheckCounters};
 
 /// Background retries (initialisation, event flushes, registrations): from 1 s, doubling, at
 /// most a minute.
@@ -38,7 +38,7 @@ impl AtlasClient {
         api_key: ApiKey,
         base_url: String,
         tls: Arc<rustls::ClientConfig>,
-        shared: Shared,
+        fleet: FleetTier,
     ) -> Result<Self, BuildError> {
         let link_config = push::LinkConfig {
             url: push::LinkConfig::socket_url(&base_url),
@@ -90,7 +90,7 @@ impl AtlasClient {
                 config.events_flush_interval,
                 spool,
             ),
-            shared: Arc::new(shared),
+            fleet: Arc::new(fleet),
             registrations: Registrations::new(config.registration_debounce),
             init: watch::Sender::new(InitState::Pending),
             sdk_versions: Mutex::new(HashSet::new()),
@@ -218,9 +218,9 @@ impl AtlasClient {
         let api = &self.inner.api;
         let merchant = self
             .inner
-            .shared
+            .fleet
             .read_through(
-                SharedKey::merchant("merchant", ""),
+                FleetKey::merchant("merchant", ""),
                 self.inner.pricing_model.ttl(),
                 || api.merchant(),
             )
@@ -238,12 +238,12 @@ impl AtlasClient {
         let Some(max_age) = self.inner.outage.longest_stale() else {
             return Err(outage);
         };
-        let shared = &self.inner.shared;
+        let shared = &self.inner.fleet;
         let merchant = shared
-            .read_stale(SharedKey::merchant("merchant", ""), max_age)
+            .read_stale(FleetKey::merchant("merchant", ""), max_age)
             .await;
         let model = shared
-            .read_stale(SharedKey::merchant("pricing_model", ""), max_age)
+            .read_stale(FleetKey::merchant("pricing_model", ""), max_age)
             .await;
         match (merchant, model) {
             (Some(merchant), Some(model)) => {
@@ -256,9 +256,9 @@ impl AtlasClient {
 
     /// Checks the features the code names against `model`; each new finding is logged once.
     pub(super) fn validate(&self, model: &PricingModel) -> Vec<Finding> {
-        let generation = names::generation();
+        let generation = named_in_code::generation();
         let limits = self.inner.limits.features();
-        let found = findings(model, &names::named(), &limits);
+        let found = findings(model, &named_in_code::named(), &limits);
         {
             let mut reported = self
                 .inner
@@ -282,7 +282,7 @@ impl AtlasClient {
     /// the pricing model loaded). Two atomic loads when nothing changed: cheap enough for
     /// every guarded request.
     pub(crate) fn revalidate_if_needed(&self) {
-        if names::generation() == self.inner.validated.load(Ordering::Acquire) {
+        if named_in_code::generation() == self.inner.validated.load(Ordering::Acquire) {
             return;
         }
         if let Some(model) = self.inner.pricing_model.latest(&()) {
@@ -345,9 +345,9 @@ impl AtlasClient {
     /// Connects the Redis tier, then drains the fleet's event stream every `interval`.
     #[cfg(feature = "redis")]
     fn spawn_fleet(&self, interval: Duration) {
-        use super::fleet;
+        use crate::client::fleet;
 
-        let Some(fleet) = self.inner.shared.fleet.clone() else {
+        let Some(fleet) = self.inner.fleet.redis.clone() else {
             return;
         };
         let weak = Arc::downgrade(&self.inner);
@@ -358,9 +358,9 @@ impl AtlasClient {
                 let Some(atlas) = upgrade(&weak) else { return };
                 // A Redis restarted empty has lost the group: made again (or found) each round.
                 fleet.events.prepare(&fleet).await;
-                let wait = match atlas.inner.shared.drain(&atlas.inner.api, 20).await {
+                let wait = match atlas.inner.fleet.drain(&atlas.inner.api, 20).await {
                     // Full batches: more are waiting, go on at once.
-                    Ok(sent) if sent >= 20 * fleet::stream::BATCH => {
+                    Ok(sent) if sent >= 20 * fleet::redis::stream::BATCH => {
                         failures = 0;
                         Duration::ZERO
                     }

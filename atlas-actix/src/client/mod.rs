@@ -8,18 +8,19 @@
 //! (one method per platform endpoint), `transport` (the I/O thread), `push` (invalidations),
 //! `backoff` and `config`.
 
-pub(crate) mod api;
-pub(crate) mod backoff;
 mod billing;
+pub(crate) mod cache;
 mod checks;
-pub(crate) mod config;
-#[cfg(feature = "redis")]
+pub(crate) mod events;
 pub(crate) mod fleet;
-pub(crate) mod health;
 mod lifecycle;
-pub(crate) mod push;
-pub(crate) mod shared;
-pub(crate) mod transport;
+pub(crate) mod limits;
+pub(crate) mod outage;
+pub(crate) mod platform;
+pub(crate) mod registration;
+pub(crate) mod retry;
+pub(crate) mod settings;
+pub(crate) mod telemetry;
 mod usage;
 
 use std::collections::{BTreeMap, HashSet};
@@ -31,20 +32,20 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
-pub use self::api::Pagination;
-use self::api::PlatformApi;
-use crate::cache::Cache;
+pub use self::platform::api::Pagination;
+use self::platform::api::PlatformApi;
+use crate::client::cache::Cache;
+use crate::client::events::EventQueue;
+use crate::client::limits::Limits;
+use crate::client::outage::OutagePolicies;
+use crate::client::registration::Registrations;
+use crate::client::telemetry::CheckCounters;
+use crate::entitlements::findings::Finding;
+use crate::entitlements::reasons::DenialReason;
 use crate::error::AtlasError;
-use crate::events::EventQueue;
-use crate::findings::Finding;
-use crate::limits::Limits;
 use crate::models::{
     CreditUsage, Customer, Invoice, InvoiceLineItem, Merchant, PricingModel, Subscription,
 };
-use crate::outage::OutagePolicies;
-use crate::reasons::DenialReason;
-use crate::registration::Registrations;
-use crate::telemetry::CheckCounters;
 
 /// The client of the Atlas platform, with no web framework in it: usable from any async
 /// runtime. Cheap to clone: clones share caches, queues and the connection. The web layer's
@@ -204,7 +205,7 @@ pub(crate) struct Inner {
     subscriptions: Cache<String, Subscription>,
     events: EventQueue,
     /// What the fleet's instances share (the Redis tier), if anything.
-    shared: Arc<shared::Shared>,
+    fleet: Arc<fleet::FleetTier>,
     registrations: Registrations,
     init: watch::Sender<InitState>,
     sdk_versions: Mutex<HashSet<(String, String)>>,

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, PoisonError};
 
-use super::{AtlasClient, UsageOptions};
+use crate::client::{AtlasClient, UsageOptions};
 use crate::entitlements::usage_event_name;
 use crate::error::AtlasError;
 use crate::models::{iso, now_iso, EventData, UsageEvent};
@@ -98,7 +98,7 @@ impl AtlasClient {
         if events.is_empty() {
             return Ok(());
         }
-        if self.inner.shared.append_events(&events).await {
+        if self.inner.fleet.append_events(&events).await {
             return Ok(());
         }
         let count = events.len();
@@ -112,7 +112,7 @@ impl AtlasClient {
     /// unavailable move to the fleet's stream, and the stream is drained.
     pub async fn flush(&self) -> Result<(), AtlasError> {
         let api = &self.inner.api;
-        let shared = &self.inner.shared;
+        let shared = &self.inner.fleet;
         self.inner
             .events
             .flush(|batch| async move {

@@ -131,8 +131,8 @@ mod platform;
 mod reply;
 mod router;
 mod server;
-mod shared;
 mod socketio;
+mod state;
 
 pub use data::{AtlasData, DataFileError};
 pub use faults::Fault;

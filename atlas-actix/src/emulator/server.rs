@@ -19,7 +19,7 @@ use super::faults::Fault;
 use super::platform::{Platform, Push, Query};
 use super::reply::{ApiError, Reply};
 use super::router::{is_admin, match_route, Match, Route};
-use super::shared::Shared;
+use super::state::EmulatorState;
 use crate::models::UsageEvent;
 
 /// Request bodies above this size are refused with 413, as the platform does.
@@ -149,12 +149,12 @@ impl EmulatorBuilder {
         Ok((listener, addr))
     }
 
-    fn shared(self) -> (Arc<Shared>, String) {
+    fn shared(self) -> (Arc<EmulatorState>, String) {
         let api_key = self.api_key.unwrap_or_else(|| self.data.api_key.clone());
         // Pushes are only for connected clients: a slow one misses old ones, as on socket.io.
         let (pushes, _) = broadcast::channel(256);
         let platform = Platform::new(self.data, api_key.clone(), pushes.clone());
-        let shared = Shared {
+        let shared = EmulatorState {
             platform: Mutex::new(platform),
             data_file: self.data_file,
             pushes,
@@ -163,7 +163,11 @@ impl EmulatorBuilder {
     }
 }
 
-fn server(shared: Arc<Shared>, listener: TcpListener, handle_signals: bool) -> io::Result<Server> {
+fn server(
+    shared: Arc<EmulatorState>,
+    listener: TcpListener,
+    handle_signals: bool,
+) -> io::Result<Server> {
     let data = web::Data::from(shared);
     let server = HttpServer::new(move || {
         App::new()
@@ -188,7 +192,7 @@ pub struct EmulatorHandle {
     url: String,
     addr: SocketAddr,
     api_key: String,
-    shared: Arc<Shared>,
+    shared: Arc<EmulatorState>,
     server: ServerHandle,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
@@ -277,7 +281,7 @@ impl Drop for EmulatorHandle {
 async fn dispatch(
     req: HttpRequest,
     payload: web::Payload,
-    shared: web::Data<Shared>,
+    shared: web::Data<EmulatorState>,
 ) -> HttpResponse {
     let path = req.uri().path().to_owned();
     let method = req.method().as_str().to_owned();
@@ -317,7 +321,7 @@ async fn dispatch(
 async fn handle(
     req: &HttpRequest,
     payload: web::Payload,
-    shared: &Shared,
+    shared: &EmulatorState,
     matched: Match,
     path: &str,
 ) -> Result<Reply, ApiError> {

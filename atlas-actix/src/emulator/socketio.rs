@@ -15,7 +15,7 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::platform::Push;
-use super::shared::Shared;
+use super::state::EmulatorState;
 
 /// How often the server pings, and how long it waits for the answer, as socket.io's defaults.
 const PING_INTERVAL: Duration = Duration::from_secs(25);
@@ -34,7 +34,7 @@ pub(crate) fn packet(push: &Push) -> String {
 pub(crate) async fn handshake(
     request: HttpRequest,
     body: web::Payload,
-    shared: web::Data<Shared>,
+    shared: web::Data<EmulatorState>,
 ) -> HttpResponse {
     shared
         .platform()
@@ -68,7 +68,7 @@ pub(crate) async fn handshake(
 async fn serve(
     mut session: actix_ws::Session,
     mut stream: actix_ws::MessageStream,
-    shared: &Shared,
+    shared: &EmulatorState,
 ) -> Result<(), actix_ws::Closed> {
     let sid = uuid::Uuid::new_v4().simple().to_string();
     let open = json!({

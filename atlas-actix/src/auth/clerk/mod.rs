@@ -1,0 +1,345 @@
+//! Clerk session tokens: the built-in [`UserResolver`] for apps that use Clerk.
+//!
+//! Clerk signs session JWTs with RS256. They are verified here with the PEM public key Clerk
+//! gives for networkless verification, or with the instance's JWKS (`jwks.rs`: fetched at
+//! start, cached, and fetched again, one fetch at a time, when a token names an unknown key). `exp` and `nbf` are checked with a
+//! small leeway, `azp` against the app's origins when they are configured (Clerk warns that
+//! skipping it opens the door to CSRF; a token without `azp` is then refused too), `iss`
+//! when an issuer is configured, and pending sessions are refused. Token times are compared
+//! with saturating arithmetic: a token with an `exp` near 2^64 answers the same every time. Anything wrong with
+//! a token (malformed, expired, not yet valid, another key, `alg: none`, HS256 signed with the
+//! public key, another party) makes the request anonymous: a 401, never a 500.
+//!
+//! Verified tokens are cached until they expire, so the RSA check runs once per token, not
+//! once per request.
+
+mod jwks;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::HttpRequest;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+use crate::auth::clerk::jwks::JwksKeys;
+use crate::auth::{bearer_token, ResolveFuture, UserResolver};
+
+/// The most verified tokens remembered.
+const VERIFIED_CAPACITY: usize = 100_000;
+
+/// Why a [`ClerkAuth`] could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClerkError {
+    /// The PEM key cannot be read.
+    #[error("invalid Clerk public key: {0}")]
+    InvalidKey(String),
+    /// The JWKS URL is not an http(s) URL.
+    #[error("invalid Clerk JWKS URL {0:?}")]
+    InvalidUrl(String),
+}
+
+/// A verified Clerk session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClerkSession {
+    /// The user (`sub`).
+    pub user_id: String,
+    /// The active organisation, if any (`o.id` in v2 tokens, `org_id` in v1 ones).
+    pub organization_id: Option<String>,
+    /// The user's role in the active organisation, such as `org:admin` (`o.rol` in v2 tokens,
+    /// `org_role` in v1 ones). v2 tokens carry the role without its `org:` prefix; it is
+    /// added here, so both read the same.
+    pub organization_role: Option<String>,
+    /// The session (`sid`).
+    pub session_id: Option<String>,
+    /// When the token expires, in seconds since the epoch.
+    pub expires_at: u64,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+    exp: u64,
+    #[serde(default)]
+    sid: Option<String>,
+    #[serde(default)]
+    azp: Option<String>,
+    #[serde(default)]
+    sts: Option<String>,
+    #[serde(default)]
+    o: Option<OrganizationClaim>,
+    #[serde(default)]
+    org_id: Option<String>,
+    #[serde(default)]
+    org_role: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct OrganizationClaim {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    rol: Option<String>,
+}
+
+enum Keys {
+    Pem(DecodingKey),
+    Jwks(Arc<JwksKeys>),
+}
+
+struct State {
+    keys: Keys,
+    verified: quick_cache::sync::Cache<String, Arc<ClerkSession>>,
+}
+
+#[derive(Clone)]
+struct Options {
+    authorized_parties: Vec<String>,
+    issuer: Option<String>,
+    organizations: bool,
+    billing_roles: Vec<String>,
+    leeway: Duration,
+}
+
+/// Verifies Clerk session tokens and turns them into Atlas customer ids: the user id, or, with
+/// [`organizations`](Self::organizations), the active organisation's id so every member
+/// shares the organisation's plan.
+///
+/// ```no_run
+/// use atlas_actix::{Atlas, ClerkAuth};
+///
+/// let clerk = ClerkAuth::from_pem(&std::env::var("CLERK_JWT_KEY")?)?
+///     .authorized_parties(["https://app.example.com"])
+///     .organizations(true);
+/// let atlas = Atlas::builder().user_resolver(clerk).build()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct ClerkAuth {
+    state: Arc<State>,
+    options: Arc<Options>,
+}
+
+impl std::fmt::Debug for ClerkAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys = match &self.state.keys {
+            Keys::Pem(_) => "pem".to_owned(),
+            Keys::Jwks(keys) => format!("jwks {}", keys.url()),
+        };
+        f.debug_struct("ClerkAuth")
+            .field("keys", &keys)
+            .field("authorized_parties", &self.options.authorized_parties)
+            .field("issuer", &self.options.issuer)
+            .field("organizations", &self.options.organizations)
+            .field("billing_roles", &self.options.billing_roles)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClerkAuth {
+    fn with_keys(keys: Keys) -> Self {
+        Self {
+            state: Arc::new(State {
+                keys,
+                verified: quick_cache::sync::Cache::new(VERIFIED_CAPACITY),
+            }),
+            options: Arc::new(Options {
+                authorized_parties: Vec::new(),
+                issuer: None,
+                organizations: false,
+                billing_roles: Vec::new(),
+                leeway: Duration::from_secs(5),
+            }),
+        }
+    }
+
+    /// Verifies with the PEM public key of the Clerk instance (the dashboard's "JWT public
+    /// key", `CLERK_JWT_KEY`): no network needed.
+    pub fn from_pem(pem: &str) -> Result<Self, ClerkError> {
+        let key = DecodingKey::from_rsa_pem(pem.as_bytes())
+            .map_err(|err| ClerkError::InvalidKey(err.to_string()))?;
+        Ok(Self::with_keys(Keys::Pem(key)))
+    }
+
+    /// Verifies with the keys of a JWKS URL (`https://<frontend api>/.well-known/jwks.json`),
+    /// fetched at once (on a thread of its own) and again when a token names a key not seen
+    /// yet: one fetch at a time, requests for a new key waiting for it rather than failing,
+    /// known keys working while a refresh fails, failed fetches retried with backoff.
+    pub fn from_jwks_url(url: impl Into<String>) -> Result<Self, ClerkError> {
+        let url = url.into();
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(ClerkError::InvalidUrl(url));
+        }
+        let keys = JwksKeys::new(url);
+        keys.prefetch();
+        Ok(Self::with_keys(Keys::Jwks(keys)))
+    }
+
+    /// From the environment: `CLERK_JWT_KEY` (a PEM key), else `CLERK_JWKS_URL`; `None` when
+    /// neither is set (an empty variable counts as unset).
+    pub fn from_env() -> Result<Option<Self>, ClerkError> {
+        let env = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+        if let Some(pem) = env("CLERK_JWT_KEY") {
+            // Dashboards and .env files often carry the PEM with literal `\n`s.
+            return Self::from_pem(&pem.replace("\\n", "\n")).map(Some);
+        }
+        env("CLERK_JWKS_URL").map(Self::from_jwks_url).transpose()
+    }
+
+    /// The origins the app's frontend runs on: a token whose `azp` is another, or that has no
+    /// `azp`, is refused.
+    pub fn authorized_parties<I, S>(mut self, parties: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Arc::make_mut(&mut self.options).authorized_parties =
+            parties.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The Clerk instance's issuer (its Frontend API URL, `CLERK_ISSUER`): a token with
+    /// another `iss`, or none, is refused.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        Arc::make_mut(&mut self.options).issuer = Some(issuer.into());
+        self
+    }
+
+    /// The organisation roles (such as `org:admin`) that may change an organisation's billing
+    /// through the Atlas scope: subscribe, cancel, renew, payment method. Other members get
+    /// 403; users acting for themselves (no active organisation) are not affected. Default:
+    /// every member may.
+    pub fn billing_roles<I, S>(mut self, roles: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Arc::make_mut(&mut self.options).billing_roles =
+            roles.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Whether the customer is the active organisation, when the session has one (default
+    /// `false`: always the user).
+    pub fn organizations(mut self, enabled: bool) -> Self {
+        Arc::make_mut(&mut self.options).organizations = enabled;
+        self
+    }
+
+    /// Clock skew tolerated on `exp` and `nbf` (default 5 s).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        Arc::make_mut(&mut self.options).leeway = leeway;
+        self
+    }
+
+    /// Verifies a session token; `None` for any token that is not a valid, current session.
+    pub async fn verify(&self, token: &str) -> Option<ClerkSession> {
+        self.verified(token)
+            .await
+            .map(|session| ClerkSession::clone(&session))
+    }
+
+    async fn verified(&self, token: &str) -> Option<Arc<ClerkSession>> {
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(session) = self.state.verified.get(token) {
+            return (now
+                <= session
+                    .expires_at
+                    .saturating_add(self.options.leeway.as_secs()))
+            .then_some(session);
+        }
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        if header.alg != Algorithm::RS256 {
+            return None;
+        }
+        let key = self.key(header.kid.as_deref()).await?;
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.leeway = self.options.leeway.as_secs();
+        validation.validate_nbf = true;
+        validation.validate_aud = false;
+        match &self.options.issuer {
+            Some(issuer) => {
+                validation.set_issuer(&[issuer]);
+                validation.set_required_spec_claims(&["exp", "sub", "iss"]);
+            }
+            None => validation.set_required_spec_claims(&["exp", "sub"]),
+        }
+        let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
+            .ok()?
+            .claims;
+        if claims.sts.as_deref() == Some("pending") {
+            return None;
+        }
+        let parties = &self.options.authorized_parties;
+        if !parties.is_empty() && !claims.azp.as_ref().is_some_and(|azp| parties.contains(azp)) {
+            tracing::debug!(azp = ?claims.azp, "a Clerk token for another party, or none, was refused");
+            return None;
+        }
+        let (v2_id, v2_role) = claims.o.map_or((None, None), |o| (o.id, o.rol));
+        let session = Arc::new(ClerkSession {
+            organization_id: v2_id.or(claims.org_id).filter(|id| !id.is_empty()),
+            organization_role: v2_role
+                .map(|role| {
+                    if role.starts_with("org:") {
+                        role
+                    } else {
+                        format!("org:{role}")
+                    }
+                })
+                .or(claims.org_role)
+                .filter(|role| !role.is_empty()),
+            user_id: claims.sub,
+            session_id: claims.sid,
+            expires_at: claims.exp,
+        });
+        self.state
+            .verified
+            .insert(token.to_owned(), Arc::clone(&session));
+        Some(session)
+    }
+
+    async fn key(&self, kid: Option<&str>) -> Option<DecodingKey> {
+        match &self.state.keys {
+            Keys::Pem(key) => Some(key.clone()),
+            Keys::Jwks(keys) => keys.key(kid?).await,
+        }
+    }
+
+    fn customer_id(&self, session: &ClerkSession) -> String {
+        match &session.organization_id {
+            Some(organization) if self.options.organizations => organization.clone(),
+            _ => session.user_id.clone(),
+        }
+    }
+}
+
+impl UserResolver for ClerkAuth {
+    fn resolve(&self, request: HttpRequest) -> ResolveFuture<'_> {
+        Box::pin(async move {
+            let token = bearer_token(&request)?;
+            let session = self.verified(token).await?;
+            Some(self.customer_id(&session))
+        })
+    }
+
+    fn may_manage_billing(&self, request: &HttpRequest) -> bool {
+        let roles = &self.options.billing_roles;
+        if roles.is_empty() {
+            return true;
+        }
+        // The token was verified moments ago by `resolve`: it is in the cache.
+        let Some(session) = bearer_token(request).and_then(|token| self.state.verified.get(token))
+        else {
+            return false;
+        };
+        match (&session.organization_id, self.options.organizations) {
+            (Some(_), true) => session
+                .organization_role
+                .as_ref()
+                .is_some_and(|role| roles.contains(role)),
+            // The customer is the user: its own billing.
+            _ => true,
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! Guarding the app's own handlers: the check behind both `#[requires_feature]` and the
+//! [`RequireFeatures`](crate::RequireFeatures) middleware (`middleware.rs`); the
+//! [`Entitlements`](crate::Entitlements) extractor (`extractor.rs`) reuses the customer it
+//! resolved.
+//!
+//! Three outcomes stay distinct: a missing Atlas client or user resolver is a
+//! misconfiguration (an opaque 500 and an error log naming the fix); no user is a 401; a plan
+//! without the feature is a 403 that says which features are missing.
+
+pub(crate) mod denial;
+pub(crate) mod exclusive;
+pub(crate) mod extractor;
+pub(crate) mod middleware;
+
+use std::collections::BTreeMap;
+
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+
+use crate::client::UsageOptions;
+use crate::error::AtlasError;
+use crate::web::atlas::Atlas;
+use crate::web::csrf::check_origin;
+use crate::web::error_response::RequestError;
+use crate::web::guard::denial::Denial;
+use crate::web::guard::exclusive::Lease;
+
+/// How a guard behaves; built by the macro's options or
+/// [`RequireFeatures`](crate::RequireFeatures)' methods.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GuardOptions {
+    /// Log a would-be denial and let the request through.
+    pub shadow: bool,
+    /// Report this usage of the features when the handler answers 2xx.
+    pub usage: Option<f64>,
+    /// Run the check and the handler as one step per customer and features (see
+    /// [`RequireFeatures::exclusive`](crate::RequireFeatures::exclusive)).
+    pub exclusive: bool,
+    /// How many units of the features the request needs at once (1 for a plain check).
+    pub quantity: f64,
+}
+
+impl Default for GuardOptions {
+    fn default() -> Self {
+        Self::new(false, None, false)
+    }
+}
+
+impl GuardOptions {
+    /// Options as the macro writes them.
+    pub const fn new(shadow: bool, usage: Option<f64>, exclusive: bool) -> Self {
+        Self {
+            shadow,
+            usage,
+            exclusive,
+            quantity: 1.0,
+        }
+    }
+
+    /// The same options, checking `quantity` units (`#[requires_feature(.., quantity = ..)]`).
+    pub const fn with_quantity(mut self, quantity: f64) -> Self {
+        self.quantity = quantity;
+        self
+    }
+}
+
+/// The longest a guarded answer waits for its usage to be queued.
+const USAGE_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The longest `Idempotency-Key` header taken.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// The request's `Idempotency-Key` header, for the usage a guard reports: `Ok(None)` without
+/// one, 400 for one that is not a short printable key.
+fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, RequestError> {
+    let Some(value) = request.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|key| (1..=MAX_IDEMPOTENCY_KEY).contains(&key.len()))
+        .filter(|key| key.bytes().all(|b| b.is_ascii_graphic()));
+    match key {
+        Some(key) => Ok(Some(key.to_owned())),
+        None => Err(RequestError::BadRequest(format!(
+            "the Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters"
+        ))),
+    }
+}
+
+/// The customer a guard let through, kept in the request's extensions for
+/// [`Entitlements`](crate::Entitlements).
+#[derive(Debug, Clone)]
+pub(crate) struct ResolvedCustomer(pub(crate) String);
+
+/// A request the check let through.
+#[doc(hidden)]
+pub struct Granted {
+    /// The client, kept only when usage is to be reported: cloning it on every request would
+    /// be an atomic write on memory all workers share.
+    atlas: Option<Atlas>,
+    customer_id: String,
+    /// What `#[requires_feature(usage = ..)]` reports when the handler succeeds.
+    usage: Option<(&'static [&'static str], f64)>,
+    /// The request's `Idempotency-Key`, which the reported usage events carry.
+    idempotency_key: Option<String>,
+    /// Held until the handler has answered, for an exclusive guard.
+    _lease: Option<Lease>,
+}
+
+impl Granted {
+    /// Reports usage of the features after the handler succeeded; never fails the answer. The
+    /// answer waits up to [`USAGE_QUEUE_WAIT`] for the usage to be queued, which covers the
+    /// usual case (the customer was just fetched for the check), so an `atlas.flush()` after
+    /// the response sends it; a slow platform (an outage under a lenient policy) does not hold
+    /// the answer, and the usage is queued once it can be.
+    pub(crate) async fn report_usage(self, features: Vec<String>, quantity: f64) {
+        let Some(atlas) = self.atlas else { return };
+        let mut usage = UsageOptions::new().quantity(quantity);
+        if let Some(key) = &self.idempotency_key {
+            // Namespaced by customer: one customer's keys never collide with another's.
+            usage = usage.idempotency_key(format!("{}:{key}", self.customer_id));
+        }
+        let customer = self.customer_id;
+        let queued = actix_rt::spawn(async move {
+            if let Err(err) = atlas.enqueue_with(&customer, &features, usage).await {
+                tracing::error!(customer = ?customer, features = ?features, %err, "could not queue the usage of a guarded handler");
+            }
+        });
+        let _ = tokio::time::timeout(USAGE_QUEUE_WAIT, queued).await;
+    }
+}
+
+/// The Atlas client of the app, or the misconfiguration answer.
+pub(crate) fn atlas_of(request: &HttpRequest) -> Result<&Atlas, RequestError> {
+    match request.app_data::<web::Data<Atlas>>() {
+        Some(atlas) => Ok(atlas),
+        None if request.app_data::<Atlas>().is_some() => {
+            tracing::error!(
+                route = ?request.path(),
+                "the Atlas client is in the app data without web::Data: write `.configure(atlas.configure())` (or `.app_data(web::Data::new(atlas.clone()))`)"
+            );
+            Err(RequestError::Misconfigured(
+                "the Atlas client is not in web::Data",
+            ))
+        }
+        None => {
+            tracing::error!(
+                route = ?request.path(),
+                "no Atlas client in the app data: add `.app_data(web::Data::new(atlas.clone()))` to the App"
+            );
+            Err(RequestError::Misconfigured(
+                "no Atlas client in the app data",
+            ))
+        }
+    }
+}
+
+/// The check: the user, then its entitlements; `Err` holds the answer to send instead.
+pub(crate) async fn check(
+    request: &HttpRequest,
+    features: &[&str],
+    options: GuardOptions,
+) -> Result<Granted, HttpResponse> {
+    let atlas = atlas_of(request).map_err(|err| err.error_response())?;
+    atlas.revalidate_if_needed();
+    let idempotency_key = if options.usage.is_some() {
+        // Reporting usage bills the customer: a cross-site request must not do it.
+        check_origin(request, atlas.allowed_origins()).map_err(|err| err.error_response())?;
+        idempotency_key(request).map_err(|err| err.error_response())?
+    } else {
+        None
+    };
+    let customer = match atlas.resolve_user(request).await {
+        Ok(Some(customer)) => customer,
+        Ok(None) => return Err(atlas.deny(request, &Denial::Unauthenticated)),
+        Err(err) => return Err(err.error_response()),
+    };
+    let lease = if options.exclusive {
+        Some(atlas.exclusive_locks().acquire(&customer, features).await)
+    } else {
+        None
+    };
+    let decision = match atlas
+        .decide_features(&customer, features, options.quantity, options.shadow)
+        .await
+    {
+        Ok(decision) => decision,
+        Err(err @ AtlasError::InvalidInput(_)) => {
+            return Err(RequestError::Atlas(err).error_response());
+        }
+        Err(err) => {
+            tracing::error!(route = ?request.path(), customer = ?customer, %err, "the entitlement check failed");
+            return Err(RequestError::Atlas(err).error_response());
+        }
+    };
+    if !decision.reasons.is_empty() {
+        let allowed: BTreeMap<String, bool> = features
+            .iter()
+            .map(|f| (*f).to_owned())
+            .zip(decision.flags)
+            .collect();
+        let denied: Vec<&str> = allowed
+            .iter()
+            .filter(|(_, ok)| !**ok)
+            .map(|(f, _)| f.as_str())
+            .collect();
+        if options.shadow {
+            tracing::warn!(route = ?request.path(), customer = ?customer, denied = ?denied, "shadow mode: this request would be denied");
+        } else {
+            tracing::debug!(route = ?request.path(), customer = ?customer, denied = ?denied, "request denied by plan");
+            let denial = Denial::NotEntitled {
+                features: allowed,
+                reasons: decision.reasons,
+            };
+            return Err(atlas.deny(request, &denial));
+        }
+    }
+    request
+        .extensions_mut()
+        .insert(ResolvedCustomer(customer.clone()));
+    Ok(Granted {
+        atlas: options.usage.map(|_| Atlas::clone(atlas)),
+        customer_id: customer,
+        usage: None,
+        idempotency_key,
+        _lease: lease,
+    })
+}
+
+/// The check as `#[requires_feature]` expands it: the handler's own extractors run after it,
+/// only when it passed, so a denied request never has its body read.
+#[doc(hidden)]
+pub async fn check_handler(
+    request: &HttpRequest,
+    features: &'static [&'static str],
+    options: GuardOptions,
+) -> Result<Granted, HttpResponse> {
+    check(request, features, options)
+        .await
+        .map(|granted| Granted {
+            usage: options.usage.map(|quantity| (features, quantity)),
+            ..granted
+        })
+}
+
+impl Granted {
+    /// The handler's answer, after which the usage is reported if the answer is 2xx.
+    #[doc(hidden)]
+    pub async fn respond<R: actix_web::Responder>(
+        self,
+        request: &HttpRequest,
+        answer: R,
+    ) -> HttpResponse {
+        let response = answer.respond_to(request).map_into_boxed_body();
+        if let Some((features, quantity)) = self.usage {
+            if response.status().is_success() {
+                self.report_usage(features.iter().map(|f| (*f).to_owned()).collect(), quantity)
+                    .await;
+            }
+        }
+        response
+    }
+}
