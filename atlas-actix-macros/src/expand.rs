@@ -1,13 +1,33 @@
 //! Generating the macros' code.
 
-use proc_macro2::{Literal, TokenStream};
+use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{Expr, FnArg, ItemFn, Pat, PatType, ReturnType};
+use syn::{Expr, ItemFn, Pat, PatType, ReturnType};
 
-use crate::parse::{LimitArgs, RequiresFeatureArgs};
+use crate::parse::{Handler, LimitArgs, RequiresFeatureArgs};
+
+/// The runtime crate's `__private` module, under whatever name the app depends on it: an app
+/// may rename it (`atlas = { package = "atlas-actix" }`), and Cargo tells us how through its
+/// manifest (`proc-macro-crate`). When the manifest cannot be read, the crate's own name.
+/// Spanned at `span`, so an error about an item of it lands on the user's tokens there.
+fn private_at(span: Span) -> TokenStream {
+    use proc_macro_crate::{crate_name, FoundCrate};
+    let name = match crate_name("atlas-actix") {
+        Ok(FoundCrate::Name(name)) => name,
+        // The runtime crate's own doctests and examples see it by its name.
+        Ok(FoundCrate::Itself) | Err(_) => "atlas_actix".to_owned(),
+    };
+    let name = Ident::new(&name, span);
+    quote_spanned!(span=> ::#name::__private)
+}
+
+fn private() -> TokenStream {
+    private_at(Span::call_site())
+}
 
 pub(crate) fn limit(args: LimitArgs) -> TokenStream {
+    let private = private();
     let LimitArgs {
         builder,
         feature,
@@ -28,10 +48,10 @@ pub(crate) fn limit(args: LimitArgs) -> TokenStream {
     }
     // Checked on its own and spanned at the callback, so a callback of the wrong type is
     // reported there.
-    let callback =
-        quote_spanned! {callback.span()=> ::atlas_actix::__private::limit_callback(#callback)};
+    let at_callback = private_at(callback.span());
+    let callback = quote_spanned! {callback.span()=> #at_callback::limit_callback(#callback)};
     quote! {
-        ::atlas_actix::__private::register_limit(#builder, #feature, #callback)
+        #private::register_limit(#builder, #feature, #callback)
     }
 }
 
@@ -39,17 +59,18 @@ pub(crate) fn limit(args: LimitArgs) -> TokenStream {
 /// request and the payload, checks, and only then runs the original extractors, one after
 /// the other, and the original body (kept as an inner function), so a denied request has
 /// neither its body read nor a costly extractor called.
-pub(crate) fn requires_feature(
-    args: RequiresFeatureArgs,
-    item: ItemFn,
-) -> syn::Result<TokenStream> {
-    check_handler(&item)?;
-    let ItemFn {
-        attrs,
-        vis,
-        sig,
-        block,
-    } = item;
+pub(crate) fn requires_feature(args: RequiresFeatureArgs, handler: Handler) -> TokenStream {
+    let private = private();
+    let Handler {
+        function:
+            ItemFn {
+                attrs,
+                vis,
+                sig,
+                block,
+            },
+        arguments,
+    } = handler;
     let name = &sig.ident;
     let output = &sig.output;
     let inputs = &sig.inputs;
@@ -57,18 +78,13 @@ pub(crate) fn requires_feature(
     let mut extractions = Vec::new();
     // For `quantity`: each argument's pattern, bound to a reference to its extracted value.
     let mut bindings = Vec::new();
-    for (index, input) in inputs.iter().enumerate() {
-        let FnArg::Typed(typed) = input else {
-            return Err(syn::Error::new_spanned(
-                input,
-                "#[requires_feature] goes on a free function, not a method",
-            ));
-        };
+    for (index, typed) in arguments.iter().enumerate() {
         let ty = &typed.ty;
         let arg = format_ident!("__atlas_arg{}", index);
         // Spanned at the argument's type, so a type that is no extractor is reported there.
+        let at_type = private_at(ty.span());
         extractions.push(quote_spanned! {ty.span()=>
-            let #arg = match <#ty as ::atlas_actix::__private::FromRequest>::from_request(
+            let #arg = match <#ty as #at_type::FromRequest>::from_request(
                 &__atlas_request,
                 &mut __atlas_payload,
             )
@@ -76,7 +92,7 @@ pub(crate) fn requires_feature(
             {
                 ::core::result::Result::Ok(value) => value,
                 ::core::result::Result::Err(error) => {
-                    return ::atlas_actix::__private::extraction_error(error);
+                    return #private::extraction_error(error);
                 }
             };
         });
@@ -94,10 +110,10 @@ pub(crate) fn requires_feature(
         }
         None => quote!(::core::option::Option::None),
     };
-    let options = quote!(::atlas_actix::__private::GuardOptions::new(#shadow, #usage, #exclusive));
+    let options = quote!(#private::GuardOptions::new(#shadow, #usage, #exclusive));
     let check = |options: TokenStream| {
         quote! {
-            let __atlas_granted = match ::atlas_actix::__private::check_handler(
+            let __atlas_granted = match #private::check_guard(
                 &__atlas_request,
                 &[#(#features),*],
                 #options,
@@ -121,8 +137,9 @@ pub(crate) fn requires_feature(
             }
         }
         Some(quantity) => {
+            let at_quantity = private_at(quantity.span());
             let quantity_value = quote_spanned! {quantity.span()=>
-                ::atlas_actix::__private::quantity(#quantity)
+                #at_quantity::quantity(#quantity)
             };
             let check = check(quote!(#options.with_quantity(__atlas_quantity)));
             quote! {
@@ -140,18 +157,18 @@ pub(crate) fn requires_feature(
         ReturnType::Type(_, ty) => quote_spanned! {ty.span()=> __atlas_granted.respond},
         ReturnType::Default => quote!(__atlas_granted.respond),
     };
-    Ok(quote! {
+    quote! {
         #(#attrs)*
         #vis async fn #name(
-            __atlas_request: ::atlas_actix::__private::HttpRequest,
-            __atlas_payload: ::atlas_actix::__private::Payload,
-        ) -> ::atlas_actix::__private::HttpResponse {
+            __atlas_request: #private::HttpRequest,
+            __atlas_payload: #private::Payload,
+        ) -> #private::HttpResponse {
             // Registered at link time, so the feature ids are checked against the pricing model
             // when it loads, before any request.
-            #[::atlas_actix::__private::linkme::distributed_slice(::atlas_actix::__private::GUARD_SITES)]
-            #[linkme(crate = ::atlas_actix::__private::linkme)]
-            static __ATLAS_GUARD_SITE: ::atlas_actix::__private::GuardSite =
-                ::atlas_actix::__private::GuardSite {
+            #[#private::linkme::distributed_slice(#private::GUARD_SITES)]
+            #[linkme(crate = #private::linkme)]
+            static __ATLAS_GUARD_SITE: #private::GuardSite =
+                #private::GuardSite {
                     handler: ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name)),
                     features: &[#(#features),*],
                     reports_usage: #reports_usage,
@@ -160,30 +177,7 @@ pub(crate) fn requires_feature(
             #checked
             #respond(&__atlas_request, __atlas_handler(#(#arg_names),*).await).await
         }
-    })
-}
-
-fn check_handler(item: &ItemFn) -> syn::Result<()> {
-    let sig = &item.sig;
-    if sig.asyncness.is_none() {
-        return Err(syn::Error::new(
-            sig.fn_token.span(),
-            "#[requires_feature] needs an async handler: write `async fn`",
-        ));
     }
-    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-        return Err(syn::Error::new_spanned(
-            &sig.generics,
-            "#[requires_feature] does not support generic handlers; write a handler per type",
-        ));
-    }
-    if let Some(variadic) = &sig.variadic {
-        return Err(syn::Error::new_spanned(
-            variadic,
-            "a handler cannot be variadic",
-        ));
-    }
-    Ok(())
 }
 
 /// `let <pattern> = &<argument>;`, so a `quantity` expression reads the handler's arguments by

@@ -1,14 +1,17 @@
 //! Procedural macros of [`atlas-actix`](https://docs.rs/atlas-actix); use them through it
 //! (`atlas_actix::limit!`), which re-exports them.
 //!
-//! Each macro parses its input in `parse`, reports misuse as a `syn::Error` spanned on the
-//! offending tokens, and generates code in `expand` that names only
-//! `::atlas_actix::__private` paths, so users need no other dependency.
+//! Each macro parses and checks its input in `parse` (options, feature ids, the handler's
+//! signature), reports misuse as a `syn::Error` spanned on the offending tokens, and generates
+//! code in `expand` that names only the runtime crate's `__private` paths (under the name the
+//! app gave the dependency), so users need no other dependency. `rules` holds what the runtime
+//! checks too (the feature-id rule, typo hints); [`__rules!`] hands it the same code.
 
 use proc_macro::TokenStream;
 
 mod expand;
 mod parse;
+mod rules;
 
 /// Guards an async actix-web handler: the request's user must have every feature named, or
 /// the handler does not run. Without a user the answer is 401; when the plan lacks a feature,
@@ -18,6 +21,7 @@ mod parse;
 /// its body read.
 ///
 /// ```no_run
+/// # extern crate atlas as atlas_actix; // the dev-dependency's name in this crate
 /// use actix_web::{get, web, HttpResponse};
 /// use atlas_actix::requires_feature;
 ///
@@ -37,18 +41,13 @@ mod parse;
 /// asks for that many units at once, computed from the handler's arguments by their names
 /// (`quantity = body.emails.len()`), so the arguments are extracted before the check.
 /// It works stacked above or below a route attribute and with `web::resource(..).to(..)`.
-/// The app needs its `Atlas` client in its data (`App::app_data(web::Data::new(atlas))`).
+/// The app needs its `Atlas` client where the guards find it: `App::configure(atlas.configure())`.
 #[proc_macro_attribute]
 pub fn requires_feature(attr: TokenStream, item: TokenStream) -> TokenStream {
     let original = proc_macro2::TokenStream::from(item.clone());
     let expanded = syn::parse::<parse::RequiresFeatureArgs>(attr).and_then(|args| {
-        let function = syn::parse::<syn::ItemFn>(item).map_err(|err| {
-            syn::Error::new(
-                err.span(),
-                "#[requires_feature] goes on an async handler function",
-            )
-        })?;
-        expand::requires_feature(args, function)
+        let handler = syn::parse::<parse::Handler>(item)?;
+        Ok(expand::requires_feature(args, handler))
     });
     match expanded {
         Ok(tokens) => tokens.into(),
@@ -64,6 +63,7 @@ pub fn requires_feature(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// builder:
 ///
 /// ```no_run
+/// # extern crate atlas as atlas_actix; // the dev-dependency's name in this crate
 /// use atlas_actix::{limit, Atlas};
 /// # async fn count_seats(_: &str) -> Result<u32, std::io::Error> { Ok(1) }
 ///
@@ -79,5 +79,20 @@ pub fn limit(input: TokenStream) -> TokenStream {
     match syn::parse::<parse::LimitArgs>(input) {
         Ok(args) => expand::limit(args).into(),
         Err(err) => err.to_compile_error().into(),
+    }
+}
+
+/// The rules the runtime crate shares with the macros (the feature-id rule, typo hints), as
+/// items: `atlas-actix` expands this once, so a rule checked at compile time and at run time is
+/// one piece of code. Not public API.
+#[doc(hidden)]
+#[proc_macro]
+pub fn __rules(_input: TokenStream) -> TokenStream {
+    match include_str!("rules.rs").parse::<TokenStream>() {
+        Ok(items) => items,
+        Err(err) => {
+            let message = format!("atlas-actix-macros: rules.rs does not lex: {err}");
+            quote::quote!(::core::compile_error!(#message);).into()
+        }
     }
 }

@@ -1,24 +1,30 @@
-//! Parsing and checking the macros' input.
+//! Parsing and checking the macros' input: the options, the feature ids and the handler's
+//! signature. Everything `expand` receives has been checked here.
 
+use proc_macro2::Span;
 use syn::parse::{Parse, ParseStream};
-use syn::{Expr, LitStr, Token};
+use syn::spanned::Spanned;
+use syn::{Expr, FnArg, ItemFn, LitStr, PatType, Token};
 
-/// Checks a feature id: a non-empty string without whitespace or control characters.
+use crate::rules::{feature_id_problem, nearest};
+
+mod kw {
+    syn::custom_keyword!(usage);
+    syn::custom_keyword!(shadow);
+    syn::custom_keyword!(exclusive);
+    syn::custom_keyword!(quantity);
+}
+
+/// The options of `#[requires_feature]`, for messages and typo hints.
+const OPTIONS: [&str; 4] = ["usage", "shadow", "exclusive", "quantity"];
+
+/// Checks a feature id literal against the rule the runtime applies too.
 pub(crate) fn feature_id(lit: &LitStr) -> syn::Result<String> {
     let id = lit.value();
-    if id.is_empty() {
-        return Err(syn::Error::new(
-            lit.span(),
-            "the feature id is empty; give the id of an Atlas feature, such as \"seats\"",
-        ));
+    match feature_id_problem(&id) {
+        Some(problem) => Err(syn::Error::new(lit.span(), problem)),
+        None => Ok(id),
     }
-    if id.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(syn::Error::new(
-            lit.span(),
-            "a feature id has no spaces or control characters; give the id shown in the Atlas dashboard, such as \"data-explorer\"",
-        ));
-    }
-    Ok(id)
 }
 
 /// `limit!(builder, "feature", callback)`.
@@ -92,10 +98,35 @@ pub(crate) struct RequiresFeatureArgs {
     pub(crate) quantity: Option<Expr>,
 }
 
-const OPTIONS: &str = "expected one of: `usage`, `shadow`, `exclusive`, `quantity`";
+/// Options as they are read, each at most once.
+#[derive(Default)]
+struct Options {
+    shadow: Option<bool>,
+    usage: Option<f64>,
+    exclusive: Option<bool>,
+    quantity: Option<Expr>,
+}
+
+impl Options {
+    fn any(&self) -> bool {
+        self.shadow.is_some()
+            || self.usage.is_some()
+            || self.exclusive.is_some()
+            || self.quantity.is_some()
+    }
+}
+
+/// Sets an option that may be given once.
+fn once<T>(slot: &mut Option<T>, value: T, span: Span, name: &str) -> syn::Result<()> {
+    if slot.is_some() {
+        return Err(syn::Error::new(span, format!("`{name}` is given twice")));
+    }
+    *slot = Some(value);
+    Ok(())
+}
 
 /// A flag option: `shadow`, or `shadow = true|false`.
-fn flag(name: &syn::Ident, input: ParseStream<'_>) -> syn::Result<bool> {
+fn flag(name: &str, input: ParseStream<'_>) -> syn::Result<bool> {
     if !input.peek(Token![=]) {
         return Ok(true);
     }
@@ -106,18 +137,23 @@ fn flag(name: &syn::Ident, input: ParseStream<'_>) -> syn::Result<bool> {
         .map_err(|err| syn::Error::new(err.span(), format!("`{name}` takes `true` or `false`")))
 }
 
+/// `= <value>` after an option that needs one.
+fn equals(input: ParseStream<'_>, span: Span, missing: &str) -> syn::Result<()> {
+    if !input.peek(Token![=]) {
+        return Err(syn::Error::new(span, missing));
+    }
+    input.parse::<Token![=]>().map(drop)
+}
+
 impl Parse for RequiresFeatureArgs {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let mut features: Vec<LitStr> = Vec::new();
-        let mut shadow: Option<(proc_macro2::Span, bool)> = None;
-        let mut usage: Option<(proc_macro2::Span, f64)> = None;
-        let mut exclusive: Option<bool> = None;
-        let mut units: Option<Expr> = None;
+        let mut options = Options::default();
         while !input.is_empty() {
             if input.peek(LitStr) {
                 let lit: LitStr = input.parse()?;
                 let id = feature_id(&lit)?;
-                if shadow.is_some() || usage.is_some() || exclusive.is_some() || units.is_some() {
+                if options.any() {
                     return Err(syn::Error::new(
                         lit.span(),
                         "feature ids come first, options after them",
@@ -130,63 +166,30 @@ impl Parse for RequiresFeatureArgs {
                     ));
                 }
                 features.push(lit);
+            } else if input.peek(kw::shadow) {
+                let key: kw::shadow = input.parse()?;
+                let value = flag("shadow", input)?;
+                once(&mut options.shadow, value, key.span, "shadow")?;
+            } else if input.peek(kw::exclusive) {
+                let key: kw::exclusive = input.parse()?;
+                let value = flag("exclusive", input)?;
+                once(&mut options.exclusive, value, key.span, "exclusive")?;
+            } else if input.peek(kw::usage) {
+                let key: kw::usage = input.parse()?;
+                equals(input, key.span, "`usage` takes a quantity: `usage = 1`")?;
+                let value = usage_quantity(input)?;
+                once(&mut options.usage, value, key.span, "usage")?;
+            } else if input.peek(kw::quantity) {
+                let key: kw::quantity = input.parse()?;
+                equals(
+                    input,
+                    key.span,
+                    "`quantity` takes an expression over the handler's arguments: `quantity = body.emails.len()`",
+                )?;
+                let value: Expr = input.parse()?;
+                once(&mut options.quantity, value, key.span, "quantity")?;
             } else if input.peek(syn::Ident) {
-                let key: syn::Ident = input.parse()?;
-                match key.to_string().as_str() {
-                    "shadow" => {
-                        if shadow.is_some() {
-                            return Err(syn::Error::new(key.span(), "`shadow` is given twice"));
-                        }
-                        shadow = Some((key.span(), flag(&key, input)?));
-                    }
-                    "quantity" => {
-                        if units.is_some() {
-                            return Err(syn::Error::new(key.span(), "`quantity` is given twice"));
-                        }
-                        if !input.peek(Token![=]) {
-                            return Err(syn::Error::new(
-                                key.span(),
-                                "`quantity` takes an expression over the handler's arguments: `quantity = body.emails.len()`",
-                            ));
-                        }
-                        input.parse::<Token![=]>()?;
-                        units = Some(input.parse()?);
-                    }
-                    "exclusive" => {
-                        if exclusive.is_some() {
-                            return Err(syn::Error::new(key.span(), "`exclusive` is given twice"));
-                        }
-                        exclusive = Some(flag(&key, input)?);
-                    }
-                    "usage" => {
-                        if usage.is_some() {
-                            return Err(syn::Error::new(key.span(), "`usage` is given twice"));
-                        }
-                        if !input.peek(Token![=]) {
-                            return Err(syn::Error::new(
-                                key.span(),
-                                "`usage` takes a quantity: `usage = 1`",
-                            ));
-                        }
-                        input.parse::<Token![=]>()?;
-                        usage = Some((key.span(), quantity(input)?));
-                    }
-                    other if !input.peek(Token![=]) => {
-                        return Err(syn::Error::new(
-                            key.span(),
-                            format!("a feature id is a string: write \"{other}\"; options are `usage = 1`, `shadow`, `exclusive` and `quantity = ..`"),
-                        ));
-                    }
-                    other => {
-                        let hint = closest(other)
-                            .map(|o| format!(" (did you mean `{o}`?)"))
-                            .unwrap_or_default();
-                        return Err(syn::Error::new(
-                            key.span(),
-                            format!("unknown option `{other}`{hint}; {OPTIONS}"),
-                        ));
-                    }
-                }
+                return Err(unknown_option(input.parse()?, input.peek(Token![=])));
             } else {
                 let token: proc_macro2::TokenTree = input.parse()?;
                 return Err(syn::Error::new_spanned(
@@ -200,45 +203,99 @@ impl Parse for RequiresFeatureArgs {
         }
         if features.is_empty() {
             return Err(syn::Error::new(
-                proc_macro2::Span::call_site(),
+                Span::call_site(),
                 "name the features the handler needs: #[requires_feature(\"data-explorer\")]",
             ));
         }
         Ok(Self {
             features,
-            shadow: shadow.is_some_and(|(_, value)| value),
-            usage: usage.map(|(_, value)| value),
-            exclusive: exclusive.unwrap_or(false),
-            quantity: units,
+            shadow: options.shadow.unwrap_or(false),
+            usage: options.usage,
+            exclusive: options.exclusive.unwrap_or(false),
+            quantity: options.quantity,
         })
     }
+}
+
+/// The error for a word that is no option: a typo of one, or a feature id without quotes.
+fn unknown_option(word: syn::Ident, has_value: bool) -> syn::Error {
+    let name = word.to_string();
+    let expected = "expected one of: `usage`, `shadow`, `exclusive`, `quantity`";
+    let message = match nearest(&name, &OPTIONS) {
+        Some(option) => format!("unknown option `{name}`; did you mean `{option}`? {expected}"),
+        None if has_value => format!("unknown option `{name}`; {expected}"),
+        None => format!(
+            "a feature id is a string: write \"{name}\"; options are `usage = 1`, `shadow`, `exclusive` and `quantity = ..`"
+        ),
+    };
+    syn::Error::new(word.span(), message)
 }
 
 /// A usage quantity: a number literal above zero.
-fn quantity(input: ParseStream<'_>) -> syn::Result<f64> {
-    let lit: syn::Lit = input.parse().map_err(|err| {
-        syn::Error::new(err.span(), "`usage` takes a number above zero: `usage = 1`")
-    })?;
+fn usage_quantity(input: ParseStream<'_>) -> syn::Result<f64> {
+    const MESSAGE: &str = "`usage` takes a number above zero: `usage = 1`";
+    let lit: syn::Lit = input
+        .parse()
+        .map_err(|err| syn::Error::new(err.span(), MESSAGE))?;
     let value = match &lit {
         syn::Lit::Int(int) => int.base10_parse::<u64>().map(|v| v as f64),
         syn::Lit::Float(float) => float.base10_parse::<f64>(),
-        _ => Err(syn::Error::new(lit.span(), "")),
+        _ => Err(syn::Error::new(lit.span(), MESSAGE)),
     };
     match value {
         Ok(value) if value.is_finite() && value > 0.0 => Ok(value),
-        _ => Err(syn::Error::new(
-            lit.span(),
-            "`usage` takes a number above zero: `usage = 1`",
-        )),
+        _ => Err(syn::Error::new(lit.span(), MESSAGE)),
     }
 }
 
-/// The option a misspelt one most likely meant.
-fn closest(name: &str) -> Option<&'static str> {
-    ["usage", "shadow", "exclusive", "quantity"]
-        .into_iter()
-        .find(|option| {
-            let shared = option.chars().filter(|c| name.contains(*c)).count();
-            shared + 1 >= option.len() && name.len().abs_diff(option.len()) <= 2
+/// A handler `#[requires_feature]` can rewrite: an async free function, not generic nor
+/// variadic, whose arguments are all typed patterns (extractors).
+pub(crate) struct Handler {
+    pub(crate) function: ItemFn,
+    pub(crate) arguments: Vec<PatType>,
+}
+
+impl Parse for Handler {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let function: ItemFn = input.parse().map_err(|err| {
+            syn::Error::new(
+                err.span(),
+                "#[requires_feature] goes on an async handler function",
+            )
+        })?;
+        let sig = &function.sig;
+        if sig.asyncness.is_none() {
+            return Err(syn::Error::new(
+                sig.fn_token.span(),
+                "#[requires_feature] needs an async handler: write `async fn`",
+            ));
+        }
+        if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+            return Err(syn::Error::new_spanned(
+                &sig.generics,
+                "#[requires_feature] does not support generic handlers; write a handler per type",
+            ));
+        }
+        if let Some(variadic) = &sig.variadic {
+            return Err(syn::Error::new_spanned(
+                variadic,
+                "a handler cannot be variadic",
+            ));
+        }
+        let arguments = sig
+            .inputs
+            .iter()
+            .map(|input| match input {
+                FnArg::Typed(typed) => Ok(typed.clone()),
+                FnArg::Receiver(_) => Err(syn::Error::new_spanned(
+                    input,
+                    "#[requires_feature] goes on a free function, not a method",
+                )),
+            })
+            .collect::<syn::Result<_>>()?;
+        Ok(Self {
+            function,
+            arguments,
         })
+    }
 }

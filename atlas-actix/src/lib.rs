@@ -138,7 +138,7 @@ pub mod __private {
     pub use actix_web::{FromRequest, HttpRequest, HttpResponse};
 
     pub use crate::entitlements::named_in_code::{GuardSite, GUARD_SITES};
-    pub use crate::web::guard::{check_handler, Granted, GuardOptions};
+    pub use crate::web::guard::{check_guard, Granted, GuardOptions};
     pub use linkme;
 
     /// An extractor's refusal as a guarded handler answers it (JSON for actix's plain text).

@@ -1,49 +1,26 @@
-//! The codebase's shape, checked: imports flow one way (request → auth → web layer → client →
-//! engine → models), no module imports one that imports it back, and no source file is over
-//! 600 lines. ARCHITECTURE.md explains the rule; this keeps it.
+//! The codebase's shape, checked: the folders of `atlas-actix/src` are its layers, imports flow
+//! one way (web → auth → client → entitlements → models), no module imports one that imports it
+//! back, and no source file is over 600 lines. ARCHITECTURE.md explains the rule; this keeps it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// The modules of the client layer and below (and the emulator, which stands apart): they know
-/// nothing of Actix Web nor of the layers above them.
-const LOWER_LAYERS: [&str; 16] = [
-    "thread_local",
-    "telemetry",
-    "client",
-    "entitlements",
-    "reasons",
-    "findings",
-    "names",
-    "cache",
-    "events",
-    "limits",
-    "models",
-    "registration",
-    "spool",
-    "outage",
-    "error",
-    "emulator",
+/// The layers, top to bottom, each named by its folder of `src/`: a module may import its own
+/// layer and those below it, never one above. `error.rs`, the crate's error type, is the one
+/// loose file with a layer (the client's: the web layer maps it to HTTP answers).
+const LAYERS: [(&str, &[&str]); 5] = [
+    ("web", &["web"]),
+    ("auth", &["auth"]),
+    ("client", &["client", "error"]),
+    ("entitlements", &["entitlements"]),
+    ("models", &["models"]),
 ];
 
-/// The web layer: the scope, the guards and what they share.
-const WEB_LAYER: [&str; 12] = [
-    "health",
-    "atlas",
-    "config",
-    "scope",
-    "guard",
-    "middleware",
-    "extractor",
-    "denial",
-    "csrf",
-    "throttle",
-    "exclusive",
-    "error_response",
-];
+/// The emulator stands apart: a platform of its own that shares only the wire types.
+const APART: &str = "emulator";
 
-/// The request layer: who the user is. Above the web layer, which asks it.
-const AUTH_LAYER: [&str; 3] = ["auth", "clerk", "jwks"];
+/// The layers that know nothing of Actix Web.
+const WITHOUT_ACTIX_WEB: [&str; 3] = ["client", "entitlements", "models"];
 
 /// Who imports whom, by module path.
 type Edges = BTreeMap<Vec<String>, BTreeSet<Vec<String>>>;
@@ -198,16 +175,53 @@ fn module_of(path: &[String], known: &BTreeSet<Vec<String>>) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// What the crate root re-exports, by the name it is known as at the root (`Atlas` →
+/// `web::atlas::Atlas`), so `use crate::Atlas` counts as an import of `web::atlas`.
+fn reexports(root: &Module, known: &BTreeSet<Vec<String>>) -> BTreeMap<String, Vec<String>> {
+    let mut names = BTreeMap::new();
+    let mut rest = root.code.as_str();
+    while let Some(at) = rest.find("pub use ") {
+        rest = &rest[at + "pub use ".len()..];
+        let end = rest.find(';').unwrap_or(rest.len());
+        for path in expand(&rest[..end].replace(char::is_whitespace, " ")) {
+            let Some(first) = path.first() else { continue };
+            if !known.iter().any(|module| module.first() == Some(first)) {
+                // Another crate's item (`atlas_actix_macros::limit`).
+                continue;
+            }
+            let last = path.last().cloned().unwrap_or_default();
+            names.insert(last, path);
+        }
+        // `pub use web::probes as health;`
+        let statement = &rest[..end];
+        if let Some((path, alias)) = statement.split_once(" as ") {
+            if let Some(path) = expand(path.trim()).pop() {
+                names.insert(alias.trim().to_owned(), path);
+            }
+        }
+        rest = &rest[end..];
+    }
+    names
+}
+
 /// Who imports whom, between modules (the crate root, which only re-exports, left out).
 fn graph(src: &Path) -> (Edges, Vec<Module>) {
     let modules = modules(src);
     let known: BTreeSet<Vec<String>> = modules.iter().map(|m| m.path.clone()).collect();
+    let root_names = modules
+        .iter()
+        .find(|m| m.path.is_empty())
+        .map(|root| reexports(root, &known))
+        .unwrap_or_default();
     let mut edges = Edges::new();
     for module in &modules {
         if module.path.is_empty() {
             continue;
         }
-        for path in named_paths(&module.path, &module.code) {
+        for mut path in named_paths(&module.path, &module.code) {
+            if let Some(target) = path.first().and_then(|first| root_names.get(first)) {
+                path.splice(..1, target.iter().cloned());
+            }
             let target = module_of(&path, &known);
             if target != module.path && !target.is_empty() {
                 edges.entry(module.path.clone()).or_default().insert(target);
@@ -260,6 +274,79 @@ fn find_loop(edges: &Edges) -> Option<Vec<String>> {
     None
 }
 
+/// Where a module stands: its layer's depth (0 is the top), `Apart` for the emulator, or an
+/// error for a module in no known folder (a loose file, a new folder): the tree must say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Layer(usize),
+    Apart,
+}
+
+fn place(module: &[String]) -> Result<Place, String> {
+    let top = module.first().map(String::as_str).unwrap_or_default();
+    if top == APART {
+        return Ok(Place::Apart);
+    }
+    LAYERS
+        .iter()
+        .position(|(_, folders)| folders.contains(&top))
+        .map(Place::Layer)
+        .ok_or_else(|| {
+            format!(
+                "{} is in no layer: put it in one of the layers' folders ({}) or `{APART}/`, or add its layer to LAYERS",
+                name(module),
+                LAYERS.map(|(layer, _)| layer).join(", ")
+            )
+        })
+}
+
+/// Every break of the layering in the crate at `src`: a module of no known layer, an import
+/// of a layer above, Actix Web below the web layer, the emulator reaching into the SDK.
+fn layer_breaks(src: &Path) -> Vec<String> {
+    let (edges, modules) = graph(src);
+    let mut breaks = Vec::new();
+    for module in modules.iter().filter(|m| !m.path.is_empty()) {
+        let here = match place(&module.path) {
+            Ok(here) => here,
+            Err(unknown) => {
+                breaks.push(unknown);
+                continue;
+            }
+        };
+        let top = module.path[0].as_str();
+        let layer = LAYERS.iter().find(|(_, folders)| folders.contains(&top));
+        if layer.is_some_and(|(layer, _)| WITHOUT_ACTIX_WEB.contains(layer))
+            && module.code.contains("actix_web")
+        {
+            breaks.push(format!("{} names actix_web", module.file.display()));
+        }
+        for target in edges.get(&module.path).into_iter().flatten() {
+            let there = match place(target) {
+                Ok(there) => there,
+                Err(unknown) => {
+                    breaks.push(unknown);
+                    continue;
+                }
+            };
+            let allowed = match (here, there) {
+                (Place::Layer(here), Place::Layer(there)) => there >= here,
+                // The emulator speaks the platform's wire format, nothing more.
+                (Place::Apart, Place::Layer(there)) => there == LAYERS.len() - 1,
+                (Place::Apart, Place::Apart) => true,
+                (Place::Layer(_), Place::Apart) => false,
+            };
+            if !allowed {
+                breaks.push(format!(
+                    "{} imports {}, which is not below it",
+                    name(&module.path),
+                    name(target)
+                ));
+            }
+        }
+    }
+    breaks
+}
+
 fn crate_src(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join(name)
@@ -277,64 +364,117 @@ fn no_module_imports_one_that_imports_it_back() {
 }
 
 #[test]
-fn the_client_and_below_know_nothing_of_the_web_layer() {
-    let (edges, modules) = graph(&crate_src("atlas-actix"));
-    for module in &modules {
-        let Some(top) = module.path.first() else {
-            continue;
-        };
-        if !LOWER_LAYERS.contains(&top.as_str()) {
-            continue;
+fn imports_flow_down_the_layers_the_folders_are() {
+    let breaks = layer_breaks(&crate_src("atlas-actix"));
+    assert!(breaks.is_empty(), "{}", breaks.join("\n"));
+}
+
+#[test]
+fn at_most_four_files_lie_loose_at_the_top() {
+    let loose: Vec<_> = std::fs::read_dir(crate_src("atlas-actix"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "rs"))
+        .collect();
+    assert!(loose.len() <= 4, "{loose:?}");
+}
+
+/// A scratch crate `src` for the checker's own tests.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str, files: &[(&str, &str)]) -> Self {
+        let dir = std::env::temp_dir().join(format!("atlas-layers-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for (file, code) in files {
+            let path = dir.join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, code).unwrap();
         }
-        // The emulator is a web server of its own: Actix Web is its business.
-        assert!(
-            top == "emulator" || !module.code.contains("actix_web"),
-            "{} names actix_web",
-            module.file.display()
-        );
-        for target in edges.get(&module.path).into_iter().flatten() {
-            let above =
-                WEB_LAYER.contains(&target[0].as_str()) || AUTH_LAYER.contains(&target[0].as_str());
-            assert!(
-                !above,
-                "{} imports {} from a layer above it",
-                name(&module.path),
-                name(target)
-            );
-        }
+        Self(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
 #[test]
-fn who_the_user_is_is_decided_without_the_web_layer() {
-    let (edges, _) = graph(&crate_src("atlas-actix"));
-    for auth in AUTH_LAYER {
-        for target in edges.get(&vec![auth.to_owned()]).into_iter().flatten() {
-            assert!(
-                !WEB_LAYER.contains(&target[0].as_str()),
-                "{auth} imports {} from the web layer below it",
-                name(target)
-            );
-        }
-    }
-}
-
-#[test]
-fn the_checker_sees_loops_and_layer_breaks() {
-    let dir = std::env::temp_dir().join(format!("atlas-layers-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("client")).unwrap();
-    std::fs::write(dir.join("lib.rs"), "mod a;\nmod client;\n").unwrap();
-    std::fs::write(dir.join("a.rs"), "use crate::client::Thing;\n").unwrap();
-    std::fs::write(
-        dir.join("client/mod.rs"),
-        "// crate::a in a comment does not count\nuse crate::{a::Other, models};\n",
-    )
-    .unwrap();
-    let (edges, _) = graph(&dir);
+fn the_checker_sees_loops() {
+    let tree = Scratch::new(
+        "loop",
+        &[
+            ("lib.rs", "mod web;\nmod client;\n"),
+            ("web/mod.rs", "use crate::client::Thing;\n"),
+            (
+                "client/mod.rs",
+                "// crate::web in a comment does not count\nuse crate::{web::Other, models};\n",
+            ),
+        ],
+    );
+    let (edges, _) = graph(&tree.0);
     let cycle = find_loop(&edges).expect("the loop is found");
-    assert!(cycle.contains(&"a".to_owned()) && cycle.contains(&"client".to_owned()));
-    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(cycle.contains(&"web".to_owned()) && cycle.contains(&"client".to_owned()));
+}
+
+#[test]
+fn the_checker_refuses_a_module_of_no_known_layer() {
+    let tree = Scratch::new(
+        "unknown",
+        &[
+            ("lib.rs", "mod client;\nmod stray;\n"),
+            ("client/mod.rs", "use crate::models::Customer;\n"),
+            ("models/mod.rs", "pub struct Customer;\n"),
+            ("stray.rs", "pub fn helper() {}\n"),
+        ],
+    );
+    let breaks = layer_breaks(&tree.0);
+    assert_eq!(breaks.len(), 1, "{breaks:?}");
+    assert!(breaks[0].starts_with("stray is in no layer"), "{breaks:?}");
+}
+
+#[test]
+fn the_checker_sees_an_import_up_through_the_root_reexports() {
+    let tree = Scratch::new(
+        "reexport",
+        &[
+            (
+                "lib.rs",
+                "mod client;\nmod web;\npub use web::atlas::{Atlas, Other};\npub use web::probes as health;\n",
+            ),
+            ("web/mod.rs", "pub mod atlas;\npub mod probes;\n"),
+            ("web/atlas.rs", "pub struct Atlas;\n"),
+            ("web/probes.rs", "pub fn liveness() {}\n"),
+            (
+                "client/mod.rs",
+                "use crate::Atlas;\nfn f() { crate::health::liveness() }\n",
+            ),
+        ],
+    );
+    let breaks = layer_breaks(&tree.0);
+    assert_eq!(
+        breaks,
+        [
+            "client imports web::atlas, which is not below it",
+            "client imports web::probes, which is not below it"
+        ]
+    );
+}
+
+#[test]
+fn the_checker_sees_actix_web_below_the_web_layer() {
+    let tree = Scratch::new(
+        "actix",
+        &[
+            ("lib.rs", "mod entitlements;\n"),
+            ("entitlements/mod.rs", "use actix_web::HttpRequest;\n"),
+        ],
+    );
+    let breaks = layer_breaks(&tree.0);
+    assert_eq!(breaks.len(), 1, "{breaks:?}");
+    assert!(breaks[0].ends_with("names actix_web"), "{breaks:?}");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::test::{self, TestRequest};
-use actix_web::{App, Error};
+use actix_web::{web, App, Error, HttpResponse};
 use atlas_actix::emulator::EmulatorHandle;
 use atlas_actix::Atlas;
 use awc::http::Method;
@@ -589,4 +589,45 @@ pub async fn app(
     atlas: &Atlas,
 ) -> impl Service<actix_http::Request, Response = ServiceResponse, Error = Error> {
     test::init_service(App::new().service(atlas.scope())).await
+}
+
+/// One rule for what a feature id is: `features/register` takes exactly the ids
+/// `#[requires_feature]` takes (its refusals are the UI cases `requires-feature-bad-character`
+/// and `limit-feature-with-space`), and the findings name every other id that code gives.
+#[actix_rt::test]
+async fn the_scope_and_the_findings_keep_the_macros_feature_id_rule() {
+    const IDS: [(&str, bool); 8] = [
+        ("seats", true),
+        ("data-explorer", true),
+        ("ai_tokens.v2", true),
+        ("org:seats", true),
+        ("seats!", false),
+        ("data explorer", false),
+        ("séats", false),
+        ("a/b", false),
+    ];
+    let emulator = start_emulator();
+    let atlas = atlas(&emulator);
+    let mut app_builder = App::new().configure(atlas.configure());
+    for (index, (id, _)) in IDS.iter().enumerate() {
+        app_builder = app_builder.service(
+            web::scope(&format!("/gated/{index}"))
+                .wrap(atlas_actix::RequireFeatures::new([*id]))
+                .route("", web::get().to(HttpResponse::Ok)),
+        );
+    }
+    let app = test::init_service(app_builder).await;
+    for (index, (id, valid)) in IDS.iter().enumerate() {
+        let body = json!({ "features": [id] }).to_string();
+        let (status, _) = call(&app, post("/atlas-api/features/register", None, &body)).await;
+        assert_eq!(status, if *valid { 200 } else { 400 }, "{id:?}");
+        call(&app, get(&format!("/gated/{index}"), Some("user_erin"))).await;
+    }
+    let findings = atlas.findings();
+    for (id, valid) in IDS {
+        let named = findings
+            .iter()
+            .any(|f| f.feature == id && f.problem.contains("is not a feature id"));
+        assert_eq!(named, !valid, "{id:?}: {findings:?}");
+    }
 }

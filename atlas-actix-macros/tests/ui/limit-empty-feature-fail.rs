@@ -1,5 +1,5 @@
-use atlas_actix::limit;
+use atlas::limit;
 
 fn main() {
-    let _ = limit!(atlas_actix::Atlas::builder(), "", |_| async { 1 });
+    let _ = limit!(atlas::Atlas::builder(), "", |_| async { 1 });
 }

@@ -1,6 +1,6 @@
-use atlas_actix::limit;
+use atlas::limit;
 
 fn main() {
     let feature = "seats";
-    let _ = limit!(atlas_actix::Atlas::builder(), feature, |_| async { 1 });
+    let _ = limit!(atlas::Atlas::builder(), feature, |_| async { 1 });
 }

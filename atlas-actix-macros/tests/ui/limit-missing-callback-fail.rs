@@ -1,5 +1,5 @@
-use atlas_actix::limit;
+use atlas::limit;
 
 fn main() {
-    let _ = limit!(atlas_actix::Atlas::builder(), "seats");
+    let _ = limit!(atlas::Atlas::builder(), "seats");
 }

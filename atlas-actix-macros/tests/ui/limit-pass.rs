@@ -1,4 +1,4 @@
-use atlas_actix::{limit, Atlas, AtlasBuilder};
+use atlas::{limit, Atlas, AtlasBuilder};
 
 #[derive(Clone)]
 struct Pool;

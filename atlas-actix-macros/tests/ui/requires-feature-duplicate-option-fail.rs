@@ -1,4 +1,4 @@
-use atlas_actix::requires_feature;
+use atlas::requires_feature;
 
 #[requires_feature("ai-tokens", usage = 1, usage = 2)]
 async fn handler() -> &'static str {

@@ -1,4 +1,4 @@
-use atlas_actix::requires_feature;
+use atlas::requires_feature;
 
 #[requires_feature("sso")]
 async fn handler<T: Default>() -> &'static str {

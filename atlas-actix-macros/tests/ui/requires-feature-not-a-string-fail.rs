@@ -1,4 +1,4 @@
-use atlas_actix::requires_feature;
+use atlas::requires_feature;
 
 #[requires_feature(data_explorer)]
 async fn handler() -> &'static str {

@@ -1,4 +1,4 @@
-use atlas_actix::requires_feature;
+use atlas::requires_feature;
 
 #[requires_feature("data-explorer")]
 fn handler() -> &'static str {

@@ -1,5 +1,5 @@
 use actix_web::{get, post, web, App, HttpResponse, Responder};
-use atlas_actix::requires_feature;
+use atlas::requires_feature;
 
 #[get("/above")]
 #[requires_feature("data-explorer")]

@@ -1,5 +1,5 @@
 use actix_web::web;
-use atlas_actix::requires_feature;
+use atlas::requires_feature;
 
 #[requires_feature("seats", quantity = name.as_str())]
 async fn handler(name: web::Path<String>) -> String {

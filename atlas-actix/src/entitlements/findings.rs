@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use crate::entitlements::named_in_code::NamedFeature;
+use crate::entitlements::rules::{feature_id_problem, nearest};
 use crate::entitlements::FeatureType;
 use crate::models::PricingModel;
 
@@ -55,6 +56,17 @@ pub(crate) fn findings(
         if slugs.contains(&name.feature.as_str()) {
             continue;
         }
+        if let Some(problem) = feature_id_problem(&name.feature) {
+            add(Finding {
+                problem: format!(
+                    "`{}` is not a feature id ({problem}): every check of it is denied",
+                    name.feature
+                ),
+                feature: name.feature,
+                site: name.site,
+            });
+            continue;
+        }
         let hint = nearest(&name.feature, &slugs)
             .map(|near| format!("; did you mean `{near}`?"))
             .unwrap_or_default();
@@ -96,44 +108,4 @@ pub(crate) fn findings(
         }
     }
     found
-}
-
-/// The known id closest to `id`, if it is close enough to be a typo of it.
-fn nearest<'a>(id: &str, known: &[&'a str]) -> Option<&'a str> {
-    known
-        .iter()
-        .map(|candidate| (edit_distance(id, candidate), *candidate))
-        .filter(|(distance, _)| *distance <= (id.len() / 3).max(2))
-        .min()
-        .map(|(_, candidate)| candidate)
-}
-
-/// Levenshtein distance, by characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != *cb);
-            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
-    }
-    previous[b.len()]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn typos_are_matched_to_the_nearest_id() {
-        assert_eq!(edit_distance("analytcs", "analytics"), 1);
-        assert_eq!(
-            nearest("analytcs", &["analytics", "seats"]),
-            Some("analytics")
-        );
-        assert_eq!(nearest("billing", &["analytics", "seats"]), None);
-    }
 }

@@ -54,6 +54,7 @@ use crate::auth::customer_info;
 use crate::client::{
     BillingCadence, CancelType, ChangeOptions, Pagination, Status, SubscribeRequest,
 };
+use crate::entitlements::rules::feature_id_problem;
 use crate::error::AtlasError;
 use crate::models::CustomerInfo;
 use crate::web::atlas::Atlas;
@@ -235,8 +236,6 @@ struct FeatureList {
 
 /// The most feature ids one registration may carry.
 const MAX_REGISTERED: usize = 100;
-/// The longest feature id taken.
-const MAX_FEATURE_ID: usize = 128;
 
 async fn register_features(
     atlas: web::Data<Atlas>,
@@ -250,21 +249,15 @@ async fn register_features(
             "at most {MAX_REGISTERED} features may be registered at once"
         )));
     }
-    if let Some(bad) = list.features.iter().find(|id| !is_feature_id(id)) {
-        return Err(RequestError::BadRequest(format!(
-            "{bad:?} is not a feature id: at most {MAX_FEATURE_ID} letters, digits and -_.:"
-        )));
+    for id in &list.features {
+        if let Some(problem) = feature_id_problem(id) {
+            return Err(RequestError::BadRequest(format!(
+                "{id:?} is not a feature id: {problem}"
+            )));
+        }
     }
     atlas.register_features(&list.features);
     Ok(HttpResponse::Ok().json(json!({})))
-}
-
-fn is_feature_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_FEATURE_ID
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
 /// Counts the request against the caller's allowance on the routes anyone may call.

@@ -231,7 +231,7 @@ pub(crate) async fn check(
 /// The check as `#[requires_feature]` expands it: the handler's own extractors run after it,
 /// only when it passed, so a denied request never has its body read.
 #[doc(hidden)]
-pub async fn check_handler(
+pub async fn check_guard(
     request: &HttpRequest,
     features: &'static [&'static str],
     options: GuardOptions,
