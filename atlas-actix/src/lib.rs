@@ -136,17 +136,18 @@ pub mod __private {
 
     pub use actix_web::web::Payload;
     pub use actix_web::{FromRequest, HttpRequest, HttpResponse};
+    pub use linkme;
 
+    use crate::client::limits::LimitCallback;
+    pub use crate::client::limits::Quantity;
     pub use crate::entitlements::named_in_code::{GuardSite, GUARD_SITES};
     pub use crate::web::guard::{check_guard, Granted, GuardOptions};
-    pub use linkme;
+    use crate::{AtlasBuilder, IntoUsage};
 
     /// An extractor's refusal as a guarded handler answers it (JSON for actix's plain text).
     pub fn extraction_error(error: impl Into<actix_web::Error>) -> HttpResponse {
         crate::web::error_response::extraction_error(error.into())
     }
-    use crate::client::limits::LimitCallback;
-    use crate::{AtlasBuilder, IntoUsage};
 
     /// A limit callback whose type was checked where the user wrote it.
     pub struct CheckedLimit(LimitCallback);
@@ -159,29 +160,6 @@ pub mod __private {
     {
         CheckedLimit(LimitCallback::new(callback))
     }
-
-    /// What a quantity option may compute to: any number type.
-    #[diagnostic::on_unimplemented(
-        message = "a quantity must be a number, not `{Self}`",
-        label = "this quantity is a `{Self}`",
-        note = "compute the number of units the request needs, such as `body.emails.len()`"
-    )]
-    pub trait Quantity {
-        fn into_quantity(self) -> f64;
-    }
-
-    macro_rules! quantity_from_number {
-        ($($number:ty),*) => {$(
-            impl Quantity for $number {
-                #[allow(clippy::cast_precision_loss, clippy::cast_lossless)]
-                fn into_quantity(self) -> f64 {
-                    self as f64
-                }
-            }
-        )*};
-    }
-
-    quantity_from_number!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize, f32, f64);
 
     pub fn quantity(value: impl Quantity) -> f64 {
         value.into_quantity()

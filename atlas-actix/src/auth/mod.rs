@@ -73,21 +73,26 @@ pub(crate) fn customer_info(request: &HttpRequest) -> CustomerInfo {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` header value; `None` for another scheme or
+/// an empty token.
+pub(crate) fn bearer_credentials(authorization: &[u8]) -> Option<&str> {
+    let (scheme, token) = authorization.split_at_checked(7)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer ") {
+        return None;
+    }
+    // Tokens are about a kilobyte, read on every guarded request: UTF-8 validation (which has
+    // a fast ASCII path) is much cheaper than `HeaderValue::to_str`'s byte-by-byte check.
+    let token = std::str::from_utf8(token).ok()?.trim();
+    (!token.is_empty()).then_some(token)
+}
+
 #[cfg(feature = "clerk")]
 /// The session token of a request: `Authorization: Bearer <token>`, else the `__session`
 /// cookie that Clerk's frontend sets for same-origin requests.
 pub(crate) fn bearer_token(request: &HttpRequest) -> Option<&str> {
     let headers = request.headers();
     if let Some(value) = headers.get(actix_web::http::header::AUTHORIZATION) {
-        // Tokens are about a kilobyte, read on every guarded request: UTF-8 validation (which
-        // has a fast ASCII path) is much cheaper than `HeaderValue::to_str`'s byte-by-byte check.
-        let value = value.as_bytes();
-        let (scheme, token) = value.split_at_checked(7)?;
-        if !scheme.eq_ignore_ascii_case(b"bearer ") {
-            return None;
-        }
-        let token = std::str::from_utf8(token).ok()?.trim();
-        return (!token.is_empty()).then_some(token);
+        return bearer_credentials(value.as_bytes());
     }
     headers
         .get_all(actix_web::http::header::COOKIE)

@@ -2,6 +2,7 @@
 //! they grant with the app's limit callbacks, and the outage policy when the platform is down.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -111,19 +112,39 @@ impl AtlasClient {
         match self.features_of(customer_id, info, None).await {
             Err(err) if err.is_outage() => match self.inner.outage.default {
                 OutagePolicy::ServeStale { max_age } => {
-                    match self.stale_data(customer_id, max_age).await {
-                        Some((customer, model)) => {
-                            tracing::warn!(customer = ?customer_id, %err, "Atlas unavailable: serving the last known features");
-                            Ok(self
-                                .features_from(customer_id, &customer, &model, None)
-                                .await)
-                        }
-                        None => Err(err),
-                    }
+                    self.serve_stale(customer_id, max_age, err, |customer, model, err| async move {
+                        tracing::warn!(customer = ?customer_id, %err, "Atlas unavailable: serving the last known features");
+                        self.features_from(customer_id, &customer, &model, None)
+                            .await
+                    })
+                    .await
                 }
                 _ => Err(err),
             },
             other => other,
+        }
+    }
+
+    /// The answer during an outage under [`OutagePolicy::ServeStale`]: `serve` computes it from
+    /// the last known customer and pricing model younger than `max_age` (given the outage, to
+    /// say why); without them, the outage `err` is the answer.
+    async fn serve_stale<T, Fut>(
+        &self,
+        customer_id: &str,
+        max_age: Duration,
+        err: AtlasError,
+        serve: impl FnOnce(Arc<Customer>, Arc<PricingModel>, AtlasError) -> Fut,
+    ) -> Result<T, AtlasError>
+    where
+        Fut: Future<Output = T>,
+    {
+        match self.stale_data(customer_id, max_age).await {
+            Some((customer, model)) => Ok(serve(customer, model, err).await),
+            None => {
+                telemetry::outage_decision("serve_stale", "unavailable");
+                tracing::warn!(customer = ?customer_id, %err, "Atlas unavailable and no recent entitlements: failing closed");
+                Err(err)
+            }
         }
     }
 
@@ -405,26 +426,22 @@ impl AtlasClient {
                     true
                 }
                 OutagePolicy::ServeStale { max_age } => {
-                    match self.stale_data(customer_id, max_age).await {
-                        Some((customer, model)) => {
+                    let stale = self
+                        .serve_stale(customer_id, max_age, err.clone(), |customer, model, err| async move {
                             let stale = self
                                 .decide(customer_id, &[*slug], &customer, &model, quantity)
                                 .await;
                             let allowed = stale.flags[0];
-                            decision.reasons.extend(stale.reasons);
                             telemetry::outage_decision(
                                 "serve_stale",
                                 if allowed { "allowed" } else { "denied" },
                             );
                             tracing::warn!(customer = ?customer_id, feature = ?slug, allowed, %err, "Atlas unavailable: deciding from the last known entitlements");
-                            allowed
-                        }
-                        None => {
-                            telemetry::outage_decision("serve_stale", "unavailable");
-                            tracing::warn!(customer = ?customer_id, feature = ?slug, %err, "Atlas unavailable and no recent entitlements: failing closed");
-                            return Err(err);
-                        }
-                    }
+                            stale
+                        })
+                        .await?;
+                    decision.reasons.extend(stale.reasons);
+                    stale.flags[0]
                 }
                 OutagePolicy::FailClosed => {
                     telemetry::outage_decision("fail_closed", "unavailable");

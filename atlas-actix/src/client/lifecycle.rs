@@ -18,7 +18,7 @@ use crate::client::platform::api::PlatformApi;
 use crate::client::platform::push;
 use crate::client::platform::transport::{ApiKey, Transport, TransportConfig};
 use crate::client::registration::Registrations;
-use crate::client::retry::Backoff;
+use crate::client::retry::{repeat, Round, BACKGROUND_RETRY};
 use crate::client::settings::ClientConfig;
 use crate::client::telemetry::{self, CheckCounters};
 use crate::client::usage::SDK_LIBRARY;
@@ -27,10 +27,6 @@ use crate::entitlements::findings::{findings, Finding};
 use crate::entitlements::named_in_code;
 use crate::error::{AtlasError, BuildError};
 use crate::models::{Merchant, PricingModel};
-
-/// Background retries (initialisation, event flushes, registrations): from 1 s, doubling, at
-/// most a minute.
-const BACKGROUND_RETRY: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
 
 impl AtlasClient {
     pub(crate) fn start(
@@ -139,39 +135,39 @@ impl AtlasClient {
     pub(super) fn spawn_initialisation(&self, which: Initialisation) {
         let weak = Arc::downgrade(&self.inner);
         self.transport().spawn(move || async move {
-            let mut failures: u32 = 0;
-            loop {
-                let Some(atlas) = upgrade(&weak) else { return };
+            let weak = &weak;
+            repeat("Atlas initialisation", BACKGROUND_RETRY, move |_| async move {
+                let Some(atlas) = upgrade(weak) else {
+                    return Round::Done;
+                };
                 match atlas.initialise().await {
                     Ok(status) => {
                         atlas.inner.set_init(InitState::Ready(Arc::new(status)));
                         if which == Initialisation::First {
                             atlas.report_sdk_version(SDK_LIBRARY, env!("CARGO_PKG_VERSION"));
                         }
-                        return;
+                        Round::Done
                     }
                     Err(err @ AtlasError::Misconfigured(_)) => {
                         tracing::error!(%err, "strict mode: the app and the Atlas pricing model disagree; every call will fail until they agree");
                         atlas.inner.set_init(InitState::Failed(err));
-                        return;
+                        Round::Done
                     }
                     Err(AtlasError::InvalidApiKey) => {
                         tracing::error!("the Atlas platform refused the API key; every call will fail until ATLAS_API_KEY is fixed");
                         atlas.inner.set_init(InitState::Failed(AtlasError::InvalidApiKey));
-                        return;
+                        Round::Done
                     }
                     Err(err) => {
-                        failures += 1;
-                        let wait = BACKGROUND_RETRY.delay(failures - 1);
-                        tracing::warn!(%err, ?wait, "Atlas initialisation failed; retrying");
+                        let reason = err.to_string();
                         if which == Initialisation::First {
                             atlas.inner.set_init(InitState::Failed(err));
                         }
-                        drop(atlas);
-                        actix_rt::time::sleep(wait).await;
+                        Round::Failed(reason)
                     }
                 }
-            }
+            })
+            .await;
         });
     }
 
@@ -313,39 +309,42 @@ impl AtlasClient {
     {
         let weak = Arc::downgrade(&self.inner);
         self.transport().spawn(move || async move {
-            let mut failures: u32 = 0;
-            loop {
-                let next = match weak.upgrade() {
-                    Some(inner) => due(&inner),
-                    None => return,
-                };
-                match next {
-                    None => wake.notified().await,
-                    Some(at) if at > Instant::now() => {
-                        let _ = tokio::time::timeout_at(at.into(), wake.notified()).await;
-                    }
-                    Some(_) => {
-                        let Some(atlas) = upgrade(&weak) else { return };
-                        match work(atlas).await {
-                            Ok(()) => failures = 0,
-                            Err(AtlasError::Shutdown) => return,
-                            Err(err) => {
-                                failures += 1;
-                                let wait = BACKGROUND_RETRY.delay(failures - 1);
-                                tracing::warn!(%err, ?wait, "Atlas background work failed; retrying");
-                                actix_rt::time::sleep(wait).await;
-                            }
+            let (weak, wake, due, work) = (&weak, &wake, &due, &work);
+            repeat(
+                "Atlas background work",
+                BACKGROUND_RETRY,
+                move |_| async move {
+                    let next = match weak.upgrade() {
+                        Some(inner) => due(&inner),
+                        None => return Round::Done,
+                    };
+                    match next {
+                        None => wake.notified().await,
+                        Some(at) if at > Instant::now() => {
+                            let _ = tokio::time::timeout_at(at.into(), wake.notified()).await;
+                        }
+                        Some(_) => {
+                            let Some(atlas) = upgrade(weak) else {
+                                return Round::Done;
+                            };
+                            return match work(atlas).await {
+                                Ok(()) => Round::Again(Duration::ZERO),
+                                Err(AtlasError::Shutdown) => Round::Done,
+                                Err(err) => Round::Failed(err.to_string()),
+                            };
                         }
                     }
-                }
-            }
+                    Round::Again(Duration::ZERO)
+                },
+            )
+            .await;
         });
     }
 
     /// Connects the Redis tier, then drains the fleet's event stream every `interval`.
     #[cfg(feature = "redis")]
     fn spawn_fleet(&self, interval: Duration) {
-        use crate::client::fleet;
+        use crate::client::fleet::redis;
 
         let Some(fleet) = self.inner.fleet.redis.clone() else {
             return;
@@ -353,34 +352,31 @@ impl AtlasClient {
         let weak = Arc::downgrade(&self.inner);
         self.transport().spawn(move || async move {
             fleet.connect().await;
-            let mut failures: u32 = 0;
-            loop {
-                let Some(atlas) = upgrade(&weak) else { return };
-                // A Redis restarted empty has lost the group: made again (or found) each round.
-                fleet.events.prepare(&fleet).await;
-                let wait = match atlas.inner.fleet.drain(&atlas.inner.api, 20).await {
-                    // Full batches: more are waiting, go on at once.
-                    Ok(sent) if sent >= 20 * fleet::redis::stream::BATCH => {
-                        failures = 0;
-                        Duration::ZERO
+            let (weak, fleet) = (&weak, &fleet);
+            repeat(
+                "sending the Redis stream's usage events",
+                BACKGROUND_RETRY,
+                move |_| async move {
+                    let Some(atlas) = upgrade(weak) else {
+                        return Round::Done;
+                    };
+                    // A Redis restarted empty has lost the group: made again (or found) each round.
+                    fleet.events.prepare(fleet).await;
+                    let round = match atlas.inner.fleet.drain(&atlas.inner.api, 20).await {
+                        // Full batches: more are waiting, go on at once.
+                        Ok(sent) if sent >= 20 * redis::stream::BATCH => {
+                            Round::Again(Duration::ZERO)
+                        }
+                        Ok(_) => Round::Again(interval),
+                        Err(err) => Round::Failed(err.to_string()),
+                    };
+                    if let Some(unsent) = fleet.events.len(fleet).await {
+                        telemetry::events_spooled(unsent);
                     }
-                    Ok(_) => {
-                        failures = 0;
-                        interval
-                    }
-                    Err(err) => {
-                        failures += 1;
-                        let wait = BACKGROUND_RETRY.delay(failures - 1);
-                        tracing::warn!(%err, ?wait, "usage events from the Redis stream could not be sent; retrying");
-                        wait
-                    }
-                };
-                if let Some(unsent) = fleet.events.len(&fleet).await {
-                    telemetry::events_spooled(unsent);
-                }
-                drop(atlas);
-                actix_rt::time::sleep(wait).await;
-            }
+                    round
+                },
+            )
+            .await;
         });
     }
 

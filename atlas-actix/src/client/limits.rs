@@ -26,19 +26,41 @@ pub trait IntoUsage {
     fn into_usage(self) -> Result<f64, LimitError>;
 }
 
-macro_rules! usage_from_number {
+/// What a guard's `quantity` option may compute to: any number type. Not public API: the
+/// macros' expansions name it.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "a quantity must be a number, not `{Self}`",
+    label = "this quantity is a `{Self}`",
+    note = "compute the number of units the request needs, such as `body.emails.len()`"
+)]
+pub trait Quantity {
+    /// The number as Atlas counts it.
+    fn into_quantity(self) -> f64;
+}
+
+/// Every number type is a count and a quantity, converted in one place.
+macro_rules! numbers {
     ($($number:ty),*) => {$(
-        impl IntoUsage for $number {
-            fn into_usage(self) -> Result<f64, LimitError> {
+        impl Quantity for $number {
+            fn into_quantity(self) -> f64 {
                 // Counts far beyond 2^53 lose precision as f64, as they do in JavaScript.
                 #[allow(clippy::cast_precision_loss, clippy::cast_lossless)]
-                Ok(self as f64)
+                {
+                    self as f64
+                }
+            }
+        }
+
+        impl IntoUsage for $number {
+            fn into_usage(self) -> Result<f64, LimitError> {
+                Ok(self.into_quantity())
             }
         }
     )*};
 }
 
-usage_from_number!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize, f32, f64);
+numbers!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize, f32, f64);
 
 impl<T: IntoUsage, E: Into<LimitError>> IntoUsage for Result<T, E> {
     fn into_usage(self) -> Result<f64, LimitError> {

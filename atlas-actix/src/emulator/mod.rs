@@ -134,7 +134,7 @@ mod server;
 mod socketio;
 mod state;
 
+pub use crate::models::Push;
 pub use data::{AtlasData, DataFileError};
 pub use faults::Fault;
-pub use platform::Push;
 pub use server::{Emulator, EmulatorBuilder, EmulatorHandle};

@@ -4,6 +4,11 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::{json, Value};
 
+/// `value` as a JSON number, written as the models write theirs (`29`, not `29.0`).
+pub(crate) fn json_number(value: f64) -> Value {
+    crate::models::number::serialize(&value, serde_json::value::Serializer).unwrap_or(Value::Null)
+}
+
 /// A successful answer.
 #[derive(Debug)]
 pub(crate) enum Reply {

@@ -16,10 +16,11 @@ use tokio::sync::broadcast;
 
 use super::data::{AtlasData, DataFileError};
 use super::faults::Fault;
-use super::platform::{Platform, Push, Query};
+use super::platform::{Platform, Query};
 use super::reply::{ApiError, Reply};
 use super::router::{is_admin, match_route, Match, Route};
 use super::state::EmulatorState;
+use crate::models::Push;
 use crate::models::UsageEvent;
 
 /// Request bodies above this size are refused with 413, as the platform does.
@@ -102,8 +103,8 @@ impl EmulatorBuilder {
     /// handle is stopped or dropped, and ignores process signals.
     pub fn start(self) -> io::Result<EmulatorHandle> {
         let (listener, addr) = self.listen()?;
-        let (shared, api_key) = self.shared();
-        let for_server = Arc::clone(&shared);
+        let (state, api_key) = self.state();
+        let for_server = Arc::clone(&state);
         let (sender, receiver) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("atlas-emulator".to_owned())
@@ -128,7 +129,7 @@ impl EmulatorBuilder {
             url: format!("http://{addr}"),
             addr,
             api_key,
-            shared,
+            state,
             server,
             thread: Some(thread),
         })
@@ -139,8 +140,8 @@ impl EmulatorBuilder {
     /// `atlas-emulator` binary runs.
     pub fn into_server(self) -> io::Result<(Server, SocketAddr)> {
         let (listener, addr) = self.listen()?;
-        let (shared, _) = self.shared();
-        Ok((server(shared, listener, true)?, addr))
+        let (state, _) = self.state();
+        Ok((server(state, listener, true)?, addr))
     }
 
     fn listen(&self) -> io::Result<(TcpListener, SocketAddr)> {
@@ -149,26 +150,26 @@ impl EmulatorBuilder {
         Ok((listener, addr))
     }
 
-    fn shared(self) -> (Arc<EmulatorState>, String) {
+    fn state(self) -> (Arc<EmulatorState>, String) {
         let api_key = self.api_key.unwrap_or_else(|| self.data.api_key.clone());
         // Pushes are only for connected clients: a slow one misses old ones, as on socket.io.
         let (pushes, _) = broadcast::channel(256);
         let platform = Platform::new(self.data, api_key.clone(), pushes.clone());
-        let shared = EmulatorState {
+        let state = EmulatorState {
             platform: Mutex::new(platform),
             data_file: self.data_file,
             pushes,
         };
-        (Arc::new(shared), api_key)
+        (Arc::new(state), api_key)
     }
 }
 
 fn server(
-    shared: Arc<EmulatorState>,
+    state: Arc<EmulatorState>,
     listener: TcpListener,
     handle_signals: bool,
 ) -> io::Result<Server> {
-    let data = web::Data::from(shared);
+    let data = web::Data::from(state);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
@@ -192,7 +193,7 @@ pub struct EmulatorHandle {
     url: String,
     addr: SocketAddr,
     api_key: String,
-    shared: Arc<EmulatorState>,
+    state: Arc<EmulatorState>,
     server: ServerHandle,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
@@ -201,7 +202,7 @@ impl EmulatorHandle {
     /// The usage events the platform received, in order, each idempotency key once: what a
     /// test asserts after `atlas.flush()`.
     pub fn events(&self) -> Vec<UsageEvent> {
-        self.shared
+        self.state
             .platform()
             .received_events()
             .iter()
@@ -211,13 +212,13 @@ impl EmulatorHandle {
 
     /// The feature ids the SDK registered.
     pub fn registrations(&self) -> Vec<String> {
-        self.shared.platform().registered_features().to_vec()
+        self.state.platform().registered_features().to_vec()
     }
 
     /// Moves a customer (by its external id) to a plan, as a completed checkout would, and
     /// pushes the change to connected clients.
     pub fn set_plan(&self, customer: &str, plan_id: &str) -> Result<(), String> {
-        self.shared
+        self.state
             .platform()
             .set_plan(customer, plan_id)
             .map_err(|err| err.to_string())
@@ -226,13 +227,13 @@ impl EmulatorHandle {
     /// Makes the platform misbehave as `fault` says (answer an error, late, or not JSON).
     pub fn inject_fault(&self, fault: Fault) -> Result<(), String> {
         fault.check()?;
-        self.shared.platform().faults.add(fault);
+        self.state.platform().faults.add(fault);
         Ok(())
     }
 
     /// Lets the platform behave again.
     pub fn clear_faults(&self) {
-        self.shared.platform().faults.clear();
+        self.state.platform().faults.clear();
     }
 
     /// Base URL, such as `http://127.0.0.1:41235`: the SDK's platform host.
@@ -253,7 +254,7 @@ impl EmulatorHandle {
     /// Every push the emulator sends from now on (`invalidateCustomer` after a customer
     /// changes, and what `/__admin/invalidate` asks for).
     pub fn pushes(&self) -> broadcast::Receiver<Push> {
-        self.shared.pushes.subscribe()
+        self.state.pushes.subscribe()
     }
 
     /// Stops the emulator and waits for its thread to end.
@@ -281,14 +282,14 @@ impl Drop for EmulatorHandle {
 async fn dispatch(
     req: HttpRequest,
     payload: web::Payload,
-    shared: web::Data<EmulatorState>,
+    state: web::Data<EmulatorState>,
 ) -> HttpResponse {
     let path = req.uri().path().to_owned();
     let method = req.method().as_str().to_owned();
     let matched = match_route(&method, &path);
     if !is_admin(&path) {
         let fault = {
-            let mut platform = shared.platform();
+            let mut platform = state.platform();
             let template = match &matched {
                 Match::Found { template, .. } | Match::MethodNotAllowed { template } => template,
                 Match::NotFound => path.as_str(),
@@ -312,7 +313,7 @@ async fn dispatch(
             }
         }
     }
-    match handle(&req, payload, &shared, matched, &path).await {
+    match handle(&req, payload, &state, matched, &path).await {
         Ok(reply) => reply.into_response(),
         Err(err) => err.error_response(),
     }
@@ -321,13 +322,13 @@ async fn dispatch(
 async fn handle(
     req: &HttpRequest,
     payload: web::Payload,
-    shared: &EmulatorState,
+    state: &EmulatorState,
     matched: Match,
     path: &str,
 ) -> Result<Reply, ApiError> {
     if path == "/external" || path.starts_with("/external/") {
         let key = req.headers().get("x-api-key").map(|v| v.as_bytes());
-        if key != Some(shared.platform().api_key().as_bytes()) {
+        if key != Some(state.platform().api_key().as_bytes()) {
             return Err(ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized"));
         }
     }
@@ -351,14 +352,14 @@ async fn handle(
     let base_url = format!("http://{}", req.connection_info().host());
 
     // The data file is read before taking the lock, so other requests do not wait on the disk.
-    let reloaded = match (&shared.data_file, route) {
+    let reloaded = match (&state.data_file, route) {
         (Some(file), Route::AdminReset) => {
             Some(AtlasData::from_file(file).map_err(|err| ApiError::internal(err.to_string()))?)
         }
         _ => None,
     };
 
-    let mut platform = shared.platform();
+    let mut platform = state.platform();
     match route {
         Route::MerchantMe => platform.merchant(),
         Route::PricingModel => platform.pricing_model(),

@@ -1,9 +1,6 @@
 //! The emulator's socket.io v4 endpoint (engine.io 4, websocket transport), through which the
-//! platform pushes invalidations to connected SDK clients.
-//!
-//! The engine.io exchange: the server opens with `0{sid, pingInterval, pingTimeout, ...}`; the
-//! client joins the default namespace with `40`, answered `40{sid}`; the server pings with `2`
-//! and expects `3`; events go as `42["name", payload]`.
+//! platform pushes invalidations to connected SDK clients. The framing is the client's
+//! (`models::push`).
 
 use std::time::Duration;
 
@@ -14,33 +11,23 @@ use futures_util::StreamExt;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::platform::Push;
 use super::state::EmulatorState;
+use crate::models::push::{Packet, Timing};
+use crate::models::Push;
 
 /// How often the server pings, and how long it waits for the answer, as socket.io's defaults.
 const PING_INTERVAL: Duration = Duration::from_secs(25);
 const PING_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The `42[...]` packet of a push.
-pub(crate) fn packet(push: &Push) -> String {
-    let event = match push {
-        Push::InvalidateCustomer(customer) => json!([push.event_name(), customer]),
-        Push::InvalidatePlans | Push::InvalidateMerchant => json!([push.event_name()]),
-    };
-    format!("42{event}")
-}
-
 /// The socket.io handshake: a websocket upgrade carrying the platform's API key.
 pub(crate) async fn handshake(
     request: HttpRequest,
     body: web::Payload,
-    shared: web::Data<EmulatorState>,
+    state: web::Data<EmulatorState>,
 ) -> HttpResponse {
-    shared
-        .platform()
-        .count_request("GET /socket.io/".to_owned());
+    state.platform().count_request("GET /socket.io/".to_owned());
     let key = request.headers().get("x-api-key").map(|v| v.as_bytes());
-    if key != Some(shared.platform().api_key().as_bytes()) {
+    if key != Some(state.platform().api_key().as_bytes()) {
         // What socket.io answers when `allowRequest` refuses a handshake.
         return HttpResponse::build(StatusCode::FORBIDDEN)
             .json(json!({"code": 4, "message": "Forbidden"}));
@@ -56,9 +43,9 @@ pub(crate) async fn handshake(
             return HttpResponse::BadRequest().json(json!({"code": 3, "message": err.to_string()}))
         }
     };
-    let shared = shared.into_inner();
+    let state = state.into_inner();
     actix_rt::spawn(async move {
-        if let Err(err) = serve(session, stream, &shared).await {
+        if let Err(err) = serve(session, stream, &state).await {
             tracing::debug!(%err, "a socket.io client left");
         }
     });
@@ -68,17 +55,17 @@ pub(crate) async fn handshake(
 async fn serve(
     mut session: actix_ws::Session,
     mut stream: actix_ws::MessageStream,
-    shared: &EmulatorState,
+    state: &EmulatorState,
 ) -> Result<(), actix_ws::Closed> {
     let sid = uuid::Uuid::new_v4().simple().to_string();
-    let open = json!({
-        "sid": sid,
-        "upgrades": [],
-        "pingInterval": PING_INTERVAL.as_millis() as u64,
-        "pingTimeout": PING_TIMEOUT.as_millis() as u64,
-        "maxPayload": 1_000_000,
-    });
-    session.text(format!("0{open}")).await?;
+    let open = Packet::Open {
+        sid: sid.clone(),
+        timing: Timing {
+            ping_interval: PING_INTERVAL.as_millis() as u64,
+            ping_timeout: PING_TIMEOUT.as_millis() as u64,
+        },
+    };
+    session.text(open.encode()).await?;
     // Pushes are received only once the client joined the namespace, so `/__admin/invalidate`
     // counts the clients that will get them.
     let mut pushes = None;
@@ -91,7 +78,7 @@ async fn serve(
                 Some(Ok(Message::Text(text))) => match text.as_ref() {
                     "3" => last_pong = tokio::time::Instant::now(),
                     packet if packet == "40" || packet.starts_with("40{") => {
-                        pushes = Some(shared.pushes.subscribe());
+                        pushes = Some(state.pushes.subscribe());
                         session.text(format!("40{}", json!({ "sid": sid }))).await?;
                     }
                     "41" | "1" => break,
@@ -102,7 +89,7 @@ async fn serve(
                 Some(Ok(_)) => {}
             },
             push = next_push(&mut pushes) => match push {
-                Ok(push) => session.text(packet(&push)).await?,
+                Ok(push) => session.text(Packet::Event(push).encode()).await?,
                 Err(RecvError::Lagged(missed)) => tracing::warn!(missed, "a socket.io client fell behind; pushes were dropped"),
                 Err(RecvError::Closed) => break,
             },
@@ -110,7 +97,7 @@ async fn serve(
                 if last_pong.elapsed() > PING_INTERVAL + PING_TIMEOUT {
                     break;
                 }
-                session.text("2").await?;
+                session.text(Packet::Ping.encode()).await?;
             }
         }
     }
@@ -124,23 +111,5 @@ async fn next_push(
     match pushes {
         Some(receiver) => receiver.recv().await,
         None => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pushes_are_socket_io_events() {
-        assert_eq!(
-            packet(&Push::InvalidateCustomer("user_1".into())),
-            r#"42["invalidateCustomer","user_1"]"#
-        );
-        assert_eq!(packet(&Push::InvalidatePlans), r#"42["invalidatePlans"]"#);
-        assert_eq!(
-            packet(&Push::InvalidateMerchant),
-            r#"42["invalidateMerchant"]"#
-        );
     }
 }

@@ -6,7 +6,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::broadcast;
 
-use super::platform::{Platform, Push};
+use super::platform::Platform;
+use crate::models::Push;
 
 pub(crate) struct EmulatorState {
     pub(crate) platform: Mutex<Platform>,

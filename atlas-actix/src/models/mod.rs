@@ -10,6 +10,7 @@ mod customer;
 mod event;
 mod extra;
 mod pricing;
+pub(crate) mod push;
 
 pub use billing::{CheckoutSession, CreditUsage, Invoice, InvoiceLineItem, Page, Transaction};
 pub use customer::{
@@ -22,6 +23,7 @@ pub use pricing::{
     CustomPricingUnit, Entitlement, EntitlementPrice, Merchant, Plan, PlanEntitlement, PlanPrice,
     PriceKind, PricingModel,
 };
+pub use push::Push;
 
 /// The time now as the platform writes dates: `2024-01-15T08:30:00.000Z`.
 pub(crate) fn now_iso() -> String {
@@ -68,12 +70,6 @@ pub(crate) mod number {
         } else {
             serializer.serialize_f64(*value)
         }
-    }
-
-    /// `value` as a JSON number, written as [`serialize`] writes it.
-    #[cfg(feature = "emulator")]
-    pub(crate) fn to_json(value: f64) -> serde_json::Value {
-        serialize(&value, serde_json::value::Serializer).unwrap_or(serde_json::Value::Null)
     }
 
     pub(crate) fn serialize_option<S: Serializer>(

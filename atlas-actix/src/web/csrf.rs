@@ -22,6 +22,7 @@
 use actix_web::http::header;
 use actix_web::HttpRequest;
 
+use crate::auth::bearer_credentials;
 use crate::web::error_response::RequestError;
 
 /// The origins (`scheme://host[:port]`) a cookie-authenticated request may come from, besides
@@ -63,12 +64,9 @@ impl AllowedOrigins {
 /// Whether the request carries credentials a browser attaches by itself.
 fn has_ambient_credentials(request: &HttpRequest) -> bool {
     let headers = request.headers();
-    let bearer = headers.get(header::AUTHORIZATION).is_some_and(|value| {
-        value
-            .as_bytes()
-            .get(..7)
-            .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"bearer "))
-    });
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .is_some_and(|value| bearer_credentials(value.as_bytes()).is_some());
     if bearer {
         return false;
     }

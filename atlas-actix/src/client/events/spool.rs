@@ -39,7 +39,6 @@ use crate::models::UsageEvent;
 
 const SEGMENTS: [&str; 2] = ["events.0.log", "events.1.log"];
 /// The single file of earlier versions (lines without an epoch), read once and removed.
-const LEGACY: &str = "events.log";
 /// Each segment's preallocated size; it grows past it only for a backlog that does not fit.
 const SEGMENT_SIZE: u64 = 4 << 20;
 static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
@@ -78,24 +77,15 @@ impl Spool {
     fn open_with_segments_of(dir: &Path, segment_size: u64) -> io::Result<(Self, Vec<UsageEvent>)> {
         std::fs::create_dir_all(dir)?;
         let mut regions = Vec::new();
-        let legacy = dir.join(LEGACY);
-        if let Some(text) = read_if_present(&legacy)? {
-            regions.push(read_region(&text, None));
-        }
         for (segment, name) in SEGMENTS.iter().enumerate() {
             if let Some(text) = read_if_present(&dir.join(name))? {
-                regions.push(read_region(&text, Some(segment)));
+                regions.push(read_region(&text, segment));
             }
         }
-        let newest = regions
-            .iter()
-            .enumerate()
-            .filter(|(_, region)| region.segment.is_some())
-            .max_by_key(|(_, region)| region.epoch)
-            .map(|(at, _)| at);
+        let newest = regions.iter().max_by_key(|region| region.epoch);
         // Written next: the segment not holding the newest region, so that region stays
         // intact until the other holds all that is pending.
-        let current = newest.map_or(0, |at| 1 - regions[at].segment.unwrap_or(0));
+        let current = newest.map_or(0, |region| 1 - region.segment);
         let next_epoch = regions.iter().map(|r| r.epoch).max().unwrap_or(0) + 1;
         regions.sort_by_key(|region| region.epoch);
         let pending = pending(regions.into_iter().flat_map(|region| region.records));
@@ -121,10 +111,6 @@ impl Spool {
                 .add(event.idempotency_key.clone(), serde_json::to_string(event)?);
         }
         writer.switch_to(current)?;
-        if legacy.exists() {
-            std::fs::remove_file(&legacy)?;
-            File::open(dir)?.sync_all()?;
-        }
         if !pending.is_empty() {
             tracing::info!(events = pending.len(), spool = %dir.display(), "usage events from the spool will be sent again");
         }
@@ -393,15 +379,14 @@ enum Record {
 }
 
 struct Region {
-    /// `Some` for a segment (lines carry an epoch), `None` for the legacy file.
-    segment: Option<usize>,
+    segment: usize,
     epoch: u64,
     records: Vec<Record>,
 }
 
-/// The valid region of a segment (`segment` set) or of the legacy file: its lines from the
-/// start while they parse and carry the first line's epoch, up to the first NUL.
-fn read_region(bytes: &[u8], segment: Option<usize>) -> Region {
+/// The valid region of a segment: its lines from the start while they parse and carry the
+/// first line's epoch, up to the first NUL.
+fn read_region(bytes: &[u8], segment: usize) -> Region {
     let mut region = Region {
         segment,
         epoch: 0,
@@ -418,14 +403,11 @@ fn read_region(bytes: &[u8], segment: Option<usize>) -> Region {
         let Some((kind, epoch, content)) = parse(line) else {
             break;
         };
-        let current = match (segment, epoch) {
-            (Some(_), Some(epoch)) if first => {
-                region.epoch = epoch;
-                true
-            }
-            (Some(_), Some(epoch)) => epoch == region.epoch,
-            (None, None) => true,
-            _ => false,
+        let current = if first {
+            region.epoch = epoch;
+            true
+        } else {
+            epoch == region.epoch
         };
         if !current {
             break;
@@ -447,20 +429,15 @@ fn read_region(bytes: &[u8], segment: Option<usize>) -> Region {
     region
 }
 
-/// `E<epoch> <content>` or `A<epoch> <content>`; the legacy file's lines have no epoch.
-fn parse(line: &[u8]) -> Option<(u8, Option<u64>, &str)> {
+/// `E<epoch> <content>` or `A<epoch> <content>`.
+fn parse(line: &[u8]) -> Option<(u8, u64, &str)> {
     let line = std::str::from_utf8(line).ok()?;
     let (head, content) = line.split_once(' ')?;
     let kind = *head.as_bytes().first()?;
     if kind != b'E' && kind != b'A' {
         return None;
     }
-    let epoch = &head[1..];
-    let epoch = if epoch.is_empty() {
-        None
-    } else {
-        Some(epoch.parse().ok()?)
-    };
+    let epoch = head[1..].parse().ok()?;
     Some((kind, epoch, content))
 }
 
@@ -580,17 +557,17 @@ mod tests {
     #[test]
     fn a_region_ends_at_a_torn_line_an_older_epoch_or_a_nul() {
         let torn = queued("E3", "a") + &queued("E3", "b")[..40];
-        let region = read_region(torn.as_bytes(), Some(0));
+        let region = read_region(torn.as_bytes(), 0);
         assert_eq!(keys(&pending(region.records.into_iter())), ["a"]);
 
         // An older use of the segment lies beyond the current region: not pending.
         let reused = queued("E7", "new") + &line("A7", "new") + &queued("E5", "old");
-        let region = read_region(reused.as_bytes(), Some(1));
+        let region = read_region(reused.as_bytes(), 1);
         assert_eq!(region.epoch, 7);
         assert!(pending(region.records.into_iter()).is_empty());
 
         let ended = queued("E2", "a") + "\0" + &queued("E2", "after-the-end");
-        let region = read_region(ended.as_bytes(), Some(0));
+        let region = read_region(ended.as_bytes(), 0);
         assert_eq!(keys(&pending(region.records.into_iter())), ["a"]);
     }
 
@@ -610,20 +587,6 @@ mod tests {
         let (spool, pending) = Spool::open(&dir).unwrap();
         assert_eq!(keys(&pending), ["a", "b"]);
         drop(spool);
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn the_legacy_file_is_read_once() {
-        let dir = dir("legacy");
-        std::fs::create_dir_all(&dir).unwrap();
-        let legacy = queued("E", "a") + &queued("E", "b") + &line("A", "a");
-        std::fs::write(dir.join(LEGACY), legacy).unwrap();
-        let (spool, pending) = Spool::open(&dir).unwrap();
-        assert_eq!(keys(&pending), ["b"]);
-        assert!(!dir.join(LEGACY).exists());
-        drop(spool);
-        assert_eq!(keys(&Spool::open(&dir).unwrap().1), ["b"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -60,18 +60,18 @@ pub struct Pagination {
 
 pub(crate) struct PlatformApi {
     transport: Transport,
-    contact: Contact,
+    answer_times: AnswerTimes,
 }
 
 /// When the platform last answered (below 500) and last failed, in seconds since the epoch
 /// (as `f64` bits; 0 for never): what health and readiness read.
 #[derive(Debug, Default)]
-pub(crate) struct Contact {
+pub(crate) struct AnswerTimes {
     success: AtomicU64,
     failure: AtomicU64,
 }
 
-impl Contact {
+impl AnswerTimes {
     fn record(&self, answered: bool) {
         let now = telemetry::now_seconds();
         if answered {
@@ -96,12 +96,12 @@ impl PlatformApi {
     pub(crate) fn new(transport: Transport) -> Self {
         Self {
             transport,
-            contact: Contact::default(),
+            answer_times: AnswerTimes::default(),
         }
     }
 
-    pub(crate) fn contact(&self) -> &Contact {
-        &self.contact
+    pub(crate) fn answer_times(&self) -> &AnswerTimes {
+        &self.answer_times
     }
 
     pub(crate) fn transport(&self) -> &Transport {
@@ -142,7 +142,7 @@ impl PlatformApi {
         span.record("status", status.as_str());
         span.record("duration_ms", took.as_millis() as u64);
         telemetry::platform_request(operation, status, took);
-        self.contact
+        self.answer_times
             .record(matches!(&answer, Ok(response) if response.status < 500));
         answer.map_err(|err| match err {
             TransportError::Shutdown => AtlasError::Shutdown,

@@ -2,12 +2,12 @@
 //! and the `x-api-key` header) through which the platform tells the client what changed, so
 //! an upgrade shows on the very next request instead of when the cache expires.
 //!
-//! The framing is small enough to own, and owning it keeps one HTTP and TLS stack: the Rust
-//! socket.io clients bring their own (tokio-tungstenite, reqwest) beside awc. The open packet `0{...}` gives the ping timing, `40`
-//! joins the default namespace, pings `2` are answered `3`, and events arrive as
-//! `42["name", payload]`. A link that misses its pings for `pingInterval + pingTimeout` is
-//! dead; the client reconnects with capped exponential backoff with jitter. A refused key
-//! is reported and retried only at the cap, never in a hot loop.
+//! The framing (`models::push`, shared with the emulator) is small enough to own, and owning it
+//! keeps one HTTP and TLS stack: the Rust socket.io clients bring their own (tokio-tungstenite,
+//! reqwest) beside awc. A link that misses its pings for `pingInterval + pingTimeout` is dead;
+//! the client reconnects with capped exponential backoff with jitter (from the first step again
+//! after a link that was up). A refused key is reported and retried only at the cap, never in
+//! a hot loop.
 
 use std::sync::Weak;
 use std::time::Duration;
@@ -15,13 +15,13 @@ use std::time::Duration;
 use awc::http::header::HeaderValue;
 use awc::ws;
 use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
-use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::client::retry::Backoff;
+use crate::client::retry::{repeat, Backoff, Round};
 use crate::client::telemetry;
 use crate::client::{upgrade, Inner, PushLink};
+use crate::models::push::{Packet, Timing};
+use crate::models::Push;
 
 /// Reconnections wait 0.5 s, 1 s, 2 s, ... at most 10 s (jittered): back within seconds of
 /// the platform's return (a refused key waits the longest step too).
@@ -47,41 +47,14 @@ impl LinkConfig {
     }
 }
 
-/// engine.io's open packet.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Open {
-    ping_interval: u64,
-    ping_timeout: u64,
-}
-
-/// A push the platform sent.
-#[derive(Debug, PartialEq, Eq)]
-enum Event {
-    Customer(String),
-    Plans,
-    Merchant,
-}
-
-/// Reads a `42["name", payload]` packet (an optional ack id may follow `42`).
-fn event(packet: &str) -> Option<Event> {
-    let rest = packet.strip_prefix("42")?;
-    let rest = rest.trim_start_matches(|c: char| c.is_ascii_digit());
-    let Value::Array(items) = serde_json::from_str(rest).ok()? else {
-        return None;
-    };
-    match items.first()?.as_str()? {
-        "invalidateCustomer" => Some(Event::Customer(items.get(1)?.as_str()?.to_owned())),
-        "invalidatePlans" => Some(Event::Plans),
-        "invalidateMerchant" => Some(Event::Merchant),
-        _ => None,
-    }
-}
-
 /// How a connection ended.
 enum Ended {
     Refused,
-    Down(String),
+    /// Lost, or never made; `joined` when the link had been up.
+    Down {
+        reason: String,
+        joined: bool,
+    },
     /// The client is gone.
     Dropped,
 }
@@ -97,37 +70,39 @@ pub(crate) async fn run(weak: Weak<Inner>, config: LinkConfig, state: watch::Sen
         )
         .timeout(HANDSHAKE_TIMEOUT)
         .finish();
-    let mut failures: u32 = 0;
-    loop {
+    let (client, config, weak, state) = (&client, &config, &weak, &state);
+    repeat("the Atlas push link", RECONNECT, move |_| async move {
         state.send_replace(PushLink::Connecting);
         telemetry::push_connected(false);
-        let ended = connect(&client, &config, &weak, &state).await;
-        let wait = match ended {
-            Ended::Dropped => return,
+        let round = match connect(client, config, weak, state).await {
+            Ended::Dropped => return Round::Done,
             Ended::Refused => {
                 // A wrong key does not become right by retrying: report, wait the longest.
                 if state.send_replace(PushLink::Refused) != PushLink::Refused {
-                    tracing::error!("the Atlas platform refused the push link's API key");
+                    tracing::error!("the Atlas push link's API key was refused; retrying at the longest backoff");
                 }
-                telemetry::push_connected(false);
-                RECONNECT.max
+                Round::Again(RECONNECT.max)
             }
-            Ended::Down(reason) => {
-                tracing::warn!(%reason, "the Atlas push link is down; reconnecting");
-                state.send_replace(PushLink::Disconnected { reason });
-                telemetry::push_connected(false);
-                failures += 1;
-                RECONNECT.delay(failures.saturating_sub(1))
+            Ended::Down { reason, joined } => {
+                state.send_replace(PushLink::Disconnected {
+                    reason: reason.clone(),
+                });
+                if joined {
+                    // A link that was up starts its backoff again from the first step.
+                    tracing::warn!(%reason, "the Atlas push link dropped; reconnecting");
+                    Round::Again(RECONNECT.delay(0))
+                } else {
+                    Round::Failed(reason)
+                }
             }
         };
+        telemetry::push_connected(false);
         if weak.strong_count() == 0 {
-            return;
+            return Round::Done;
         }
-        actix_rt::time::sleep(wait).await;
-        if matches!(state.borrow().clone(), PushLink::Connected) {
-            failures = 0;
-        }
-    }
+        round
+    })
+    .await;
 }
 
 async fn connect(
@@ -136,89 +111,97 @@ async fn connect(
     weak: &Weak<Inner>,
     state: &watch::Sender<PushLink>,
 ) -> Ended {
+    let down = |reason: String, joined: bool| Ended::Down { reason, joined };
     let handshake = client
         .ws(config.url.as_str())
         .set_header("x-api-key", config.key.clone())
         .connect();
     let mut socket = match actix_rt::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-        Err(_) => return Ended::Down("the handshake timed out".to_owned()),
+        Err(_) => return down("the handshake timed out".to_owned(), false),
         Ok(Err(awc::error::WsClientError::InvalidResponseStatus(status)))
             if status.as_u16() == 401 || status.as_u16() == 403 =>
         {
             return Ended::Refused
         }
-        Ok(Err(err)) => return Ended::Down(format!("could not connect: {err}")),
+        Ok(Err(err)) => return down(format!("could not connect: {err}"), false),
         Ok(Ok((_, socket))) => socket,
     };
-    // Until the open packet says otherwise, socket.io's defaults.
-    let mut silence = Duration::from_secs(45);
+    let mut timing = Timing::default();
     let mut joined = false;
     loop {
+        let silence = Duration::from_millis(timing.ping_interval + timing.ping_timeout);
         let frame = match actix_rt::time::timeout(silence, socket.next()).await {
-            Err(_) => return Ended::Down("no ping within the ping timeout".to_owned()),
-            Ok(None) => return Ended::Down("the platform closed the link".to_owned()),
-            Ok(Some(Err(err))) => return Ended::Down(format!("websocket error: {err}")),
+            Err(_) => return down("no ping within the ping timeout".to_owned(), joined),
+            Ok(None) => return down("the platform closed the link".to_owned(), joined),
+            Ok(Some(Err(err))) => return down(format!("websocket error: {err}"), joined),
             Ok(Some(Ok(frame))) => frame,
         };
         let text = match frame {
             ws::Frame::Text(bytes) => bytes,
             ws::Frame::Ping(bytes) => {
                 if socket.send(ws::Message::Pong(bytes)).await.is_err() {
-                    return Ended::Down("could not answer a ping".to_owned());
+                    return down("could not answer a ping".to_owned(), joined);
                 }
                 continue;
             }
             ws::Frame::Close(reason) => {
-                return Ended::Down(format!("closed by the platform: {reason:?}"))
+                return down(format!("closed by the platform: {reason:?}"), joined)
             }
             _ => continue,
         };
-        let Ok(packet) = std::str::from_utf8(&text) else {
+        let Ok(text) = std::str::from_utf8(&text) else {
             continue;
         };
-        let reply = match packet.as_bytes().first() {
-            Some(b'0') => {
-                if let Ok(open) = serde_json::from_str::<Open>(&packet[1..]) {
-                    silence = Duration::from_millis(open.ping_interval + open.ping_timeout);
-                }
-                Some("40")
+        let reply = match Packet::decode(text) {
+            Packet::Open {
+                timing: announced, ..
+            } => {
+                timing = announced;
+                Some(Packet::Connect { sid: None })
             }
-            Some(b'2') => Some("3"),
-            Some(b'1') => return Ended::Down("the platform closed the session".to_owned()),
-            Some(b'4') if packet.starts_with("40") && !joined => {
+            Packet::Ping => Some(Packet::Pong),
+            Packet::Close => return down("the platform closed the session".to_owned(), joined),
+            Packet::Connect { .. } if !joined => {
                 joined = true;
                 state.send_replace(PushLink::Connected);
                 telemetry::push_connected(true);
                 tracing::info!("the Atlas push link is connected");
                 None
             }
-            Some(b'4') if packet.starts_with("44") => return Ended::Refused,
-            Some(b'4') => {
+            Packet::ConnectError => return Ended::Refused,
+            Packet::Event(push) => {
                 let Some(atlas) = upgrade(weak) else {
                     return Ended::Dropped;
                 };
-                match event(packet) {
-                    Some(Event::Customer(customer)) => {
+                match push {
+                    Push::InvalidateCustomer(customer) => {
                         tracing::debug!(customer = ?customer, "push: customer changed");
                         atlas.invalidate_customer(&customer);
                     }
-                    Some(Event::Plans) => {
+                    Push::InvalidatePlans => {
                         tracing::debug!("push: plans changed");
                         atlas.invalidate_plans();
                     }
-                    Some(Event::Merchant) => {
+                    Push::InvalidateMerchant => {
                         tracing::debug!("push: merchant changed");
                         atlas.reinitialise();
                     }
-                    None => tracing::debug!(packet, "push: unknown packet"),
                 }
+                None
+            }
+            Packet::Other => {
+                tracing::debug!(packet = ?text, "push: a packet this SDK does not use");
                 None
             }
             _ => None,
         };
         if let Some(reply) = reply {
-            if socket.send(ws::Message::Text(reply.into())).await.is_err() {
-                return Ended::Down("could not write to the link".to_owned());
+            if socket
+                .send(ws::Message::Text(reply.encode().into()))
+                .await
+                .is_err()
+            {
+                return down("could not write to the link".to_owned(), joined);
             }
         }
         if weak.strong_count() == 0 {
@@ -230,19 +213,6 @@ async fn connect(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_socket_io_events() {
-        assert_eq!(
-            event(r#"42["invalidateCustomer","user_1"]"#),
-            Some(Event::Customer("user_1".into()))
-        );
-        assert_eq!(event(r#"4217["invalidatePlans"]"#), Some(Event::Plans));
-        assert_eq!(event(r#"42["invalidateMerchant"]"#), Some(Event::Merchant));
-        assert_eq!(event(r#"42["somethingElse",1]"#), None);
-        assert_eq!(event(r#"42["invalidateCustomer",7]"#), None);
-        assert_eq!(event("42not json"), None);
-    }
 
     #[test]
     fn socket_urls_follow_the_scheme() {
@@ -257,10 +227,13 @@ mod tests {
     }
 
     #[test]
-    fn reconnections_back_off_to_a_minute() {
+    fn reconnections_back_off_to_ten_seconds() {
+        assert_eq!(RECONNECT.max, Duration::from_secs(10));
         for failures in 0..40 {
-            assert!(RECONNECT.delay(failures) <= RECONNECT.max);
+            assert!(RECONNECT.delay(failures) <= Duration::from_secs(10));
         }
+        // The first retry is quick, a long outage's are at the cap (half of it at least).
         assert!(RECONNECT.delay(0) <= Duration::from_millis(500));
+        assert!(RECONNECT.delay(39) >= Duration::from_secs(5));
     }
 }

@@ -65,8 +65,8 @@ impl AtlasClient {
     /// failed, it is asked (the merchant endpoint, at most 3 s, at most once every 2 s), so a
     /// probe every few seconds notices an outage with no traffic, and the return.
     pub async fn health(&self) -> Health {
-        let contact = self.inner.api.contact();
-        let (success, failure) = contact.last();
+        let answer_times = self.inner.api.answer_times();
+        let (success, failure) = answer_times.last();
         let now = now_seconds();
         let stale = success.is_none_or(|at| now - at > PROBE_AFTER);
         let failed_last = failure.is_some_and(|failed| success.is_none_or(|at| failed > at));
@@ -80,7 +80,7 @@ impl AtlasClient {
             // Its answer, or its failure, is recorded by the platform API itself.
             let _ = tokio::time::timeout(PROBE_TIMEOUT, self.inner.api.merchant()).await;
         }
-        let (success, failure) = contact.last();
+        let (success, failure) = answer_times.last();
         let answered = success.is_some_and(|at| failure.is_none_or(|failed| at >= failed));
         let link = self.push_link();
         let push_link = if !self.inner.push_enabled {

@@ -2,8 +2,9 @@
 
 use serde_json::{json, Value};
 
-use super::{members, object, to_value, ApiError, Platform, Push, Reply};
+use super::{members, object, to_value, ApiError, Platform, Reply};
 use crate::models::Customer;
+use crate::models::Push;
 
 impl Platform {
     pub(crate) fn admin_events(&self) -> Result<Reply, ApiError> {

@@ -4,7 +4,8 @@ use serde_json::{json, Value};
 
 use super::query::{paginate, sort_by};
 use super::{to_value, ApiError, Platform, Query, Reply};
-use crate::models::{number, Invoice, InvoiceLineItem};
+use crate::emulator::reply::json_number;
+use crate::models::{Invoice, InvoiceLineItem};
 
 impl Platform {
     pub(crate) fn credit_usage(
@@ -31,9 +32,9 @@ impl Platform {
         Reply::ok(json!({
             "customPricingUnitId": unit_id,
             "displayName": unit.display_name,
-            "totalAllocated": number::to_json(balance.max(0.0)),
+            "totalAllocated": json_number(balance.max(0.0)),
             "totalUsed": 0,
-            "remaining": number::to_json(balance),
+            "remaining": json_number(balance),
             "nextExpiring": null,
         }))
     }

@@ -19,31 +19,9 @@ use super::data::AtlasData;
 use super::faults::Faults;
 use super::reply::{ApiError, Reply};
 use crate::models::{
-    CreditUsage, Customer, Invoice, InvoiceLineItem, Merchant, PricingModel, Subscription,
+    CreditUsage, Customer, Invoice, InvoiceLineItem, Merchant, PricingModel, Push, Subscription,
     Transaction,
 };
-
-/// A push the platform sends to connected SDK clients.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Push {
-    /// A customer changed: clients refetch it. Holds the customer's external id.
-    InvalidateCustomer(String),
-    /// The pricing model changed.
-    InvalidatePlans,
-    /// The merchant changed: clients initialise again.
-    InvalidateMerchant,
-}
-
-impl Push {
-    /// The socket.io event name of this push.
-    pub fn event_name(&self) -> &'static str {
-        match self {
-            Self::InvalidateCustomer(_) => "invalidateCustomer",
-            Self::InvalidatePlans => "invalidatePlans",
-            Self::InvalidateMerchant => "invalidateMerchant",
-        }
-    }
-}
 
 /// What completing a checkout session does.
 #[derive(Debug, Clone)]

@@ -8,7 +8,8 @@ use super::{
     members, object, optional_string, required_string, touch, ApiError, CheckoutEntry, Completion,
     Platform, Reply,
 };
-use crate::models::{now_iso, number, Customer, Plan, Subscription, SubscriptionPlan};
+use crate::emulator::reply::json_number;
+use crate::models::{now_iso, Customer, Plan, Subscription, SubscriptionPlan};
 
 const BILLING_CADENCES: [&str; 3] = ["monthly", "quarterly", "annually"];
 
@@ -198,8 +199,8 @@ impl Platform {
             "customer": customer.extra.get("stripeId").unwrap_or(Value::Null),
             "customer_email": customer_email,
             "client_reference_id": customer.external_id,
-            "amount_subtotal": number::to_json(amount),
-            "amount_total": number::to_json(amount),
+            "amount_subtotal": json_number(amount),
+            "amount_total": json_number(amount),
             "currency": "usd",
             "livemode": false,
             "created": created,
