@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use actix_web::test::{self, TestRequest};
 use actix_web::{web, App, HttpResponse, HttpServer};
-use atlas_actix::{limit, ClerkAuth};
+use atlas_actix::{limit, ClerkAuth, ClerkError};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
@@ -400,8 +400,14 @@ async fn jwks_keys_are_fetched_and_refreshed_for_unknown_key_ids() {
     );
     handle.stop(false).await;
 
-    assert!(ClerkAuth::from_jwks_url("ftp://x").is_err());
-    assert!(ClerkAuth::from_pem("not a key").is_err());
+    assert!(matches!(
+        ClerkAuth::from_jwks_url("ftp://x"),
+        Err(ClerkError::InvalidUrl(url)) if url == "ftp://x"
+    ));
+    assert!(matches!(
+        ClerkAuth::from_pem("not a key"),
+        Err(ClerkError::InvalidKey(_))
+    ));
 }
 
 /// A JWKS endpoint that serves `kid_1`, fails its first `fail_first` answers and, while

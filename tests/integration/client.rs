@@ -14,7 +14,7 @@ use awc::http::Method;
 use serde_json::{json, Value};
 
 use crate::common::{
-    builder, call, example_data, requests, start_emulator, Platform, CUSTOMER_ROUTE,
+    builder, call, eventually, example_data, requests, start_emulator, Platform, CUSTOMER_ROUTE,
 };
 
 async fn admin(
@@ -45,16 +45,20 @@ async fn initialises_and_reports_unconfigured_limits_and_its_version() {
         .unwrap()
         .unconfigured_limits
         .is_empty());
-    for _ in 0..100 {
-        let versions = admin(&emulator, Method::GET, "/__admin/sdk-versions", None).await;
-        if versions.as_array().is_some_and(|v| !v.is_empty()) {
-            assert_eq!(versions[0]["library"], "actix");
-            assert_eq!(versions[0]["version"], env!("CARGO_PKG_VERSION"));
-            return;
-        }
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the SDK version was never reported");
+    let versions = eventually(
+        "the SDK version's report",
+        Duration::from_secs(5),
+        || async {
+            let versions = admin(&emulator, Method::GET, "/__admin/sdk-versions", None).await;
+            versions
+                .as_array()
+                .is_some_and(|v| !v.is_empty())
+                .then_some(versions)
+        },
+    )
+    .await;
+    assert_eq!(versions[0]["library"], "actix");
+    assert_eq!(versions[0]["version"], env!("CARGO_PKG_VERSION"));
 }
 
 #[actix_rt::test]
@@ -132,17 +136,18 @@ async fn checked_features_are_registered_once_debounced() {
         .allowed("user_erin", ["seats", "data-explorer"])
         .await
         .unwrap();
-    let mut registered: Vec<String> = Vec::new();
-    for _ in 0..100 {
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
-        registered = serde_json::from_value(
-            admin(&emulator, Method::GET, "/__admin/registrations", None).await,
-        )
-        .unwrap();
-        if registered.len() >= 3 {
-            break;
-        }
-    }
+    let mut registered: Vec<String> = eventually(
+        "the registration of 3 features",
+        Duration::from_secs(5),
+        || async {
+            let registered: Vec<String> = serde_json::from_value(
+                admin(&emulator, Method::GET, "/__admin/registrations", None).await,
+            )
+            .unwrap();
+            (registered.len() >= 3).then_some(registered)
+        },
+    )
+    .await;
     registered.sort();
     assert_eq!(registered, ["data-explorer", "seats", "sso"]);
     assert_eq!(
@@ -430,19 +435,15 @@ async fn usage_events_are_queued_batched_and_flushed() {
         )
         .await
         .unwrap();
-    for _ in 0..100 {
-        if admin(&emulator, Method::GET, "/__admin/events", None)
-            .await
-            .as_array()
-            .unwrap()
-            .len()
-            == 5
-        {
-            return;
-        }
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the background flush did not send the batch");
+    eventually(
+        "the background flush of the batch",
+        Duration::from_secs(5),
+        || async {
+            let events = admin(&emulator, Method::GET, "/__admin/events", None).await;
+            (events.as_array().unwrap().len() == 5).then_some(())
+        },
+    )
+    .await;
 }
 
 #[actix_rt::test]
@@ -667,20 +668,17 @@ async fn a_platform_down_at_start_is_an_outage_that_heals() {
         Err(AtlasError::Unavailable(_))
     ));
     let _emulator = Emulator::builder(data).bind(addr).start().unwrap();
-    for _ in 0..100 {
-        if atlas.status().await.is_ok() {
-            assert!(
-                atlas
-                    .allowed("org_standard_corp", ["sso"])
-                    .await
-                    .unwrap()
-                    .ok
-            );
-            return;
-        }
-        actix_rt::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the client did not recover");
+    eventually("the client's recovery", Duration::from_secs(10), || async {
+        atlas.status().await.ok()
+    })
+    .await;
+    assert!(
+        atlas
+            .allowed("org_standard_corp", ["sso"])
+            .await
+            .unwrap()
+            .ok
+    );
 }
 
 #[test]

@@ -11,6 +11,44 @@ use atlas_actix::{Atlas, AtlasBuilder};
 use awc::http::{Method, StatusCode};
 use serde_json::Value;
 
+/// Polls `probe` (every 25 ms) until it gives `Some`, and returns what it gave; panics naming
+/// `what` when `within` passes first. The one way these tests wait for something to happen.
+pub async fn eventually<T, Fut>(what: &str, within: Duration, mut probe: impl FnMut() -> Fut) -> T
+where
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not happen within {within:?}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// [`eventually`] for code off any runtime (a child process's exit).
+pub fn eventually_blocking<T>(
+    what: &str,
+    within: Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not happen within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
 /// The quickstart's data file.
 pub fn example_data_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/atlas-data.json")
@@ -282,13 +320,9 @@ impl Quickstart {
     }
 
     pub fn wait(mut self) {
-        for _ in 0..200 {
-            if self.child.try_wait().unwrap().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("the quickstart did not stop");
+        eventually_blocking("the quickstart's exit", Duration::from_secs(10), || {
+            self.child.try_wait().unwrap()
+        });
     }
 }
 

@@ -7,7 +7,7 @@ use atlas_actix::emulator::EmulatorHandle;
 use awc::http::Method;
 use serde_json::Value;
 
-use crate::common::{start_emulator, Platform, Quickstart};
+use crate::common::{eventually, start_emulator, Platform, Quickstart};
 
 async fn events(emulator: &EmulatorHandle) -> Vec<Value> {
     let events = Platform { emulator }
@@ -56,8 +56,7 @@ async fn a_graceful_stop_sends_the_queued_events() {
     let quickstart = Quickstart::start(&emulator, None);
     let token = quickstart.token("Erin Pro").await;
     assert_eq!(quickstart.complete(&token).await, 200);
-    // The usage is queued right after the answer; the flush interval (3 s) has not passed.
-    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    // A guard answers once its usage is queued; the flush interval (3 s) has not passed.
     assert!(events(&emulator).await.is_empty());
     quickstart.signal("-TERM");
     quickstart.wait();
@@ -77,14 +76,11 @@ async fn kill_9_with_events_queued_loses_none_and_sends_each_once() {
     for _ in 0..5 {
         assert_eq!(quickstart.complete(&token).await, 200);
     }
-    for _ in 0..100 {
-        if spooled_keys(&spool).len() == 5 {
-            break;
-        }
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
-    let keys = spooled_keys(&spool);
-    assert_eq!(keys.len(), 5, "every event is on disk");
+    let keys = eventually("5 events on disk", Duration::from_secs(5), || async {
+        let keys = spooled_keys(&spool);
+        (keys.len() == 5).then_some(keys)
+    })
+    .await;
     quickstart.signal("-KILL");
     quickstart.wait();
     assert!(
@@ -93,14 +89,15 @@ async fn kill_9_with_events_queued_loses_none_and_sends_each_once() {
     );
 
     let restarted = Quickstart::start(&emulator, Some(spool.as_path()));
-    let mut received = Vec::new();
-    for _ in 0..200 {
-        received = events(&emulator).await;
-        if received.len() >= 5 {
-            break;
-        }
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
-    }
+    let received = eventually(
+        "5 events at the platform",
+        Duration::from_secs(10),
+        || async {
+            let received = events(&emulator).await;
+            (received.len() >= 5).then_some(received)
+        },
+    )
+    .await;
     let mut sent: Vec<String> = received
         .iter()
         .map(|e| e["idempotencyKey"].as_str().unwrap().to_owned())

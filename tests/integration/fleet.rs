@@ -5,12 +5,13 @@
 use std::time::{Duration, Instant};
 
 use atlas_actix::emulator::EmulatorHandle;
-use atlas_actix::Atlas;
+use atlas_actix::{Atlas, BuildError};
 use awc::http::Method;
 use serde_json::json;
 
 use crate::common::{
-    builder, quickstart_command, requests, start_emulator, Platform, Quickstart, CUSTOMER_ROUTE,
+    builder, eventually, quickstart_command, requests, start_emulator, Platform, Quickstart,
+    CUSTOMER_ROUTE,
 };
 use crate::redis_server::RedisServer;
 
@@ -44,34 +45,33 @@ async fn get(base: &str, token: &str, path: &str) -> (u16, String) {
     )
 }
 
-/// Redis, the platform, and three instances sharing the one through the other; `None` when
-/// `redis-server` is not there (outside CI).
-async fn three_instances() -> Option<(RedisServer, EmulatorHandle, Vec<Atlas>)> {
-    let redis = RedisServer::start()?;
+/// Redis, the platform, and three instances sharing the one through the other.
+async fn three_instances() -> (RedisServer, EmulatorHandle, Vec<Atlas>) {
+    let redis = RedisServer::start();
     let emulator = start_emulator();
     let mut fleet = Vec::new();
     for _ in 0..3 {
         fleet.push(instance(&emulator, &redis).await);
     }
-    Some((redis, emulator, fleet))
+    (redis, emulator, fleet)
 }
 
 async fn wait_for_tier(atlas: &Atlas, state: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while atlas.health().await.redis != Some(state) {
-        assert!(
-            Instant::now() < deadline,
-            "the Redis tier never went {state}"
-        );
-        actix_rt::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually(
+        &format!("the Redis tier going {state}"),
+        Duration::from_secs(20),
+        || async { (atlas.health().await.redis == Some(state)).then_some(()) },
+    )
+    .await;
 }
 
 #[actix_rt::test]
+#[cfg_attr(
+    not(has_redis_server),
+    ignore = "redis-server is not installed (.ci/run installs it)"
+)]
 async fn a_customer_checked_on_each_instance_is_fetched_once_for_the_fleet() {
-    let Some((redis, emulator, fleet)) = three_instances().await else {
-        return;
-    };
+    let (redis, emulator, fleet) = three_instances().await;
     for atlas in &fleet {
         assert!(
             atlas
@@ -115,10 +115,12 @@ async fn a_customer_checked_on_each_instance_is_fetched_once_for_the_fleet() {
 }
 
 #[actix_rt::test]
+#[cfg_attr(
+    not(has_redis_server),
+    ignore = "redis-server is not installed (.ci/run installs it)"
+)]
 async fn fifty_concurrent_first_checks_on_each_of_three_instances_make_one_request() {
-    let Some((_redis, emulator, fleet)) = three_instances().await else {
-        return;
-    };
+    let (_redis, emulator, fleet) = three_instances().await;
     let checks = fleet.iter().flat_map(|atlas| {
         (0..50).map(move |_| atlas.allowed("org_standard_corp", ["data-explorer"]))
     });
@@ -131,10 +133,12 @@ async fn fifty_concurrent_first_checks_on_each_of_three_instances_make_one_reque
 }
 
 #[actix_rt::test]
+#[cfg_attr(
+    not(has_redis_server),
+    ignore = "redis-server is not installed (.ci/run installs it)"
+)]
 async fn an_instance_started_during_an_outage_serves_what_the_fleet_knew() {
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
+    let redis = RedisServer::start();
     let emulator = start_emulator();
     let mut command = quickstart_command(&emulator);
     command
@@ -182,10 +186,12 @@ fn pending_in_group(redis: &RedisServer) -> usize {
 }
 
 #[actix_rt::test]
+#[cfg_attr(
+    not(has_redis_server),
+    ignore = "redis-server is not installed (.ci/run installs it)"
+)]
 async fn an_event_read_by_an_instance_killed_before_sending_it_is_sent_once_by_another() {
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
+    let redis = RedisServer::start();
     let emulator = start_emulator();
     let platform = Platform {
         emulator: &emulator,
@@ -202,39 +208,40 @@ async fn an_event_read_by_an_instance_killed_before_sending_it_is_sent_once_by_a
     let token = first.token("Erin Pro").await;
     assert_eq!(first.complete(&token).await, 200);
     // Read by the first instance, whose send fails: pending under it.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while pending_in_group(&redis) != 1 {
-        assert!(
-            Instant::now() < deadline,
-            "the first instance never read the event"
-        );
-        actix_rt::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        "the first instance's read of the event",
+        Duration::from_secs(20),
+        || async { (pending_in_group(&redis) == 1).then_some(()) },
+    )
+    .await;
     first.signal("-KILL");
     first.wait();
     platform.clear_faults().await;
 
     let killed_at = Instant::now();
-    let _second = start();
-    loop {
-        let events = platform
-            .admin(Method::GET, "/__admin/events", None)
-            .await
-            .body;
-        if events.as_array().is_some_and(|events| !events.is_empty()) {
-            break;
-        }
-        assert!(
-            killed_at.elapsed() < Duration::from_secs(30),
-            "the event did not reach the platform within 30 s"
-        );
-        actix_rt::time::sleep(Duration::from_millis(200)).await;
-    }
+    let second = start();
+    eventually(
+        "the event's arrival at the platform",
+        Duration::from_secs(30),
+        || async {
+            let events = platform
+                .admin(Method::GET, "/__admin/events", None)
+                .await
+                .body;
+            events
+                .as_array()
+                .is_some_and(|events| !events.is_empty())
+                .then_some(())
+        },
+    )
+    .await;
     eprintln!(
         "the event reached the platform {:?} after the kill",
         killed_at.elapsed()
     );
-    actix_rt::time::sleep(Duration::from_secs(4)).await;
+    // A graceful stop sends whatever the stream still holds: a duplicate would land by then.
+    second.signal("-TERM");
+    second.wait();
     let events = platform
         .admin(Method::GET, "/__admin/events", None)
         .await
@@ -246,10 +253,12 @@ async fn an_event_read_by_an_instance_killed_before_sending_it_is_sent_once_by_a
 }
 
 #[actix_rt::test]
+#[cfg_attr(
+    not(has_redis_server),
+    ignore = "redis-server is not installed (.ci/run installs it)"
+)]
 async fn redis_killed_mid_run_fails_no_request_and_is_used_again_once_back() {
-    let Some(mut redis) = RedisServer::start() else {
-        return;
-    };
+    let mut redis = RedisServer::start();
     let emulator = start_emulator();
     let a = instance(&emulator, &redis).await;
     let b = instance(&emulator, &redis).await;
@@ -277,8 +286,9 @@ async fn redis_killed_mid_run_fails_no_request_and_is_used_again_once_back() {
     assert_eq!(events.as_array().map(Vec::len), Some(1), "{events}");
     // The tier is shared again: what one instance fetches, the other reads from Redis.
     let before = requests(&emulator, CUSTOMER_ROUTE).await;
-    assert!(a.allowed("user_frank", ["data-explorer"]).await.is_ok());
-    assert!(b.allowed("user_frank", ["data-explorer"]).await.is_ok());
+    // Frank's Pro plan has the data explorer, whichever instance answers.
+    assert!(a.allowed("user_frank", ["data-explorer"]).await.unwrap().ok);
+    assert!(b.allowed("user_frank", ["data-explorer"]).await.unwrap().ok);
     assert_eq!(requests(&emulator, CUSTOMER_ROUTE).await, before + 1);
 }
 
@@ -289,5 +299,14 @@ fn a_redis_url_that_does_not_parse_is_refused() {
         .redis_url("http://not-redis")
         .build()
         .expect_err("refused");
-    assert!(err.to_string().contains("redis_url"), "{err}");
+    assert!(
+        matches!(
+            err,
+            BuildError::InvalidOption {
+                option: "redis_url",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }

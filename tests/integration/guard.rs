@@ -15,7 +15,7 @@ use awc::http::Method;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::common::builder;
+use crate::common::{builder, eventually};
 use crate::common::{captured_logs, header_user, json_body, start_emulator, Platform};
 
 /// Counts how often it is extracted: a costly extractor that must not run when denied.
@@ -215,12 +215,10 @@ async fn usage_is_reported_only_when_the_handler_succeeds() {
         test::call_service(&app, call("/metered")).await.status(),
         200
     );
-    for _ in 0..100 {
-        if atlas.queued_events() == 2 {
-            break;
-        }
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("2 queued events", Duration::from_secs(5), || async {
+        (atlas.queued_events() == 2).then_some(())
+    })
+    .await;
     atlas.flush().await.unwrap();
     let events = Platform {
         emulator: &emulator,

@@ -2,6 +2,8 @@
 //! features, usage on features no plan meters; each is named at start, in `status()` and in
 //! `/atlas-api/status`, and strict mode refuses to run with them.
 
+use std::time::Duration;
+
 use actix_web::test::{self, TestRequest};
 use actix_web::{web, App, HttpResponse};
 use atlas_actix::{limit, AtlasError, RequireFeatures};
@@ -9,8 +11,8 @@ use awc::http::Method;
 use serde_json::Value;
 
 use crate::common::{
-    builder, call, captured_logs, example_data_path, header_user, json_body, quickstart_command,
-    start_emulator, Quickstart,
+    builder, call, captured_logs, eventually, example_data_path, header_user, json_body,
+    quickstart_command, start_emulator, Quickstart,
 };
 
 #[actix_rt::test]
@@ -118,7 +120,13 @@ async fn strict_mode_refuses_to_run_with_a_finding() {
         refused.to_string().contains("no plan gives it a limit"),
         "{refused}"
     );
-    assert!(atlas.allowed("user_erin", ["sso"]).await.is_err());
+    assert!(
+        matches!(
+            atlas.allowed("user_erin", ["sso"]).await,
+            Err(AtlasError::Misconfigured(_))
+        ),
+        "every call fails while strict mode's findings stand"
+    );
 }
 
 #[actix_rt::test]
@@ -146,22 +154,23 @@ async fn the_quickstart_names_a_feature_its_data_file_lacks_at_start() {
         .env_remove("ATLAS_HOST")
         .env("ATLAS_DATA_FILE", &file);
     let quickstart = Quickstart::spawn(command);
-    let mut status = Value::Null;
-    for _ in 0..100 {
-        status = call(
-            &quickstart.base,
-            None,
-            Method::GET,
-            "/atlas-api/status",
-            None,
-        )
-        .await
-        .body;
-        if status["findings"].is_array() {
-            break;
-        }
-        actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let status: Value = eventually(
+        "the status with findings",
+        Duration::from_secs(10),
+        || async {
+            let status = call(
+                &quickstart.base,
+                None,
+                Method::GET,
+                "/atlas-api/status",
+                None,
+            )
+            .await
+            .body;
+            status["findings"].is_array().then_some(status)
+        },
+    )
+    .await;
     let findings = status["findings"].as_array().cloned().unwrap_or_default();
     assert!(
         findings.iter().any(|f| f["feature"] == "data-explorer"
@@ -175,14 +184,11 @@ async fn the_quickstart_names_a_feature_its_data_file_lacks_at_start() {
         })
     };
     // Its output is read on a thread of its own: give the line a moment to arrive.
-    let mut output = quickstart.output();
-    for _ in 0..100 {
-        if warned(&output) {
-            break;
-        }
-        actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
-        output = quickstart.output();
-    }
-    assert!(warned(&output), "{output}");
+    eventually(
+        "the warning in the output",
+        Duration::from_secs(10),
+        || async { warned(&quickstart.output()).then_some(()) },
+    )
+    .await;
     std::fs::remove_file(&file).unwrap();
 }

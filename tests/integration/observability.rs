@@ -8,7 +8,7 @@ use atlas_actix::emulator::Emulator;
 use awc::http::Method;
 use serde_json::json;
 
-use crate::common::{call, example_data, start_emulator, Platform, Quickstart};
+use crate::common::{call, eventually, example_data, start_emulator, Platform, Quickstart};
 
 /// The value of the series `name` whose labels are exactly `labels`, in any order.
 fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
@@ -73,16 +73,17 @@ async fn the_metrics_count_what_happened() {
     }
 
     // The usage is sent within the flush interval (3 s).
-    let mut text = String::new();
-    for _ in 0..100 {
-        text = scrape(&quickstart).await;
-        if metric(&text, "atlas_events_sent_total", &[]) == Some(3.0)
-            && metric(&text, "atlas_push_connected", &[]) == Some(1.0)
-        {
-            break;
-        }
-        actix_rt::time::sleep(Duration::from_millis(100)).await;
-    }
+    let text = eventually(
+        "3 events sent, push connected",
+        Duration::from_secs(10),
+        || async {
+            let text = scrape(&quickstart).await;
+            (metric(&text, "atlas_events_sent_total", &[]) == Some(3.0)
+                && metric(&text, "atlas_push_connected", &[]) == Some(1.0))
+            .then_some(text)
+        },
+    )
+    .await;
     let checks = |result| {
         metric(
             &text,
@@ -177,18 +178,17 @@ async fn the_metrics_count_what_happened() {
         .inject_fault(json!({"path": "/external/event", "status": 503}))
         .await;
     assert_eq!(quickstart.complete(&erin).await, 200);
-    let mut text = String::new();
-    for _ in 0..100 {
-        text = scrape(&quickstart).await;
-        if metric(&text, "atlas_events_failed_total", &[]).is_some_and(|failed| failed >= 1.0) {
-            break;
-        }
-        actix_rt::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        metric(&text, "atlas_events_failed_total", &[]).is_some_and(|failed| failed >= 1.0),
-        "{text}"
-    );
+    let text = eventually(
+        "a failed event in the metrics",
+        Duration::from_secs(10),
+        || async {
+            let text = scrape(&quickstart).await;
+            metric(&text, "atlas_events_failed_total", &[])
+                .is_some_and(|failed| failed >= 1.0)
+                .then_some(text)
+        },
+    )
+    .await;
     assert_eq!(metric(&text, "atlas_events_queued", &[]), Some(1.0));
     assert_eq!(metric(&text, "atlas_events_spooled", &[]), Some(1.0));
     drop(quickstart);
@@ -210,18 +210,11 @@ async fn ready(quickstart: &Quickstart) -> (u16, serde_json::Value) {
 
 /// Polls `/readyz` until it answers `status`, for at most `within`.
 async fn wait_ready(quickstart: &Quickstart, status: u16, within: Duration) -> serde_json::Value {
-    let deadline = std::time::Instant::now() + within;
-    loop {
+    eventually(&format!("/readyz answering {status}"), within, || async {
         let (now, body) = ready(quickstart).await;
-        if now == status {
-            return body;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "/readyz still {now} after {within:?}: {body}"
-        );
-        actix_rt::time::sleep(Duration::from_millis(250)).await;
-    }
+        (now == status).then_some(body)
+    })
+    .await
 }
 
 #[actix_rt::test]

@@ -12,25 +12,25 @@ use awc::http::Method;
 use serde_json::json;
 
 use crate::common::builder;
-use crate::common::{call, example_data, header_user, requests, start_emulator, Platform};
+use crate::common::{
+    call, eventually, example_data, header_user, requests, start_emulator, Platform,
+};
 
-/// Waits (up to 10 s) for `condition`; the tests' only waits are for asynchronous pushes.
-async fn eventually<F, Fut>(what: &str, mut condition: F)
+/// Waits (up to 10 s) for `condition`: pushes are asynchronous.
+async fn until<F, Fut>(what: &str, mut condition: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    for _ in 0..200 {
-        if condition().await {
-            return;
-        }
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for: {what}");
+    eventually(what, Duration::from_secs(10), || {
+        let met = condition();
+        async move { met.await.then_some(()) }
+    })
+    .await;
 }
 
 async fn connected(atlas: &Atlas) {
-    eventually("the push link to connect", || async {
+    until("the push link to connect", || async {
         atlas.push_link() == PushLink::Connected
     })
     .await;
@@ -87,7 +87,7 @@ async fn an_upgrade_through_the_scope_unlocks_the_next_guarded_request() {
         302
     );
     // The platform pushes invalidateCustomer as the checkout completes.
-    eventually("the upgrade to show", || async {
+    until("the upgrade to show", || async {
         test::call_service(&app, explore()).await.status() == 200
     })
     .await;
@@ -111,7 +111,7 @@ async fn plan_and_merchant_pushes_refresh_the_model_and_initialisation() {
         )
         .await;
     assert_eq!(pushed.body["sockets"], 1);
-    eventually("the pricing model to be refetched", || async {
+    until("the pricing model to be refetched", || async {
         atlas.pricing_model().await.unwrap();
         requests(&emulator, "GET /external/pricingModel").await > before
     })
@@ -125,7 +125,7 @@ async fn plan_and_merchant_pushes_refresh_the_model_and_initialisation() {
             Some(json!({"merchant": true})),
         )
         .await;
-    eventually("initialisation to run again", || async {
+    until("initialisation to run again", || async {
         requests(&emulator, "GET /external/merchants/me").await > merchants
     })
     .await;
@@ -139,7 +139,7 @@ async fn a_dropped_link_reconnects_and_invalidations_flow_again() {
     let atlas = long_lived(&first);
     connected(&atlas).await;
     first.stop();
-    eventually("the link to notice", || async {
+    until("the link to notice", || async {
         matches!(
             atlas.push_link(),
             PushLink::Disconnected { .. } | PushLink::Connecting
@@ -162,7 +162,7 @@ async fn a_dropped_link_reconnects_and_invalidations_flow_again() {
         )
         .await;
     assert_eq!(pushed.body["sockets"], 1);
-    eventually("the customer to be refetched", || async {
+    until("the customer to be refetched", || async {
         atlas.allowed("user_erin", ["sso"]).await.unwrap();
         requests(&second, crate::common::CUSTOMER_ROUTE).await == 2
     })
@@ -173,10 +173,11 @@ async fn a_dropped_link_reconnects_and_invalidations_flow_again() {
 async fn a_wrong_key_is_refused_and_not_retried_in_a_hot_loop() {
     let emulator = start_emulator();
     let atlas = builder(&emulator).api_key("sk_wrong").build().unwrap();
-    eventually("the link to be refused", || async {
+    until("the link to be refused", || async {
         atlas.push_link() == PushLink::Refused
     })
     .await;
+    // A hot loop would make dozens of handshakes in this second; the backoff makes none.
     actix_rt::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         requests(&emulator, "GET /socket.io/").await,
@@ -194,7 +195,7 @@ async fn shutting_down_closes_the_link() {
     let platform = Platform {
         emulator: &emulator,
     };
-    eventually("the emulator to see the link closed", || async {
+    until("the emulator to see the link closed", || async {
         platform
             .admin(
                 Method::POST,

@@ -11,7 +11,9 @@ use atlas_actix::{limit, requires_feature, DenialReason, Entitlements, UsageOpti
 use awc::http::Method;
 use serde_json::{json, Value};
 
-use crate::common::{builder, header_user, json_body, start_emulator, Platform, Quickstart};
+use crate::common::{
+    builder, eventually, header_user, json_body, start_emulator, Platform, Quickstart,
+};
 
 fn reasons_json(reasons: &[DenialReason]) -> Value {
     serde_json::to_value(reasons).unwrap()
@@ -244,12 +246,10 @@ async fn a_retried_request_with_its_idempotency_key_is_billed_once() {
     let bad = test::call_service(&app, send("no spaces allowed")).await;
     assert_eq!(bad.status(), 400);
     // The usage is queued right after the answer, on the worker: give it a moment.
-    for _ in 0..100 {
-        if atlas.queued_events() == 3 {
-            break;
-        }
-        actix_rt::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually("3 queued events", Duration::from_secs(5), || async {
+        (atlas.queued_events() == 3).then_some(())
+    })
+    .await;
     atlas.flush().await.unwrap();
     let events = Platform {
         emulator: &emulator,
@@ -396,14 +396,15 @@ async fn registering_a_feature_the_pricing_model_lacks_is_logged() {
     atlas.status().await.unwrap();
     atlas.register_features(["data-explorer", "dta-explorer"]);
     let warning = "a feature registered with Atlas is not configured in the pricing model";
-    let mut text = String::new();
-    for _ in 0..200 {
-        text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
-        if text.contains("dta-explorer") && text.contains(warning) {
-            break;
-        }
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
+    let text = eventually(
+        "the registration warning",
+        Duration::from_secs(5),
+        || async {
+            let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+            (text.contains("dta-explorer") && text.contains(warning)).then_some(text)
+        },
+    )
+    .await;
     assert!(
         text.lines()
             .any(|line| line.contains(warning) && line.contains("\"dta-explorer\"")),

@@ -9,7 +9,7 @@ use awc::http::Method;
 use serde_json::{json, Value};
 
 use crate::common::builder;
-use crate::common::{header_user, json_body, start_emulator, Platform};
+use crate::common::{eventually, header_user, json_body, start_emulator, Platform};
 
 fn atlas(emulator: &EmulatorHandle) -> Atlas {
     builder(emulator)
@@ -490,26 +490,27 @@ async fn registrations_and_sdk_versions_reach_the_platform() {
     let platform = Platform {
         emulator: &emulator,
     };
-    for _ in 0..100 {
-        let registrations = platform
-            .admin(Method::GET, "/__admin/registrations", None)
-            .await
-            .body;
-        let versions = platform
-            .admin(Method::GET, "/__admin/sdk-versions", None)
-            .await
-            .body;
-        let has_react = versions
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|v| v["library"] == "react");
-        if registrations.as_array().unwrap().len() == 2 && has_react {
-            return;
-        }
-        actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("the registrations or the SDK version did not arrive");
+    eventually(
+        "the registrations and the React SDK's version",
+        std::time::Duration::from_secs(5),
+        || async {
+            let registrations = platform
+                .admin(Method::GET, "/__admin/registrations", None)
+                .await
+                .body;
+            let versions = platform
+                .admin(Method::GET, "/__admin/sdk-versions", None)
+                .await
+                .body;
+            let has_react = versions
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|v| v["library"] == "react");
+            (registrations.as_array().unwrap().len() == 2 && has_react).then_some(())
+        },
+    )
+    .await;
 }
 
 #[actix_rt::test]
