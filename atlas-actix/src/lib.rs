@@ -7,7 +7,7 @@
 //!   layer's settings.
 //! - [`macro@requires_feature`], [`RequireFeatures`] and [`Entitlements`]: gate the app's
 //!   handlers by plan.
-//! - [`Atlas::scope`]: the `/atlas-api` routes the Atlas React SDK calls ([`scope`]).
+//! - [`Atlas::scope`]: the `/atlas-api` routes the Atlas React SDK calls.
 //! - [`UserResolver`] and `ClerkAuth` (feature `clerk`): who the user of a request is.
 //! - [`limit!`]: count a limited feature's usage in the app's own store.
 //! - [`entitlements`]: the entitlement rules as pure functions.

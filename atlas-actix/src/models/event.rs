@@ -32,3 +32,15 @@ pub struct EventData {
     #[serde(flatten)]
     pub extra: Extra,
 }
+
+#[cfg(test)]
+impl UsageEvent {
+    /// One unit for customer `c`, with the idempotency key `key`.
+    pub(crate) fn sample(key: &str) -> Self {
+        serde_json::from_value(serde_json::json!({
+            "customerId": "c", "eventName": "e", "generatedAt": "2026-01-01T00:00:00Z",
+            "idempotencyKey": key, "data": {"quantity": 1}
+        }))
+        .unwrap()
+    }
+}

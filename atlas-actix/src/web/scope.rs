@@ -1,46 +1,5 @@
-//! The `/atlas-api` scope: the backend routes the Atlas React SDK calls, so its pricing
-//! page, customer portal and feature gates work against an Actix backend unchanged.
-//!
-//! | route | method | user | answer |
-//! |---|---|---|---|
-//! | `status` | GET | no | `{apiKey: true, ...merchant, unconfiguredLimits}`, or `{apiKey: false}` |
-//! | `features` | GET | yes | `{features: [...]}`; `x-customer-email`, `x-customer-name` describe a new customer |
-//! | `invoices` | GET | yes | a page of invoices: `page`, `pageSize` (or `limit`, as the React SDK sends it) |
-//! | `invoices/draft/invoice-line-items` | GET | yes | the line items of every draft invoice |
-//! | `invoices/{id}/invoice-line-items` | GET | yes | the invoice's line items (none if it is not the user's) |
-//! | `pricing-model` | GET | no | the public pricing model (with the user's private plans) |
-//! | `user` | GET | yes | the customer, created if absent (with the two headers) |
-//! | `user/payment-method` | POST | yes | `{successUrl, email?, name?}` → checkout session |
-//! | `plans/{id}/subscribe` | POST | yes | `{billingCadence, successUrl, email?, name?}` → checkout session or `{url}` |
-//! | `subscriptions/{id}` | GET | yes | the subscription, only the user's own (404 otherwise) |
-//! | `subscriptions/{id}/cancel` | POST | yes | `{type: "active" \| "upcoming"}` → `{}` |
-//! | `subscriptions/{id}/renew` | POST | yes | the subscription |
-//! | `transactions` | GET | yes | a page: `page`, `pageSize`, `orderBy`, `order` |
-//! | `features/register` | POST | no | `{features: [id, ...]}` → `{}` |
-//! | `sdk-version` | POST | no | `{library, version}` → `{}` |
-//! | `credit-usage/{unitId}` | GET | yes | the user's credit usage |
-//!
-//! The customer is always the user the resolver names, never one a request body names.
-//! Errors are `{"error": ...}`: no user 401; invalid API key 503 `Invalid API key`; platform
-//! unavailable 503; changes not allowed 403; the platform's 4xx kept; malformed body or query
-//! 400; body over the limit 413; unknown route 404; wrong method 405.
-//!
-//! Hostile callers are bounded:
-//! - every `POST` takes only JSON bodies (415 otherwise) and, when the user comes from a
-//!   cookie, only from the app's own or an allowed origin (403 otherwise): see [`crate::web::csrf`]
-//!   for why;
-//! - the billing routes (`subscribe`, `cancel`, `renew`, `payment-method`) ask the resolver
-//!   whether the user may change billing ([`UserResolver::may_manage_billing`]), 403 if not;
-//! - `features/register` and `sdk-version`, which need no user, are rate-limited per caller
-//!   (429, [`AtlasBuilder::public_rate_limit`]); feature ids must look like ids (at most 100 a
-//!   request, 128 characters each, letters, digits and `-_.:`), SDK libraries must be Atlas
-//!   SDKs (`react`, `next`, `express`, `core`, `actix`), versions short version strings;
-//!   [`AtlasClient::register_features`](crate::AtlasClient::register_features) and
-//!   [`AtlasClient::report_sdk_version`](crate::AtlasClient::report_sdk_version) bound what reaches the
-//!   platform.
-//!
-//! [`UserResolver::may_manage_billing`]: crate::UserResolver::may_manage_billing
-//! [`AtlasBuilder::public_rate_limit`]: crate::AtlasBuilder::public_rate_limit
+//! The `/atlas-api` scope: the backend routes the Atlas React SDK calls (the table is on
+//! [`Atlas::scope`]), with their bounds on hostile callers.
 
 use actix_web::http::Method;
 use actix_web::web::{self, Bytes};
@@ -85,8 +44,51 @@ impl Atlas {
         }
     }
 
-    /// The `/atlas-api` scope the Atlas React SDK calls: mount it on the `App`
-    /// (`App::new().service(atlas.scope())`). See [`crate::web::scope`] for its routes.
+    /// The `/atlas-api` scope the Atlas React SDK calls, so its pricing page, customer portal
+    /// and feature gates work against an Actix backend unchanged: mount it on the `App`
+    /// (`App::new().service(atlas.scope())`, or `App::configure(atlas.configure())`, which also
+    /// puts the client where the guards find it).
+    ///
+    /// | route | method | user | answer |
+    /// |---|---|---|---|
+    /// | `status` | GET | no | `{apiKey: true, ...merchant, unconfiguredLimits}`, or `{apiKey: false}` |
+    /// | `features` | GET | yes | `{features: [...]}`; `x-customer-email`, `x-customer-name` describe a new customer |
+    /// | `invoices` | GET | yes | a page of invoices: `page`, `pageSize` (or `limit`, as the React SDK sends it) |
+    /// | `invoices/draft/invoice-line-items` | GET | yes | the line items of every draft invoice |
+    /// | `invoices/{id}/invoice-line-items` | GET | yes | the invoice's line items (none if it is not the user's) |
+    /// | `pricing-model` | GET | no | the public pricing model (with the user's private plans) |
+    /// | `user` | GET | yes | the customer, created if absent (with the two headers) |
+    /// | `user/payment-method` | POST | yes | `{successUrl, email?, name?}` → checkout session |
+    /// | `plans/{id}/subscribe` | POST | yes | `{billingCadence, successUrl, email?, name?}` → checkout session or `{url}` |
+    /// | `subscriptions/{id}` | GET | yes | the subscription, only the user's own (404 otherwise) |
+    /// | `subscriptions/{id}/cancel` | POST | yes | `{type: "active" \| "upcoming"}` → `{}` |
+    /// | `subscriptions/{id}/renew` | POST | yes | the subscription |
+    /// | `transactions` | GET | yes | a page: `page`, `pageSize`, `orderBy`, `order` |
+    /// | `features/register` | POST | no | `{features: [id, ...]}` → `{}` |
+    /// | `sdk-version` | POST | no | `{library, version}` → `{}` |
+    /// | `credit-usage/{unitId}` | GET | yes | the user's credit usage |
+    ///
+    /// The customer is always the user the resolver names, never one a request body names.
+    /// Errors are `{"error": ...}`: no user 401; invalid API key 503 `Invalid API key`; platform
+    /// unavailable 503; changes not allowed 403; the platform's 4xx kept; malformed body or query
+    /// 400; body over the limit 413; unknown route 404; wrong method 405.
+    ///
+    /// Hostile callers are bounded:
+    /// - every `POST` takes only JSON bodies (415 otherwise) and, when the user comes from a
+    ///   cookie, only from the app's own or an allowed origin (403 otherwise): the README's "Cross-site
+    ///   requests (CSRF)" says why;
+    /// - the billing routes (`subscribe`, `cancel`, `renew`, `payment-method`) ask the resolver
+    ///   whether the user may change billing ([`UserResolver::may_manage_billing`]), 403 if not;
+    /// - `features/register` and `sdk-version`, which need no user, are rate-limited per caller
+    ///   (429, [`AtlasBuilder::public_rate_limit`]); feature ids must look like ids (at most 100 a
+    ///   request, 128 characters each, letters, digits and `-_.:`), SDK libraries must be Atlas
+    ///   SDKs (`react`, `next`, `express`, `core`, `actix`), versions short version strings;
+    ///   [`AtlasClient::register_features`](crate::AtlasClient::register_features) and
+    ///   [`AtlasClient::report_sdk_version`](crate::AtlasClient::report_sdk_version) bound what reaches the
+    ///   platform.
+    ///
+    /// [`UserResolver::may_manage_billing`]: crate::UserResolver::may_manage_billing
+    /// [`AtlasBuilder::public_rate_limit`]: crate::AtlasBuilder::public_rate_limit
     pub fn scope(&self) -> Scope {
         atlas_scope(self.clone())
     }

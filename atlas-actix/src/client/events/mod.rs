@@ -204,15 +204,10 @@ impl EventQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn event(key: &str) -> UsageEvent {
-        serde_json::from_value(
-            json!({"customerId": "c", "eventName": "e", "generatedAt": "2026-01-01T00:00:00Z",
-            "idempotencyKey": key, "data": {"quantity": 1}}),
-        )
-        .unwrap()
+        UsageEvent::sample(key)
     }
 
     fn keys(events: &[UsageEvent]) -> Vec<String> {

@@ -463,14 +463,9 @@ fn pending(records: impl Iterator<Item = Record>) -> Vec<UsageEvent> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn event(key: &str) -> UsageEvent {
-        serde_json::from_value(
-            json!({"customerId": "c", "eventName": "e", "generatedAt": "2026-01-01T00:00:00Z",
-            "idempotencyKey": key, "data": {"quantity": 1}}),
-        )
-        .unwrap()
+        UsageEvent::sample(key)
     }
 
     fn keys(events: &[UsageEvent]) -> Vec<&str> {
