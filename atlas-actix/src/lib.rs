@@ -29,12 +29,8 @@
 //!     HttpResponse::Ok().body("the reports")
 //! }
 //!
-//! // A local Atlas platform with the quickstart's plans and customers.
-//! let data = atlas_actix::emulator::AtlasData::from_file(concat!(
-//!     env!("CARGO_MANIFEST_DIR"),
-//!     "/../examples/atlas-data.json"
-//! ))?;
-//! let platform = atlas_actix::emulator::Emulator::start(data)?;
+//! // A local Atlas platform with the sample plans and customers.
+//! let platform = atlas_actix::emulator::Emulator::start(atlas_actix::emulator::AtlasData::sample())?;
 //!
 //! let atlas = Atlas::builder()
 //!     .base_url(platform.url())
@@ -102,11 +98,6 @@ pub use web::guard::denial::Denial;
 pub use web::guard::extractor::Entitlements;
 pub use web::guard::middleware::{RequireFeatures, RequireFeaturesService};
 pub use web::probes as health;
-
-/// The README's snippets, compiled and run as doctests.
-#[cfg(all(doctest, feature = "emulator", feature = "clerk", feature = "redis"))]
-#[doc = include_str!("../../README.md")]
-pub struct ReadmeDoctests;
 
 /// Registers the usage callback of a limited feature on an [`AtlasBuilder`] and returns the
 /// builder; the same as [`AtlasBuilder::limit`], with the feature id checked at compile time.

@@ -80,6 +80,23 @@ impl AtlasData {
         Self::parse(&text, path)
     }
 
+    /// The sample data file shipped with the crate (the quickstart's): a merchant with Free, Pro
+    /// and Team plans, on/off, limit, usage- and credit-based features, individual users
+    /// (`user_dave` on Free, `user_erin` on Pro, ...) and an organisation, Standard Corp
+    /// (`org_standard_corp`), whose members share its plan.
+    ///
+    /// ```
+    /// let data = atlas_actix::emulator::AtlasData::sample();
+    /// let platform = atlas_actix::emulator::Emulator::start(data)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn sample() -> Self {
+        const SAMPLE: &str = include_str!("../../data/atlas-data.json");
+        // Checked by this crate's tests: a sample that does not parse never ships.
+        Self::parse(SAMPLE, Path::new("atlas-actix/data/atlas-data.json"))
+            .unwrap_or_else(|err| unreachable!("the shipped sample data is valid: {err}"))
+    }
+
     /// Parses and checks a data file's text; errors name it `<inline data>`.
     pub fn from_json(text: &str) -> Result<Self, DataFileError> {
         Self::parse(text, Path::new("<inline data>"))
