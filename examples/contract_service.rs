@@ -231,6 +231,16 @@ struct Request {
     kind: Option<String>,
 }
 
+/// The request's paging and ordering, as far as it gives them.
+fn pagination(request: &Request) -> Pagination {
+    let mut pagination = Pagination::new();
+    pagination.page = request.page;
+    pagination.page_size = request.page_size;
+    pagination.order_by = request.order_by.clone();
+    pagination.order = request.order.clone();
+    pagination
+}
+
 fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, Failure> {
     value
         .as_deref()
@@ -301,7 +311,7 @@ async fn operation(
         "pricing-model" => ok(&*atlas.pricing_model().await?),
         "public-pricing-model" => ok(&atlas.public_pricing_model(r.customer_id.as_deref()).await?),
         "invoices" => ok(&atlas
-            .invoices(required(&r.customer_id, "customerId")?, r.page, r.page_size)
+            .invoices(required(&r.customer_id, "customerId")?, &pagination(&r))
             .await?),
         "invoice-line-items" => {
             let customer = required(&r.customer_id, "customerId")?;
@@ -309,17 +319,9 @@ async fn operation(
                 .invoice_line_items(customer, required(&r.invoice_id, "invoiceId")?)
                 .await?)
         }
-        "transactions" => {
-            let pagination = Pagination {
-                page: r.page,
-                page_size: r.page_size,
-                order_by: r.order_by.clone(),
-                order: r.order.clone(),
-            };
-            ok(&atlas
-                .transactions(required(&r.customer_id, "customerId")?, &pagination)
-                .await?)
-        }
+        "transactions" => ok(&atlas
+            .transactions(required(&r.customer_id, "customerId")?, &pagination(&r))
+            .await?),
         "subscription" => ok(&*atlas
             .subscription(required(&r.subscription_id, "subscriptionId")?)
             .await?),
@@ -346,13 +348,10 @@ async fn operation(
                 ))
                 .into());
             };
-            let request = SubscribeRequest {
-                billing_cadence,
-                success_url: required(&r.success_url, "successUrl")?.to_owned(),
-                email: r.email.clone(),
-                name: r.name.clone(),
-                changes: Default::default(),
-            };
+            let mut request =
+                SubscribeRequest::new(billing_cadence, required(&r.success_url, "successUrl")?);
+            request.email = r.email.clone();
+            request.name = r.name.clone();
             ok(&atlas.subscribe(customer, plan, &request).await?)
         }
         "cancel" => {
@@ -373,10 +372,9 @@ async fn operation(
         }
         "payment-method" => {
             let customer = required(&r.customer_id, "customerId")?;
-            let info = CustomerInfo {
-                email: r.email.clone(),
-                name: r.name.clone(),
-            };
+            let mut info = CustomerInfo::new();
+            info.email = r.email.clone();
+            info.name = r.name.clone();
             ok(&atlas
                 .update_payment_method(
                     customer,

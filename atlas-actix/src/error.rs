@@ -1,6 +1,8 @@
 //! What can go wrong in the client, typed. How each failure answers over HTTP is the web
 //! layer's business: `error_response.rs`.
 
+use std::sync::Arc;
+
 /// An Atlas call failed.
 ///
 /// The HTTP answer of each variant, when a handler returns it, is in the table of
@@ -16,7 +18,7 @@ pub enum AtlasError {
     /// retries) or answered something that is not the expected JSON. Initialisation keeps
     /// retrying in the background; later calls recover by themselves.
     #[error("the Atlas platform is unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] PlatformUnavailable),
     /// The platform refused the request (a 4xx other than an invalid key): a billing cadence it
     /// does not offer, a private plan, an unknown subscription, ...
     #[error("{message}")]
@@ -53,13 +55,64 @@ pub enum AtlasError {
 
 impl AtlasError {
     pub(crate) fn unavailable(reason: impl std::fmt::Display) -> Self {
-        Self::Unavailable(reason.to_string())
+        Self::Unavailable(PlatformUnavailable {
+            message: reason.to_string(),
+            source: None,
+        })
+    }
+
+    /// Unavailable because of `cause`, kept as the error's source; `reason` says what failed
+    /// (and, for logs that print only the message, repeats the cause).
+    pub(crate) fn unavailable_because(
+        reason: impl std::fmt::Display,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Unavailable(PlatformUnavailable {
+            message: format!("{reason}: {cause}"),
+            source: Some(Arc::new(cause)),
+        })
     }
 
     /// Whether the failure is the platform's being down or unreachable, the case outage
     /// policies decide about.
     pub fn is_outage(&self) -> bool {
         matches!(self, Self::Unavailable(_) | Self::InvalidApiKey)
+    }
+}
+
+/// Why the platform is unavailable ([`AtlasError::Unavailable`]): what failed, in words, and
+/// the error underneath when there is one, as its [`source`](std::error::Error::source).
+#[derive(Debug, Clone)]
+pub struct PlatformUnavailable {
+    message: String,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl PlatformUnavailable {
+    /// What failed, in words (the cause's text included).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for PlatformUnavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for PlatformUnavailable {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|cause| cause as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Equal when they say the same: causes are compared by their text.
+impl PartialEq for PlatformUnavailable {
+    fn eq(&self, other: &Self) -> bool {
+        self.message == other.message
     }
 }
 

@@ -12,10 +12,38 @@
 //! - [`limit!`]: count a limited feature's usage in the app's own store.
 //! - [`entitlements`]: the entitlement rules as pure functions.
 //! - [`models`]: the platform's JSON objects as Rust types.
-//! - [`emulator`] (feature `emulator`): a local Atlas platform for tests and development.
+//! - `emulator` (feature `emulator`): a local Atlas platform for tests and development.
 //!
 //! The README (`README.md` at the repository's root) walks through a whole app; ARCHITECTURE.md
 //! says where each concept lives.
+//!
+//! # Which type do I need
+//!
+//! | to ... | use |
+//! |---|---|
+//! | configure and build the client once, at start | [`Atlas::builder`] → [`AtlasBuilder`] → [`Atlas`] |
+//! | serve the React SDK's backend routes | [`Atlas::configure`] (or [`Atlas::scope`]) on the `App` |
+//! | gate one handler | [`macro@requires_feature`] |
+//! | gate a scope or a whole app | [`RequireFeatures`] (`.wrap(..)`) |
+//! | decide inside a handler, or show what a plan grants | the [`Entitlements`] extractor |
+//! | check from code that is no handler | [`AtlasClient::allowed`] (through `Atlas`, or [`Atlas::client`]) |
+//! | say who the user is | a closure or a [`UserResolver`]; `ClerkAuth` for Clerk sessions |
+//! | count a limited feature (seats, projects) | [`limit!`] or [`AtlasBuilder::limit`] |
+//! | report usage of a metered feature | `usage = N` on the guard, or [`AtlasClient::enqueue`] / [`AtlasClient::enqueue_with`] ([`UsageOptions`]) |
+//! | choose what happens when Atlas is down | [`OutagePolicy`] |
+//! | answer probes, read metrics | [`health`], [`AtlasClient::health`] ([`Health`]) |
+//! | test against a local platform | `emulator::Emulator` with `emulator::AtlasData::sample()` (feature `emulator`) |
+//!
+//! # Cargo features
+//!
+//! None is on by default: the SDK alone is `actix-web`, `awc` with rustls, serde, tokio's sync
+//! primitives and a few small crates (about 200 crates in all, most of them actix-web's own).
+//!
+//! | feature | what it brings | what it costs |
+//! |---|---|---|
+//! | `clerk` | `ClerkAuth`, `ClerkSession`, `ClerkError`: Clerk session tokens verified with a PEM key or the instance's JWKS | `jsonwebtoken` with its RustCrypto back-ends (about 60 more crates) |
+//! | `redis` | `AtlasBuilder::redis_url`: a fleet's shared cache and durable event stream on Redis | `redis` (tokio, connection manager) and `ring` for the key namespace (about 15 more) |
+//! | `emulator` | `atlas_actix::emulator` and the `atlas-emulator` binary: a local Atlas platform for tests and development | `actix-ws`, `tracing-subscriber` (about 15 more) |
 //!
 //! ```
 //! # #[cfg(feature = "emulator")]
@@ -60,7 +88,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();
 //! ```
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 // Library code logs through `tracing`, never to the terminal.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
@@ -78,9 +106,9 @@ pub mod emulator;
 pub use auth::clerk::{ClerkAuth, ClerkError, ClerkSession};
 pub use auth::{ResolveFuture, UserResolver};
 pub use client::limits::{IntoUsage, LimitError};
-pub use client::outage::{OutagePolicy, DEFAULT_STALE_AGE};
+pub use client::outage::{OutagePolicy, ParseOutagePolicyError, DEFAULT_STALE_AGE};
 pub use client::settings::DEFAULT_PLATFORM_URL;
-pub use client::telemetry::health::Health;
+pub use client::telemetry::health::{Health, LinkHealth, TierHealth};
 pub use client::{
     Allowed, AtlasClient, BillingCadence, CancelType, ChangeOptions, Pagination, PushLink, Status,
     SubscribeRequest, UsageOptions,
@@ -89,7 +117,7 @@ pub use entitlements::findings::Finding;
 pub use entitlements::reasons;
 pub use entitlements::reasons::{CreditShortfall, DenialReason, MaxUsage};
 pub use entitlements::{CustomerFeature, FeatureType};
-pub use error::{AtlasError, BuildError};
+pub use error::{AtlasError, BuildError, PlatformUnavailable};
 pub use models::CustomerInfo;
 pub use web::atlas::Atlas;
 pub use web::builder::AtlasBuilder;
@@ -98,6 +126,27 @@ pub use web::guard::denial::Denial;
 pub use web::guard::extractor::Entitlements;
 pub use web::guard::middleware::{RequireFeatures, RequireFeaturesService};
 pub use web::probes as health;
+
+// What the docs promise about threads, checked whenever the crate compiles: the client and
+// its answers cross threads, and the futures of its calls can be spawned on any runtime.
+const _: fn(AtlasClient) = |client| {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>(_: T) {}
+    send_sync::<Atlas>();
+    send_sync::<AtlasClient>();
+    send_sync::<Allowed>();
+    send_sync::<AtlasError>();
+    send_sync::<BuildError>();
+    send_sync::<Health>();
+    send_sync::<OutagePolicy>();
+    send(client.allowed("customer", ["feature"]));
+    send(client.features("customer", None));
+    send(client.enqueue("customer", ["feature"], 1.0));
+    send(client.flush());
+    send(client.status());
+    send(client.health());
+    send(client.shutdown());
+};
 
 /// Registers the usage callback of a limited feature on an [`AtlasBuilder`] and returns the
 /// builder; the same as [`AtlasBuilder::limit`], with the feature id checked at compile time.
@@ -141,6 +190,7 @@ pub mod __private {
     }
 
     /// A limit callback whose type was checked where the user wrote it.
+    #[derive(Debug)]
     pub struct CheckedLimit(LimitCallback);
 
     pub fn limit_callback<F, Fut>(callback: F) -> CheckedLimit

@@ -161,10 +161,7 @@ async fn checked_features_are_registered_once_debounced() {
 async fn unknown_customers_are_created_with_their_info() {
     let emulator = start_emulator();
     let atlas = builder(&emulator).build().unwrap();
-    let info = CustomerInfo {
-        email: Some("new@example.com".into()),
-        name: Some("New".into()),
-    };
+    let info = CustomerInfo::new().email("new@example.com").name("New");
     let created = atlas.customer("user_new", Some(&info)).await.unwrap();
     assert_eq!(created.email.as_deref(), Some("new@example.com"));
     assert_eq!(created.active_subscriptions[0].plan_id, "plan_free");
@@ -210,7 +207,10 @@ async fn ids_are_encoded_and_reach_the_platform_intact() {
 
     // An id that would add a query parameter reads nobody's invoices.
     let injected = atlas
-        .invoices("x&customer.externalId=org_standard_corp", None, None)
+        .invoices(
+            "x&customer.externalId=org_standard_corp",
+            &Pagination::new(),
+        )
         .await
         .unwrap();
     assert_eq!(injected.count, 0);
@@ -249,13 +249,19 @@ async fn billing_reads() {
         .unwrap();
     assert!(for_frank.plans.iter().any(|p| p.id == "plan_enterprise"));
 
-    let invoices = atlas.invoices(org, Some(1), Some(2)).await.unwrap();
+    let invoices = atlas
+        .invoices(org, &Pagination::new().page(1).page_size(2))
+        .await
+        .unwrap();
     assert_eq!(
         (invoices.count, invoices.pages, invoices.results.len()),
         (3, 2, 2)
     );
     assert_eq!(invoices.results[0].amount, Some(100.25));
-    let second = atlas.invoices(org, Some(2), Some(2)).await.unwrap();
+    let second = atlas
+        .invoices(org, &Pagination::new().page(2).page_size(2))
+        .await
+        .unwrap();
     assert_eq!(second.results[0].id, "inv_standard_draft");
     assert_eq!(
         requests(&emulator, "GET /external/invoices/amounts").await,
@@ -274,12 +280,11 @@ async fn billing_reads() {
         .unwrap();
     assert!(not_hers.is_empty(), "line items are cached per customer");
 
-    let pagination = Pagination {
-        page: Some(1),
-        page_size: Some(1),
-        order_by: Some("createdAt".into()),
-        order: Some("desc".into()),
-    };
+    let pagination = Pagination::new()
+        .page(1)
+        .page_size(1)
+        .order_by("createdAt")
+        .order("desc");
     let transactions = atlas.transactions(org, &pagination).await.unwrap();
     assert_eq!(transactions.results[0].id, "tx_standard_2");
     assert_eq!(transactions.pages, 2);
@@ -307,13 +312,7 @@ async fn subscribing_cancelling_and_renewing_refresh_the_customer() {
             .ok
     );
 
-    let request = SubscribeRequest {
-        billing_cadence: BillingCadence::Monthly,
-        success_url: "https://app.example/done".into(),
-        email: None,
-        name: None,
-        changes: Default::default(),
-    };
+    let request = SubscribeRequest::new(BillingCadence::Monthly, "https://app.example/done");
     let session = atlas
         .subscribe("user_dave", "plan_pro", &request)
         .await
@@ -362,19 +361,13 @@ async fn subscribing_cancelling_and_renewing_refresh_the_customer() {
     let renewed = atlas.renew_subscription("user_dave", &free).await.unwrap();
     assert!(renewed.end_date.is_none());
 
-    let free_plan = SubscribeRequest {
-        billing_cadence: BillingCadence::Monthly,
-        ..request.clone()
-    };
+    let free_plan = request.clone();
     let locked = atlas.subscribe("user_frank", "plan_free", &free_plan).await;
     assert_eq!(
         locked.unwrap_err(),
         AtlasError::SubscriptionChangesNotAllowed
     );
-    let quarterly = SubscribeRequest {
-        billing_cadence: BillingCadence::Quarterly,
-        ..request
-    };
+    let quarterly = SubscribeRequest::new(BillingCadence::Quarterly, "https://app.example/done");
     let no_price = atlas.subscribe("user_erin", "plan_nope", &quarterly).await;
     assert!(matches!(
         no_price,
@@ -579,7 +572,7 @@ async fn a_platform_that_never_answers_times_out() {
         tokio::time::timeout(Duration::from_secs(20), atlas.allowed("user_erin", ["sso"])).await;
     let answer = answer.expect("the client's own timeout ends the call");
     assert!(
-        matches!(answer, Err(AtlasError::Unavailable(ref m)) if m.contains("did not answer")),
+        matches!(answer, Err(AtlasError::Unavailable(ref m)) if m.message().contains("did not answer")),
         "{answer:?}"
     );
 }
@@ -596,9 +589,14 @@ async fn garbage_from_the_platform_is_an_outage_not_a_panic() {
     .await;
     let answer = atlas.customer("user_erin", None).await;
     assert!(
-        matches!(answer, Err(AtlasError::Unavailable(ref m)) if m.contains("unexpected JSON")),
+        matches!(answer, Err(AtlasError::Unavailable(ref m)) if m.message().contains("unexpected JSON")),
         "{answer:?}"
     );
+    // The cause is kept, as the error's source chain: the JSON error itself.
+    let err = answer.unwrap_err();
+    let outage = std::error::Error::source(&err).expect("the outage");
+    let cause = outage.source().expect("its cause");
+    assert!(cause.is::<serde_json::Error>(), "{cause:?}");
     assert!(
         atlas.customer("user_erin", None).await.is_ok(),
         "nothing bad was cached"

@@ -13,7 +13,11 @@ use serde_json::Value;
 
 /// Polls `probe` (every 25 ms) until it gives `Some`, and returns what it gave; panics naming
 /// `what` when `within` passes first. The one way these tests wait for something to happen.
-pub async fn eventually<T, Fut>(what: &str, within: Duration, mut probe: impl FnMut() -> Fut) -> T
+pub(crate) async fn eventually<T, Fut>(
+    what: &str,
+    within: Duration,
+    mut probe: impl FnMut() -> Fut,
+) -> T
 where
     Fut: std::future::Future<Output = Option<T>>,
 {
@@ -31,7 +35,7 @@ where
 }
 
 /// [`eventually`] for code off any runtime (a child process's exit).
-pub fn eventually_blocking<T>(
+pub(crate) fn eventually_blocking<T>(
     what: &str,
     within: Duration,
     mut probe: impl FnMut() -> Option<T>,
@@ -50,21 +54,21 @@ pub fn eventually_blocking<T>(
 }
 
 /// The quickstart's data file.
-pub fn example_data_path() -> PathBuf {
+pub(crate) fn example_data_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/atlas-data.json")
 }
 
-pub fn example_data() -> AtlasData {
+pub(crate) fn example_data() -> AtlasData {
     AtlasData::from_file(example_data_path()).expect("the example data file loads")
 }
 
-pub fn start_emulator() -> EmulatorHandle {
+pub(crate) fn start_emulator() -> EmulatorHandle {
     Emulator::start(example_data()).expect("the emulator starts")
 }
 
 /// An HTTP answer, its body read as JSON (`Null` when empty or not JSON).
 #[derive(Debug)]
-pub struct Answer {
+pub(crate) struct Answer {
     pub status: StatusCode,
     pub headers: awc::http::header::HeaderMap,
     pub text: String,
@@ -73,7 +77,7 @@ pub struct Answer {
 
 /// Sends one request to `base` + `path`. `key` goes in `x-api-key`; `body` is sent as JSON,
 /// or as raw bytes when it is a `Value::String` starting with `raw:`.
-pub async fn call(
+pub(crate) async fn call(
     base: &str,
     key: Option<&str>,
     method: Method,
@@ -114,12 +118,12 @@ pub async fn call(
 }
 
 /// A client of an emulator's platform API, with its key.
-pub struct Platform<'a> {
+pub(crate) struct Platform<'a> {
     pub emulator: &'a EmulatorHandle,
 }
 
 impl Platform<'_> {
-    pub async fn get(&self, path: &str) -> Answer {
+    pub(crate) async fn get(&self, path: &str) -> Answer {
         call(
             self.emulator.url(),
             Some(self.emulator.api_key()),
@@ -130,7 +134,7 @@ impl Platform<'_> {
         .await
     }
 
-    pub async fn send(&self, method: Method, path: &str, body: Value) -> Answer {
+    pub(crate) async fn send(&self, method: Method, path: &str, body: Value) -> Answer {
         call(
             self.emulator.url(),
             Some(self.emulator.api_key()),
@@ -141,12 +145,12 @@ impl Platform<'_> {
         .await
     }
 
-    pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+    pub(crate) async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
         call(self.emulator.url(), None, method, path, body).await
     }
 
     /// Makes the emulator misbehave as `fault` says (see `atlas_actix::emulator::Fault`).
-    pub async fn inject_fault(&self, fault: Value) {
+    pub(crate) async fn inject_fault(&self, fault: Value) {
         let answer = self
             .admin(Method::POST, "/__admin/faults", Some(fault))
             .await;
@@ -154,13 +158,13 @@ impl Platform<'_> {
     }
 
     /// Lets the emulator behave again.
-    pub async fn clear_faults(&self) {
+    pub(crate) async fn clear_faults(&self) {
         self.admin(Method::DELETE, "/__admin/faults", None).await;
     }
 }
 
 /// A client of the emulator with test-friendly delays.
-pub fn builder(emulator: &EmulatorHandle) -> AtlasBuilder {
+pub(crate) fn builder(emulator: &EmulatorHandle) -> AtlasBuilder {
     Atlas::builder()
         .api_key(emulator.api_key())
         .base_url(emulator.url())
@@ -170,7 +174,7 @@ pub fn builder(emulator: &EmulatorHandle) -> AtlasBuilder {
 }
 
 /// How many requests the emulator received on a route (`GET /external/...`).
-pub async fn requests(emulator: &EmulatorHandle, route: &str) -> u64 {
+pub(crate) async fn requests(emulator: &EmulatorHandle, route: &str) -> u64 {
     Platform { emulator }
         .admin(Method::GET, "/__admin/requests", None)
         .await
@@ -179,11 +183,11 @@ pub async fn requests(emulator: &EmulatorHandle, route: &str) -> u64 {
         .unwrap_or(0)
 }
 
-pub const CUSTOMER_ROUTE: &str =
+pub(crate) const CUSTOMER_ROUTE: &str =
     "GET /external/customers/external-id/:id/with-active-and-upcoming-subscriptions";
 
 /// A user resolver for tests: the `x-test-user` header names the customer.
-pub async fn header_user(request: actix_web::HttpRequest) -> Option<String> {
+pub(crate) async fn header_user(request: actix_web::HttpRequest) -> Option<String> {
     request
         .headers()
         .get("x-test-user")
@@ -192,7 +196,7 @@ pub async fn header_user(request: actix_web::HttpRequest) -> Option<String> {
 }
 
 /// Reads a test response's body as JSON (`Null` when empty).
-pub async fn json_body(response: actix_web::dev::ServiceResponse) -> (u16, Value) {
+pub(crate) async fn json_body(response: actix_web::dev::ServiceResponse) -> (u16, Value) {
     let status = response.status().as_u16();
     let bytes = actix_web::test::read_body(response).await;
     (
@@ -202,7 +206,7 @@ pub async fn json_body(response: actix_web::dev::ServiceResponse) -> (u16, Value
 }
 
 /// The quickstart built beside this test binary (`cargo test` builds the examples).
-pub fn quickstart_binary() -> PathBuf {
+pub(crate) fn quickstart_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
     let binary = profile_dir
@@ -218,7 +222,7 @@ pub fn quickstart_binary() -> PathBuf {
 
 /// The quickstart with the emulator as its platform, in demo mode, its environment cleared
 /// of what would change its set-up.
-pub fn quickstart_command(emulator: &EmulatorHandle) -> Command {
+pub(crate) fn quickstart_command(emulator: &EmulatorHandle) -> Command {
     let mut command = Command::new(quickstart_binary());
     command
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -240,7 +244,7 @@ pub fn quickstart_command(emulator: &EmulatorHandle) -> Command {
 }
 
 /// A running quickstart process, killed when dropped.
-pub struct Quickstart {
+pub(crate) struct Quickstart {
     child: Child,
     pub base: String,
     /// Everything it printed (its logs included), line by line.
@@ -250,7 +254,7 @@ pub struct Quickstart {
 impl Quickstart {
     /// Starts the quickstart against the emulator (as if it were the platform) and waits
     /// until it listens.
-    pub fn start(emulator: &EmulatorHandle, spool: Option<&std::path::Path>) -> Self {
+    pub(crate) fn start(emulator: &EmulatorHandle, spool: Option<&std::path::Path>) -> Self {
         let mut command = quickstart_command(emulator);
         if let Some(spool) = spool {
             command.env("ATLAS_EVENT_SPOOL", spool);
@@ -258,7 +262,7 @@ impl Quickstart {
         Self::spawn(command)
     }
 
-    pub fn spawn(mut command: Command) -> Self {
+    pub(crate) fn spawn(mut command: Command) -> Self {
         command.stdout(Stdio::piped()).stderr(Stdio::null());
         let mut child = command.spawn().expect("the quickstart starts");
         let stdout = child.stdout.take().unwrap();
@@ -289,18 +293,18 @@ impl Quickstart {
     }
 
     /// What it printed so far (its logs go to standard output).
-    pub fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         self.output.lock().unwrap().join("\n")
     }
 
-    pub async fn token(&self, user: &str) -> String {
+    pub(crate) async fn token(&self, user: &str) -> String {
         let tokens = call(&self.base, None, Method::GET, "/demo/tokens", None)
             .await
             .body;
         tokens[user].as_str().unwrap().to_owned()
     }
 
-    pub async fn complete(&self, token: &str) -> u16 {
+    pub(crate) async fn complete(&self, token: &str) -> u16 {
         let client = awc::Client::default();
         let response = client
             .post(format!("{}/api/ai/complete", self.base))
@@ -311,7 +315,7 @@ impl Quickstart {
         response.status().as_u16()
     }
 
-    pub fn signal(&self, signal: &str) {
+    pub(crate) fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .args([signal, &self.child.id().to_string()])
             .status()
@@ -319,7 +323,7 @@ impl Quickstart {
         assert!(status.success());
     }
 
-    pub fn wait(mut self) {
+    pub(crate) fn wait(mut self) {
         eventually_blocking("the quickstart's exit", Duration::from_secs(10), || {
             self.child.try_wait().unwrap()
         });
@@ -336,7 +340,7 @@ impl Drop for Quickstart {
 }
 
 /// Every log line of this test binary, from every thread.
-pub fn captured_logs() -> &'static Arc<Mutex<Vec<u8>>> {
+pub(crate) fn captured_logs() -> &'static Arc<Mutex<Vec<u8>>> {
     static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
     LOGS.get_or_init(|| {
         let logs = Arc::new(Mutex::new(Vec::new()));

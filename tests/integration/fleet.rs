@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use atlas_actix::emulator::EmulatorHandle;
-use atlas_actix::{Atlas, BuildError};
+use atlas_actix::{Atlas, BuildError, TierHealth};
 use awc::http::Method;
 use serde_json::json;
 
@@ -22,7 +22,7 @@ async fn instance(emulator: &EmulatorHandle, redis: &RedisServer) -> Atlas {
         .redis_url(redis.url())
         .build()
         .unwrap();
-    wait_for_tier(&atlas, "up").await;
+    wait_for_tier(&atlas, TierHealth::Up).await;
     atlas.status().await.unwrap();
     atlas
 }
@@ -56,7 +56,7 @@ async fn three_instances() -> (RedisServer, EmulatorHandle, Vec<Atlas>) {
     (redis, emulator, fleet)
 }
 
-async fn wait_for_tier(atlas: &Atlas, state: &str) {
+async fn wait_for_tier(atlas: &Atlas, state: TierHealth) {
     eventually(
         &format!("the Redis tier going {state}"),
         Duration::from_secs(20),
@@ -269,11 +269,11 @@ async fn redis_killed_mid_run_fails_no_request_and_is_used_again_once_back() {
     assert!(b.allowed("user_erin", ["data-explorer"]).await.unwrap().ok);
     a.enqueue("user_erin", ["ai-tokens"], 3.0).await.unwrap();
     assert_eq!(a.queued_events(), 1);
-    wait_for_tier(&a, "down").await;
+    wait_for_tier(&a, TierHealth::Down).await;
 
     redis.restart();
-    wait_for_tier(&a, "up").await;
-    wait_for_tier(&b, "up").await;
+    wait_for_tier(&a, TierHealth::Up).await;
+    wait_for_tier(&b, TierHealth::Up).await;
     // The event queued meanwhile reaches the platform (through the stream).
     a.flush().await.unwrap();
     assert_eq!(a.queued_events(), 0);

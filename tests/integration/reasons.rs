@@ -374,9 +374,7 @@ async fn the_app_itself_may_change_a_subscription_that_locks_customer_changes() 
         refused.unwrap_err(),
         atlas_actix::AtlasError::SubscriptionChangesNotAllowed
     );
-    let back_office = atlas_actix::ChangeOptions {
-        ignore_allow_subscription_changes: true,
-    };
+    let back_office = atlas_actix::ChangeOptions::new().ignore_allow_subscription_changes(true);
     atlas
         .cancel_subscription_with(
             "user_frank",

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub struct RedisServer {
+pub(crate) struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
@@ -16,7 +16,7 @@ pub struct RedisServer {
 
 impl RedisServer {
     /// Starts one.
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .expect("a free port")
@@ -32,12 +32,12 @@ impl RedisServer {
         server
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
     /// Kills the server (SIGKILL: no goodbye to its clients).
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -45,7 +45,7 @@ impl RedisServer {
     }
 
     /// Starts it again on the same port (empty: nothing is persisted).
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.kill();
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
@@ -71,7 +71,7 @@ impl RedisServer {
     }
 
     /// Runs a command with `redis-cli`, its output.
-    pub fn command(&self, args: &[&str]) -> Option<String> {
+    pub(crate) fn command(&self, args: &[&str]) -> Option<String> {
         let output = Command::new("redis-cli")
             .args(["-p", &self.port.to_string()])
             .args(args)
@@ -84,7 +84,7 @@ impl RedisServer {
     }
 
     /// Every key and value it holds, as text.
-    pub fn dump(&self) -> String {
+    pub(crate) fn dump(&self) -> String {
         let keys = self.command(&["--scan"]).unwrap_or_default();
         let mut text = keys.clone();
         for key in keys.lines() {

@@ -586,7 +586,7 @@ async fn the_platform_down_is_a_503_not_a_hang() {
 }
 
 /// The app of these tests, for other modules.
-pub async fn app(
+pub(crate) async fn app(
     atlas: &Atlas,
 ) -> impl Service<actix_http::Request, Response = ServiceResponse, Error = Error> {
     test::init_service(App::new().service(atlas.scope())).await

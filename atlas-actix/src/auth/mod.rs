@@ -18,7 +18,7 @@ pub type ResolveFuture<'a> = Pin<Box<dyn Future<Output = Option<String>> + 'a>>;
 /// (valid) user.
 ///
 /// Any `Fn(HttpRequest) -> impl Future<Output = Option<String>>` is one, so any auth works;
-/// [`ClerkAuth`](crate::ClerkAuth) (feature `clerk`) verifies Clerk session tokens.
+/// `ClerkAuth` (feature `clerk`) verifies Clerk session tokens.
 ///
 /// ```
 /// use actix_web::HttpRequest;
@@ -38,7 +38,7 @@ pub trait UserResolver: Send + Sync + 'static {
 
     /// Whether the request's user, already resolved, may change its customer's billing:
     /// subscribe, cancel, renew, set a payment method. Called by the Atlas scope's billing
-    /// routes; a refusal answers 403. Default: yes. [`ClerkAuth`](crate::ClerkAuth) can
+    /// routes; a refusal answers 403. Default: yes. `ClerkAuth` can
     /// restrict it to organisation roles.
     fn may_manage_billing(&self, request: &HttpRequest) -> bool {
         let _ = request;

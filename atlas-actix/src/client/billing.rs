@@ -55,13 +55,14 @@ impl AtlasClient {
             .await
     }
 
-    /// The customer's invoices (void and paused ones left out), a page of them: `page` from 1
-    /// (default 1), `page_size` items (default 10). All are fetched once and cached.
+    /// The customer's invoices (void and paused ones left out), a page of them: the
+    /// pagination's `page` from 1 (default 1), `page_size` items (default 10), in the
+    /// platform's order (the ordering options are for transactions). All are fetched once and
+    /// cached.
     pub async fn invoices(
         &self,
         customer_id: &str,
-        page: Option<u32>,
-        page_size: Option<u32>,
+        pagination: &Pagination,
     ) -> Result<Page<Invoice>, AtlasError> {
         check_id("customer id", customer_id)?;
         let invoices = self
@@ -72,7 +73,7 @@ impl AtlasClient {
                 |api, id| async move { api.invoices(&id).await },
             )
             .await?;
-        Ok(paginate(&invoices, page, page_size))
+        Ok(paginate(&invoices, pagination.page, pagination.page_size))
     }
 
     /// The line items of one of the customer's invoices (empty when the invoice is not the

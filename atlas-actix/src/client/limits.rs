@@ -72,6 +72,12 @@ impl<T: IntoUsage, E: Into<LimitError>> IntoUsage for Result<T, E> {
 #[derive(Clone)]
 pub(crate) struct LimitCallback(Arc<dyn Fn(String) -> LimitFuture + Send + Sync>);
 
+impl std::fmt::Debug for LimitCallback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LimitCallback")
+    }
+}
+
 impl LimitCallback {
     pub(crate) fn new<F, Fut>(callback: F) -> Self
     where

@@ -97,6 +97,7 @@ pub enum PushLink {
 /// limit callback for. `/atlas-api/status` serves it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct Status {
     /// The merchant the API key belongs to.
     #[serde(flatten)]
@@ -111,6 +112,7 @@ pub struct Status {
 
 /// The answer of [`AtlasClient::allowed`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct Allowed {
     /// Whether every feature checked is allowed.
     pub ok: bool,
@@ -134,6 +136,7 @@ impl Allowed {
 /// How often a plan is paid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum BillingCadence {
     /// Every month.
     Monthly,
@@ -146,6 +149,7 @@ pub enum BillingCadence {
 /// Which of the customer's subscriptions a cancellation ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum CancelType {
     /// The subscription in force; the merchant's default plan, if any, follows it.
     Active,
@@ -155,6 +159,8 @@ pub enum CancelType {
 
 /// A request to subscribe a customer to a plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+#[must_use = "a request does nothing until passed to `subscribe`"]
 pub struct SubscribeRequest {
     /// How often the plan is paid.
     pub billing_cadence: BillingCadence,
@@ -169,14 +175,61 @@ pub struct SubscribeRequest {
     pub changes: ChangeOptions,
 }
 
+impl SubscribeRequest {
+    /// A subscription paid every `billing_cadence`, the checkout sending the customer to
+    /// `success_url` afterwards; the customer's own change.
+    pub fn new(billing_cadence: BillingCadence, success_url: impl Into<String>) -> Self {
+        Self {
+            billing_cadence,
+            success_url: success_url.into(),
+            email: None,
+            name: None,
+            changes: ChangeOptions::default(),
+        }
+    }
+
+    /// With the customer's email, for the checkout.
+    pub fn email(mut self, email: impl Into<String>) -> Self {
+        self.email = Some(email.into());
+        self
+    }
+
+    /// With the customer's name, for the checkout.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Whose change it is (see [`ChangeOptions`]).
+    pub fn changes(mut self, changes: ChangeOptions) -> Self {
+        self.changes = changes;
+        self
+    }
+}
+
 /// Options of a subscription change. A customer whose subscription locks changes
 /// (`allowCustomerChanges` not `true`) cannot subscribe, cancel or renew; the app itself, from a
 /// back office, can, as the official client's `ignoreAllowSubscriptionChanges` allows. The
 /// Atlas scope never sets it: its requests are the customer's.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ChangeOptions {
     /// Make the change even when a subscription locks changes by the customer.
     pub ignore_allow_subscription_changes: bool,
+}
+
+impl ChangeOptions {
+    /// The customer's own change: refused when a subscription locks changes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The app's change, made even when a subscription locks changes by the customer.
+    #[must_use]
+    pub fn ignore_allow_subscription_changes(mut self, ignore: bool) -> Self {
+        self.ignore_allow_subscription_changes = ignore;
+        self
+    }
 }
 
 /// Whether an initialisation is the client's first, or one the platform asked for.
@@ -250,6 +303,7 @@ fn check_id(what: &str, id: &str) -> Result<(), AtlasError> {
 
 /// How a usage report is made ([`AtlasClient::enqueue_with`]).
 #[derive(Debug, Clone, PartialEq)]
+#[must_use = "options do nothing until passed to `enqueue_with`"]
 pub struct UsageOptions {
     quantity: f64,
     idempotency_key: Option<String>,

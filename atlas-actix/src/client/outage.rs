@@ -42,8 +42,20 @@ pub const DEFAULT_STALE_AGE: Duration = Duration::from_secs(3600);
 /// );
 /// assert!("fail-close".parse::<OutagePolicy>().is_err());
 /// ```
+/// Text that names no [`OutagePolicy`] (its `FromStr`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseOutagePolicyError {
+    /// Not one of the policies' names.
+    #[error("unknown outage policy {0:?}: use fail-closed, serve-stale, serve-stale:<seconds> or fail-open")]
+    Unknown(String),
+    /// `serve-stale:` with something other than a number of seconds above zero.
+    #[error("not a number of seconds above zero: {0:?}")]
+    BadMaxAge(String),
+}
+
 impl std::str::FromStr for OutagePolicy {
-    type Err = String;
+    type Err = ParseOutagePolicyError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         match text.trim().split_once(':') {
@@ -59,10 +71,8 @@ impl std::str::FromStr for OutagePolicy {
                 .map(|seconds| Self::ServeStale {
                     max_age: Duration::from_secs(seconds),
                 })
-                .ok_or_else(|| format!("not a number of seconds above zero: {seconds:?}")),
-            _ => Err(format!(
-                "unknown outage policy {text:?}: use fail-closed, serve-stale, serve-stale:<seconds> or fail-open"
-            )),
+                .ok_or_else(|| ParseOutagePolicyError::BadMaxAge(seconds.to_owned())),
+            _ => Err(ParseOutagePolicyError::Unknown(text.to_owned())),
         }
     }
 }

@@ -137,4 +137,4 @@ mod state;
 pub use crate::models::Push;
 pub use data::{AtlasData, DataFileError};
 pub use faults::Fault;
-pub use server::{Emulator, EmulatorBuilder, EmulatorHandle};
+pub use server::{Emulator, EmulatorBuilder, EmulatorError, EmulatorHandle};

@@ -23,6 +23,18 @@ use super::state::EmulatorState;
 use crate::models::Push;
 use crate::models::UsageEvent;
 
+/// What an [`EmulatorHandle`] could not do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmulatorError {
+    /// No customer or plan with the id given.
+    #[error("{0}")]
+    NotFound(String),
+    /// The fault would do nothing or cannot be: its reason.
+    #[error("invalid fault: {0}")]
+    InvalidFault(String),
+}
+
 /// Request bodies above this size are refused with 413, as the platform does.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 
@@ -78,6 +90,7 @@ impl Emulator {
 
 /// Configures an emulator; made by [`Emulator::builder`] or [`Emulator::from_file`].
 #[derive(Debug)]
+#[must_use = "a builder does nothing until `.start()`"]
 pub struct EmulatorBuilder {
     data: AtlasData,
     data_file: Option<PathBuf>,
@@ -217,16 +230,16 @@ impl EmulatorHandle {
 
     /// Moves a customer (by its external id) to a plan, as a completed checkout would, and
     /// pushes the change to connected clients.
-    pub fn set_plan(&self, customer: &str, plan_id: &str) -> Result<(), String> {
+    pub fn set_plan(&self, customer: &str, plan_id: &str) -> Result<(), EmulatorError> {
         self.state
             .platform()
             .set_plan(customer, plan_id)
-            .map_err(|err| err.to_string())
+            .map_err(|err| EmulatorError::NotFound(err.to_string()))
     }
 
     /// Makes the platform misbehave as `fault` says (answer an error, late, or not JSON).
-    pub fn inject_fault(&self, fault: Fault) -> Result<(), String> {
-        fault.check()?;
+    pub fn inject_fault(&self, fault: Fault) -> Result<(), EmulatorError> {
+        fault.check().map_err(EmulatorError::InvalidFault)?;
         self.state.platform().faults.add(fault);
         Ok(())
     }

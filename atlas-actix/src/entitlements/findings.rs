@@ -13,6 +13,7 @@ use crate::models::PricingModel;
 /// `/atlas-api/status` list them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct Finding {
     /// The feature id the code names.
     pub feature: String,

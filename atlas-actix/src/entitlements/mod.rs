@@ -20,6 +20,7 @@ use crate::models::{Customer, PlanEntitlement, PriceKind, PricingModel};
 /// How a feature is sold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub enum FeatureType {
     /// Included or not.
     Entitlement,
@@ -58,6 +59,7 @@ impl FeatureType {
 /// `CustomerFeature`, camelCase JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct CustomerFeature {
     /// The feature id (slug), such as `data-explorer`.
     pub id: String,
@@ -99,6 +101,7 @@ pub struct CustomerFeature {
 
 /// A feature's limit and current usage.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct FeatureLimits {
     /// The limit.
     #[serde(
@@ -119,6 +122,7 @@ pub struct FeatureLimits {
 /// Usage of a usage-based feature under one subscription.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct FeatureUsage {
     /// Usage in the current period.
     #[serde(serialize_with = "crate::models::number::serialize")]
@@ -137,6 +141,7 @@ pub struct FeatureUsage {
 /// A customer's balance for a credit-based feature.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct CreditBalance {
     /// Credits left.
     #[serde(serialize_with = "crate::models::number::serialize")]
@@ -149,6 +154,7 @@ pub struct CreditBalance {
 
 /// What the app's limit callback said for one feature.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub enum LimitOutcome {
     /// No callback is registered for the feature.
     NoCallback,

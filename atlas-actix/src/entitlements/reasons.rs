@@ -67,6 +67,7 @@ pub enum DenialReason {
 /// A subscription's usage of a usage-based feature against its maximum.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct MaxUsage {
     /// Usage in the current period.
     #[serde(serialize_with = "crate::models::number::serialize")]
@@ -85,6 +86,7 @@ pub struct MaxUsage {
 /// The credits a credit-based feature lacks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct CreditShortfall {
     /// The credit currency.
     pub custom_pricing_unit_id: String,

@@ -5,6 +5,7 @@ use super::Extra;
 /// An invoice (`GET /external/invoices/amounts`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct Invoice {
     /// Invoice id.
     pub id: String,
@@ -26,6 +27,7 @@ pub struct Invoice {
 /// A line of an invoice (`GET /external/invoiceLineItems/expanded`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct InvoiceLineItem {
     /// Line item id.
     pub id: String,
@@ -47,6 +49,7 @@ pub struct InvoiceLineItem {
 /// A movement of a credit balance (`GET /external/transactions`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct Transaction {
     /// Transaction id.
     pub id: String,
@@ -58,6 +61,7 @@ pub struct Transaction {
 /// How a customer has used a credit currency.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct CreditUsage {
     /// The credit currency.
     pub custom_pricing_unit_id: String,
@@ -70,6 +74,7 @@ pub struct CreditUsage {
 /// One page of a listing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct Page<T> {
     /// The items of this page.
     pub results: Vec<T>,
@@ -84,6 +89,7 @@ pub struct Page<T> {
 /// A Stripe checkout session, or the `{url}` the platform answers when no checkout is needed.
 /// Send the customer's browser to [`url`](Self::url) either way.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct CheckoutSession {
     /// Where the customer goes next.
     pub url: String,

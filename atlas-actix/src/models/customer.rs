@@ -6,6 +6,7 @@ use super::Extra;
 /// `GET /external/customers/external-id/{id}/with-active-and-upcoming-subscriptions` returns it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct Customer {
     /// Internal Atlas id; usage events name the customer by it.
     pub id: String,
@@ -113,6 +114,7 @@ impl Customer {
 /// A customer's subscription to a plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct Subscription {
     /// Subscription id.
     pub id: String,
@@ -156,6 +158,7 @@ impl Subscription {
 /// The plan summary inside a [`Subscription`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct SubscriptionPlan {
     /// Plan id.
     pub id: String,
@@ -170,6 +173,7 @@ pub struct SubscriptionPlan {
 /// Whether a customer may use a usage-based feature under a subscription, and how much it has.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct BillableAccess {
     /// The [`Entitlement::id`](super::Entitlement::id) of the feature.
     pub billable_id: String,
@@ -193,6 +197,7 @@ pub struct BillableAccess {
 /// A customer's balance in one credit currency.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct CustomerBalance {
     /// The [`CustomPricingUnit::id`](super::CustomPricingUnit::id).
     pub custom_pricing_unit_id: String,
@@ -207,6 +212,7 @@ pub struct CustomerBalance {
 /// A private plan offered to one customer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct PrivatePlan {
     /// The plan's id.
     pub plan_id: String,
@@ -217,6 +223,7 @@ pub struct PrivatePlan {
 
 /// Customer details sent when the platform creates a customer.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct CustomerInfo {
     /// The customer's email.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -224,4 +231,25 @@ pub struct CustomerInfo {
     /// The customer's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+}
+
+impl CustomerInfo {
+    /// No details: the platform creates the customer with its id alone.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// With the customer's email.
+    #[must_use]
+    pub fn email(mut self, email: impl Into<String>) -> Self {
+        self.email = Some(email.into());
+        self
+    }
+
+    /// With the customer's name.
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
 }

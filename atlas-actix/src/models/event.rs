@@ -5,6 +5,7 @@ use super::Extra;
 /// A usage event, as `POST /external/event` takes it (in an array).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct UsageEvent {
     /// The customer's internal Atlas id ([`Customer::id`](super::Customer::id)).
     pub customer_id: String,
@@ -24,6 +25,7 @@ pub struct UsageEvent {
 /// What a [`UsageEvent`] measures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct EventData {
     /// How much was used; finite and above zero.
     #[serde(serialize_with = "super::number::serialize")]

@@ -5,6 +5,7 @@ use super::Extra;
 /// The merchant behind an API key (`GET /external/merchants/me`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct Merchant {
     /// Internal id of the merchant; the emulator uses it as `merchantId` of what it creates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -28,6 +29,7 @@ pub struct Merchant {
 /// The merchant's plans and the features they grant (`GET /external/pricingModel`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct PricingModel {
     /// Credit currencies that credit-based features draw from.
     #[serde(default)]
@@ -128,6 +130,7 @@ impl PricingModel {
 /// A credit currency (for example "AI credits").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct CustomPricingUnit {
     /// Internal id.
     pub id: String,
@@ -142,6 +145,7 @@ pub struct CustomPricingUnit {
 /// A feature of the merchant's product.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct Entitlement {
     /// Internal id, which plans and usage events refer to.
     pub id: String,
@@ -158,6 +162,7 @@ pub struct Entitlement {
 /// A plan customers subscribe to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct Plan {
     /// Internal id.
     pub id: String,
@@ -205,6 +210,7 @@ impl Plan {
 /// A plan's price for one cadence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct PlanPrice {
     /// Amount per period.
     #[serde(
@@ -221,6 +227,7 @@ pub struct PlanPrice {
 /// What a plan grants of one feature.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct PlanEntitlement {
     /// The [`Entitlement::id`] of the feature.
     pub id: String,
@@ -258,6 +265,7 @@ pub struct PlanEntitlement {
 /// How a plan charges for a feature: `{"priceType": "unit", "price": 0.01}` and the like.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct EntitlementPrice {
     /// `none`, `unit`, `tier` or `fixed`; kept as sent, so a new type passes through.
     pub price_type: String,
@@ -268,6 +276,7 @@ pub struct EntitlementPrice {
 
 /// The kinds of [`EntitlementPrice::price_type`] that change how a feature is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PriceKind {
     /// Charged per unit of usage.
     Unit,

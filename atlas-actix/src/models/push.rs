@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 /// What the platform pushes to connected SDK clients.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Push {
     /// A customer changed: clients refetch it. Holds the customer's external id.
     InvalidateCustomer(String),

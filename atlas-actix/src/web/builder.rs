@@ -31,6 +31,7 @@ use crate::web::guard::denial::Denial;
 ///     .build()?;
 /// # Ok::<(), atlas_actix::BuildError>(())
 /// ```
+#[must_use = "a builder does nothing until `.build()`"]
 pub struct AtlasBuilder {
     pub(crate) client: ClientConfig,
     pub(crate) resolver: Option<Arc<dyn UserResolver>>,

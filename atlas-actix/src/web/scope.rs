@@ -296,14 +296,23 @@ async fn invoices(atlas: web::Data<Atlas>, request: HttpRequest) -> Answer {
     let user = user_of(&atlas, &request).await?;
     let page: PageQuery = query(&request)?;
     let invoices = atlas
-        .invoices(&user, page.page, page.page_size.or(page.limit))
+        .invoices(
+            &user,
+            &Pagination {
+                page: page.page,
+                page_size: page.page_size.or(page.limit),
+                ..Pagination::default()
+            },
+        )
         .await?;
     Ok(HttpResponse::Ok().json(invoices))
 }
 
 async fn draft_line_items(atlas: web::Data<Atlas>, request: HttpRequest) -> Answer {
     let user = user_of(&atlas, &request).await?;
-    let all = atlas.invoices(&user, Some(1), Some(u32::MAX)).await?;
+    let all = atlas
+        .invoices(&user, &Pagination::new().page(1).page_size(u32::MAX))
+        .await?;
     let drafts = all
         .results
         .iter()

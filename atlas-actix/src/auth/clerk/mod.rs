@@ -42,6 +42,7 @@ pub enum ClerkError {
 
 /// A verified Clerk session.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ClerkSession {
     /// The user (`sub`).
     pub user_id: String,

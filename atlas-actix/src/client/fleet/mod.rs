@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::client::platform::api::PlatformApi;
+use crate::client::telemetry::health::TierHealth;
 use crate::error::AtlasError;
 use crate::models::UsageEvent;
 
@@ -154,10 +155,14 @@ impl FleetTier {
     }
 
     /// The tier's state for health: `None` without one.
-    pub(crate) fn state(&self) -> Option<&'static str> {
+    pub(crate) fn state(&self) -> Option<TierHealth> {
         #[cfg(feature = "redis")]
         if let Some(fleet) = &self.redis {
-            return Some(if fleet.is_up() { "up" } else { "down" });
+            return Some(if fleet.is_up() {
+                TierHealth::Up
+            } else {
+                TierHealth::Down
+            });
         }
         None
     }

@@ -47,6 +47,8 @@ const EVENTS: Retry = Retry::Idempotent { attempts: 5 };
 
 /// Paging and ordering of a listing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+#[must_use = "pagination does nothing until passed to a listing"]
 pub struct Pagination {
     /// Page number, from 1 (default 1).
     pub page: Option<u32>,
@@ -56,6 +58,37 @@ pub struct Pagination {
     pub order_by: Option<String>,
     /// `asc` or `desc`.
     pub order: Option<String>,
+}
+
+impl Pagination {
+    /// The first page of 10, in the platform's order.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Page number, from 1.
+    pub fn page(mut self, page: u32) -> Self {
+        self.page = Some(page);
+        self
+    }
+
+    /// Items per page.
+    pub fn page_size(mut self, page_size: u32) -> Self {
+        self.page_size = Some(page_size);
+        self
+    }
+
+    /// The field to sort by (transactions).
+    pub fn order_by(mut self, field: impl Into<String>) -> Self {
+        self.order_by = Some(field.into());
+        self
+    }
+
+    /// `asc` or `desc` (transactions).
+    pub fn order(mut self, order: impl Into<String>) -> Self {
+        self.order = Some(order.into());
+        self
+    }
 }
 
 pub(crate) struct PlatformApi {
@@ -146,7 +179,7 @@ impl PlatformApi {
             .record(matches!(&answer, Ok(response) if response.status < 500));
         answer.map_err(|err| match err {
             TransportError::Shutdown => AtlasError::Shutdown,
-            other => AtlasError::unavailable(format!("{route}: {other}")),
+            other => AtlasError::unavailable_because(route, other),
         })
     }
 
@@ -395,8 +428,9 @@ fn check_status(route: &str, response: &Response) -> Result<(), AtlasError> {
 
 fn decode<T: DeserializeOwned>(route: &str, response: &Response) -> Result<T, AtlasError> {
     check_status(route, response)?;
-    serde_json::from_slice(&response.body)
-        .map_err(|err| AtlasError::unavailable(format!("{route} answered unexpected JSON: {err}")))
+    serde_json::from_slice(&response.body).map_err(|err| {
+        AtlasError::unavailable_because(format!("{route} answered unexpected JSON"), err)
+    })
 }
 
 /// The reason in a platform error body: `message`, else `error`.

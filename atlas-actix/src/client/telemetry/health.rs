@@ -16,9 +16,67 @@ const PROBE_INTERVAL: f64 = 2.0;
 /// The longest a health check waits for that probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// The push link in a [`Health`] report (serialised in lower case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum LinkHealth {
+    /// Invalidations arrive as they happen.
+    Connected,
+    /// Connecting, for the first time or again.
+    Connecting,
+    /// Down, reconnecting; cache TTLs bound staleness meanwhile.
+    Disconnected,
+    /// The platform refused the API key.
+    Refused,
+    /// Push invalidation is turned off.
+    Off,
+}
+
+impl LinkHealth {
+    /// Whether the link is as it should be: connected, or off on purpose.
+    pub fn is_healthy(self) -> bool {
+        matches!(self, Self::Connected | Self::Off)
+    }
+}
+
+impl std::fmt::Display for LinkHealth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Connected => "connected",
+            Self::Connecting => "connecting",
+            Self::Disconnected => "disconnected",
+            Self::Refused => "refused",
+            Self::Off => "off",
+        })
+    }
+}
+
+impl std::fmt::Display for TierHealth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Up => "up",
+            Self::Down => "down",
+        })
+    }
+}
+
+/// The Redis tier in a [`Health`] report (serialised in lower case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum TierHealth {
+    /// Answering: the fleet shares its cache and events.
+    Up,
+    /// Skipped until it answers again; not a reason to be unready, since checks and events go
+    /// on without it.
+    Down,
+}
+
 /// The client's health ([`AtlasClient::health`]), as `/readyz` serves it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct Health {
     /// Whether checks can be answered: initialised, and the platform answering or the default
     /// outage policy able to decide without it.
@@ -32,14 +90,13 @@ pub struct Health {
     pub last_platform_success: Option<f64>,
     /// When a platform request last failed, in seconds since the epoch.
     pub last_platform_failure: Option<f64>,
-    /// The push link: `connected`, `connecting`, `disconnected`, `refused` or `off`.
-    pub push_link: &'static str,
+    /// The push link.
+    pub push_link: LinkHealth,
     /// Usage events queued in this instance, not yet accepted by the platform.
     pub event_backlog: usize,
-    /// The Redis tier: `up`, `down` (skipped until it answers; not a reason to be unready,
-    /// since checks and events go on without it), or `None` without one.
+    /// The Redis tier, `None` without one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub redis: Option<&'static str>,
+    pub redis: Option<TierHealth>,
     /// What is not working, in words; empty when all is.
     pub failing: Vec<String>,
 }
@@ -84,16 +141,16 @@ impl AtlasClient {
         let answered = success.is_some_and(|at| failure.is_none_or(|failed| at >= failed));
         let link = self.push_link();
         let push_link = if !self.inner.push_enabled {
-            "off"
+            LinkHealth::Off
         } else {
             match link {
-                PushLink::Connected => "connected",
-                PushLink::Connecting => "connecting",
-                PushLink::Disconnected { .. } => "disconnected",
-                PushLink::Refused => "refused",
+                PushLink::Connected => LinkHealth::Connected,
+                PushLink::Connecting => LinkHealth::Connecting,
+                PushLink::Disconnected { .. } => LinkHealth::Disconnected,
+                PushLink::Refused => LinkHealth::Refused,
             }
         };
-        let platform_reachable = answered && matches!(push_link, "connected" | "off");
+        let platform_reachable = answered && push_link.is_healthy();
         let initialised = self.inner.ready.load(Ordering::Acquire);
         let mut failing = Vec::new();
         if !initialised {
@@ -102,7 +159,7 @@ impl AtlasClient {
         if !answered {
             failing.push("the Atlas platform does not answer".to_owned());
         }
-        if !matches!(push_link, "connected" | "off") {
+        if !push_link.is_healthy() {
             failing.push(format!("the push link is {push_link}"));
         }
         let policy_serves = self.inner.outage.default != OutagePolicy::FailClosed;

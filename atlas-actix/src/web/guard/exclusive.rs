@@ -23,6 +23,7 @@ pub(crate) struct ExclusiveLocks {
 }
 
 /// A held lock; dropping it lets the next request of the same customer and features in.
+#[derive(Debug)]
 pub(crate) struct Lease {
     key: String,
     guard: Option<OwnedMutexGuard<()>>,

@@ -24,6 +24,7 @@ use crate::web::guard::{check, GuardOptions};
 /// );
 /// ```
 #[derive(Debug, Clone)]
+#[must_use = "middleware does nothing until `.wrap()`ped around a service"]
 pub struct RequireFeatures {
     features: Arc<[String]>,
     options: GuardOptions,

@@ -95,6 +95,7 @@ pub(crate) struct ResolvedCustomer(pub(crate) String);
 
 /// A request the check let through.
 #[doc(hidden)]
+#[derive(Debug)]
 pub struct Granted {
     /// The client, kept only when usage is to be reported: cloning it on every request would
     /// be an atomic write on memory all workers share.
