@@ -271,7 +271,7 @@ impl AtlasBuilder {
 
     /// How the Atlas scope and the guards tell who the user of a request is: a function from
     /// the request to the Atlas customer id (a user id, or an organisation id so every member
-    /// shares its plan), or [`ClerkAuth`](crate::ClerkAuth). Without one, the scope's user
+    /// shares its plan), or `ClerkAuth`. Without one, the scope's user
     /// routes and the guards answer 500 and log that it is missing.
     pub fn user_resolver(mut self, resolver: impl UserResolver) -> Self {
         self.resolver = Some(Arc::new(resolver));
