@@ -6,10 +6,11 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -1)"
+target="${CARGO_TARGET_DIR:-$root/target}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 for crate in atlas-actix atlas-actix-macros; do
-  tar -xzf "$root/target/package/$crate-$version.crate" -C "$work"
+  tar -xzf "$target/package/$crate-$version.crate" -C "$work"
 done
 app="$work/app"
 mkdir -p "$app/src"
@@ -39,5 +40,5 @@ lines = [line[2:] if line.startswith("# ") else ("" if line == "#" else line) fo
 open(sys.argv[2], "w").write("\n".join(lines) + "\n")
 PY
 cp "$root/Cargo.lock" "$app/Cargo.lock"
-CARGO_TARGET_DIR="$root/target" cargo build --manifest-path "$app/Cargo.toml" --quiet
+CARGO_TARGET_DIR="$target" cargo build --manifest-path "$app/Cargo.toml" --quiet
 echo "the README's main example builds against the packaged crates ($version)"
