@@ -14,13 +14,15 @@
 //! directory that keeps queued usage events on disk across crashes. `ATLAS_REDIS_URL` shares a
 //! Redis tier with the app's other instances (cache and usage events); `ATLAS_OUTAGE_POLICY`
 //! (`fail-closed`, the default, `serve-stale` or `fail-open`) says what checks do while the
-//! platform is down.
+//! platform is down. `/healthz` and `/readyz` (no figures) are on the app's port; `/metrics`
+//! and `/health` (the full report) on `METRICS_BIND` (default 127.0.0.1:9464) alone.
 //!
 //! Every defence is on: state changes refuse cross-site requests (allowed origins), tokens
 //! must name this app (`azp`) and, with `CLERK_ISSUER`, the Clerk instance (`iss`); only an
 //! organisation's `org:admin` members change its billing; adding seats is `exclusive`, so the
 //! plan's seat limit holds under concurrent requests. Demo mode hands out tokens to anyone who
-//! asks, so it refuses to listen beyond loopback unless `ATLAS_DEMO_PUBLIC=1`.
+//! asks, so it refuses to listen beyond loopback unless `ATLAS_DEMO_PUBLIC=1`, and answers only
+//! requests whose `Host` names this machine (DNS rebinding).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -330,6 +332,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
 
     let app_atlas = atlas.clone();
+    // Beside loopback names, the hosts of the allowed origins when the demo is public.
+    let demo_hosts: Vec<String> = if env("ATLAS_DEMO_PUBLIC").is_some_and(|v| v == "1") {
+        origins
+            .iter()
+            .filter_map(|origin| origin.split_once("://").map(|(_, host)| host.to_owned()))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let tokens = web::Data::new(demo_tokens.clone().unwrap_or_default());
     let demo = demo_tokens.is_some();
     let server = HttpServer::new(move || {
@@ -347,8 +358,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .configure(app_atlas.configure())
             .app_data(seats.clone())
             .app_data(tokens.clone())
-            .app_data(web::Data::new(metrics.clone()))
-            .route("/metrics", web::get().to(metrics_route))
             .route("/healthz", web::get().to(atlas_actix::health::liveness))
             .route("/readyz", web::get().to(atlas_actix::health::readiness))
             .service(data_explorer)
@@ -358,21 +367,55 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .service(add_seats)
             .service(ai_complete);
         if demo {
-            app = app
-                .route("/demo/tokens", web::get().to(demo_tokens_route))
-                .route("/", web::get().to(demo_page))
-                .route("/demo/{asset}", web::get().to(demo_asset));
+            // Only for the app's own host names: a page of another site whose name resolves to
+            // this machine (DNS rebinding) must not read the tokens.
+            let hosts = demo_hosts.clone();
+            let own_host = move |ctx: &actix_web::guard::GuardContext<'_>| {
+                ctx.head()
+                    .headers()
+                    .get(http::header::HOST)
+                    .and_then(|host| host.to_str().ok())
+                    .is_some_and(|host| demo_host_allowed(host, &hosts))
+            };
+            app = app.service(
+                web::scope("")
+                    .guard(actix_web::guard::fn_guard(own_host))
+                    .route("/demo/tokens", web::get().to(demo_tokens_route))
+                    .route("/", web::get().to(demo_page))
+                    .route("/demo/{asset}", web::get().to(demo_asset)),
+            );
         }
         // Actix runs the last `wrap` first: CORS must be last, so it answers preflights and
         // decorates every answer, the Atlas scope's and the guards' refusals included.
         app.wrap(cors)
     })
     .listen(listener)?;
+
+    // The figures (metrics, the full health report) on their own address, loopback unless
+    // METRICS_BIND says otherwise: the app's port shows nothing an operator alone should see.
+    let metrics_listener = std::net::TcpListener::bind(
+        env("METRICS_BIND").unwrap_or_else(|| "127.0.0.1:9464".to_owned()),
+    )?;
+    println!("metrics http://{}", metrics_listener.local_addr()?);
+    let metrics_atlas = atlas.clone();
+    let metrics_server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(metrics_atlas.clone()))
+            .app_data(web::Data::new(metrics.clone()))
+            .route("/metrics", web::get().to(metrics_route))
+            .route("/health", web::get().to(atlas_actix::health::report))
+    })
+    .workers(1)
+    .listen(metrics_listener)?
+    .run();
+    let metrics_handle = metrics_server.handle();
+    actix_web::rt::spawn(metrics_server);
     println!("listening {base}");
     if let Some(tokens) = &demo_tokens {
         print_demo(&base, tokens);
     }
     server.run().await?;
+    metrics_handle.stop(true).await;
 
     // Stopped (Ctrl-C, SIGTERM): send the usage events still queued.
     atlas.shutdown().await?;
@@ -395,13 +438,31 @@ const DEMO_PAGE: &str = include_str!("demo/index.html");
 const DEMO_SCRIPT: &str = include_str!("demo/app.js");
 const DEMO_STYLE: &str = include_str!("demo/style.css");
 
-/// The page may run its own script and style only: a value an answer carries can never run.
+/// Whether a `Host` header names this machine (`localhost`, `127.x.y.z`, `[::1]`, with any
+/// port) or one of the public demo's hosts.
+fn demo_host_allowed(host: &str, public: &[String]) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map_or(v6, |(address, _)| address),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    let loopback = name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    loopback
+        || public
+            .iter()
+            .any(|allowed| allowed.eq_ignore_ascii_case(host))
+}
+
+/// The page may run its own script and style only: a value an answer carries can never run,
+/// nor can a `<base>`, a form or a plug-in send it elsewhere.
 fn demo_answer(content_type: &str, body: &'static str) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(content_type)
         .insert_header((
             http::header::CONTENT_SECURITY_POLICY,
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'",
         ))
         .insert_header((http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .body(body)

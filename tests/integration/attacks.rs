@@ -376,3 +376,55 @@ fn demo_mode_refuses_to_listen_beyond_loopback() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("ATLAS_DEMO_PUBLIC=1"), "{stderr}");
 }
+
+/// DNS rebinding: a page of another site whose name resolves to this machine asks for the demo
+/// tokens with its own name in `Host`. Only the machine's own names get them.
+#[actix_rt::test]
+async fn demo_tokens_answer_only_for_the_machines_own_host_names() {
+    let emulator = start_emulator();
+    let quickstart = Quickstart::start(&emulator, None);
+    let base = quickstart.base.as_str();
+    let port = base.rsplit(':').next().unwrap();
+    let get = |host: String, path: &'static str| async move {
+        let (status, _) = raw(base, Method::GET, path, &[("host", host.as_str())], "").await;
+        status
+    };
+    for host in [
+        "rebind.attacker.example",
+        "rebind.attacker.example:80",
+        "10.0.0.1",
+    ] {
+        assert_eq!(get(host.to_owned(), "/demo/tokens").await, 404, "{host}");
+        assert_eq!(get(host.to_owned(), "/").await, 404, "{host}");
+    }
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        "127.0.0.1".to_owned(),
+    ] {
+        assert_eq!(get(host.clone(), "/demo/tokens").await, 200, "{host}");
+    }
+}
+
+/// What only operators should see is not on the app's port: `/metrics` and the full health
+/// report are on the metrics address (loopback); `/readyz` says ready or not, and why in words.
+#[actix_rt::test]
+async fn the_app_port_shows_no_figures() {
+    let emulator = start_emulator();
+    let quickstart = Quickstart::start(&emulator, None);
+    let base = quickstart.base.as_str();
+    assert_eq!(raw(base, Method::GET, "/metrics", &[], "").await.0, 404);
+    assert_eq!(raw(base, Method::GET, "/health", &[], "").await.0, 404);
+    let ready = eventually("readiness", Duration::from_secs(10), || async {
+        let answer = raw(base, Method::GET, "/readyz", &[], "").await;
+        (answer.0 == 200).then_some(answer.1)
+    })
+    .await;
+    assert_eq!(ready, json!({"status": "ready"}));
+    assert!(quickstart.metrics.starts_with("http://127.0.0.1:"));
+    let (status, report) = raw(&quickstart.metrics, Method::GET, "/health", &[], "").await;
+    assert_eq!(status, 200);
+    assert!(report["eventBacklog"].is_number(), "{report}");
+    let (status, _) = raw(&quickstart.metrics, Method::GET, "/metrics", &[], "").await;
+    assert_eq!(status, 200);
+}

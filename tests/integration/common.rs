@@ -229,6 +229,7 @@ pub(crate) fn quickstart_command(emulator: &EmulatorHandle) -> Command {
         .env("ATLAS_API_KEY", emulator.api_key())
         .env("ATLAS_HOST", emulator.url())
         .env("PORT", "0")
+        .env("METRICS_BIND", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
         .env_remove("BIND")
         .env_remove("ALLOWED_ORIGINS")
@@ -247,6 +248,8 @@ pub(crate) fn quickstart_command(emulator: &EmulatorHandle) -> Command {
 pub(crate) struct Quickstart {
     child: Child,
     pub base: String,
+    /// Where its metrics and full health report are served.
+    pub metrics: String,
     /// Everything it printed (its logs included), line by line.
     output: Arc<Mutex<Vec<String>>>,
 }
@@ -268,6 +271,7 @@ impl Quickstart {
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let output = Arc::new(Mutex::new(Vec::new()));
+        let mut metrics = String::new();
         let base = loop {
             let line = lines
                 .next()
@@ -275,6 +279,9 @@ impl Quickstart {
                 .unwrap();
             if let Some(base) = line.strip_prefix("listening ") {
                 break base.to_owned();
+            }
+            if let Some(address) = line.strip_prefix("metrics ") {
+                address.clone_into(&mut metrics);
             }
             output.lock().unwrap().push(line);
         };
@@ -288,6 +295,7 @@ impl Quickstart {
         Self {
             child,
             base,
+            metrics,
             output,
         }
     }

@@ -31,7 +31,15 @@ async fn demo_mode_serves_the_page_and_its_files_from_the_binary() {
     assert_eq!(status, 200);
     assert!(page.contains("Demo mode") && page.contains("/demo/app.js"));
     let policy = policy.expect("a content security policy");
-    assert!(policy.contains("script-src 'self'"), "{policy}");
+    for directive in [
+        "script-src 'self'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "object-src 'none'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(policy.contains(directive), "{directive}: {policy}");
+    }
     let (status, _, script) = fetch(&quickstart.base, "/demo/app.js").await;
     assert_eq!(status, 200);
     assert!(

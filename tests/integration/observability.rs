@@ -37,7 +37,7 @@ fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 }
 
 async fn scrape(quickstart: &Quickstart) -> String {
-    call(&quickstart.base, None, Method::GET, "/metrics", None)
+    call(&quickstart.metrics, None, Method::GET, "/metrics", None)
         .await
         .text
 }
@@ -203,18 +203,34 @@ fn checks_in(text: &str, result: &str) -> Option<f64> {
     )
 }
 
-async fn ready(quickstart: &Quickstart) -> (u16, serde_json::Value) {
-    let answer = call(&quickstart.base, None, Method::GET, "/readyz", None).await;
+/// The full health report, on the metrics address.
+async fn report(quickstart: &Quickstart) -> (u16, serde_json::Value) {
+    let answer = call(&quickstart.metrics, None, Method::GET, "/health", None).await;
     (answer.status.as_u16(), answer.body)
 }
 
-/// Polls `/readyz` until it answers `status`, for at most `within`.
+/// Polls the health report until it answers `status`, for at most `within`; checks that the
+/// app port's `/readyz` answers the same status, with no figures.
 async fn wait_ready(quickstart: &Quickstart, status: u16, within: Duration) -> serde_json::Value {
-    eventually(&format!("/readyz answering {status}"), within, || async {
-        let (now, body) = ready(quickstart).await;
-        (now == status).then_some(body)
-    })
-    .await
+    let body = eventually(
+        &format!("the health report answering {status}"),
+        within,
+        || async {
+            let (now, body) = report(quickstart).await;
+            (now == status).then_some(body)
+        },
+    )
+    .await;
+    let public = call(&quickstart.base, None, Method::GET, "/readyz", None).await;
+    if public.status.as_u16() == status {
+        let keys: Vec<&String> = public.body.as_object().unwrap().keys().collect();
+        assert!(
+            keys.iter().all(|key| *key == "status" || *key == "failing"),
+            "/readyz shows only the status and what fails: {}",
+            public.body
+        );
+    }
+    body
 }
 
 #[actix_rt::test]

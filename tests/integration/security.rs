@@ -481,6 +481,21 @@ proptest! {
     }
 }
 
+/// A float in an unknown field reads back exactly (serde_json's `float_roundtrip`): the
+/// property above once found `3.8037611534571504e71` coming back as `3.80376115345715e71`.
+#[test]
+fn unknown_fields_keep_floats_exactly() {
+    let json = serde_json::json!({"id": "", "externalId": "", "planId": [3.8037611534571504e71]});
+    let customer: atlas_actix::models::Customer = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(
+        serde_json::to_value(&customer).unwrap()["planId"],
+        json["planId"]
+    );
+    let again: atlas_actix::models::Customer =
+        serde_json::from_value(serde_json::to_value(&customer).unwrap()).unwrap();
+    assert_eq!(again, customer);
+}
+
 /// A client for the parsing property: built once, on the in-process emulator.
 fn shared_platform() -> &'static (EmulatorHandle, Atlas) {
     static SHARED: OnceLock<(EmulatorHandle, Atlas)> = OnceLock::new();

@@ -13,6 +13,7 @@ pub(crate) mod cache;
 mod checks;
 pub(crate) mod events;
 pub(crate) mod fleet;
+pub(crate) mod keys;
 mod lifecycle;
 pub(crate) mod limits;
 pub(crate) mod outage;
@@ -293,9 +294,19 @@ fn upgrade(weak: &Weak<Inner>) -> Option<AtlasClient> {
     weak.upgrade().map(|inner| AtlasClient { inner })
 }
 
+/// The longest id taken (customer, invoice, subscription, credit unit ids): far above any
+/// real one, low enough that an id in a URL path, a cache key or a Redis key stays small.
+pub(crate) const MAX_ID_BYTES: usize = 256;
+
+/// An id the client may use: 1 to [`MAX_ID_BYTES`] bytes (any characters: ids are encoded
+/// wherever they go).
 fn check_id(what: &str, id: &str) -> Result<(), AtlasError> {
     if id.is_empty() {
         Err(AtlasError::InvalidInput(format!("the {what} is empty")))
+    } else if id.len() > MAX_ID_BYTES {
+        Err(AtlasError::InvalidInput(format!(
+            "the {what} is over {MAX_ID_BYTES} bytes"
+        )))
     } else {
         Ok(())
     }

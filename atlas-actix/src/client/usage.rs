@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, PoisonError};
 
+use crate::client::keys;
 use crate::client::{AtlasClient, UsageOptions};
 use crate::entitlements::usage_event_name;
 use crate::error::AtlasError;
@@ -84,7 +85,8 @@ impl AtlasClient {
                 event_name: event_name.to_owned(),
                 generated_at: generated_at.clone(),
                 idempotency_key: match &usage.idempotency_key {
-                    Some(key) if several => format!("{key}:{feature}"),
+                    // One key per feature, never one another list of parts makes.
+                    Some(key) if several => keys::digest(&[key, feature]),
                     Some(key) => key.clone(),
                     None => uuid::Uuid::new_v4().to_string(),
                 },

@@ -16,6 +16,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
+use crate::client::keys;
+
 /// The locks, by key; an entry lives while someone holds or waits for it.
 #[derive(Debug, Default)]
 pub(crate) struct ExclusiveLocks {
@@ -33,12 +35,10 @@ pub(crate) struct Lease {
 impl ExclusiveLocks {
     /// Waits for the lock of `customer` and `features`.
     pub(crate) async fn acquire(&self, customer: &str, features: &[&str]) -> Lease {
-        let mut key = String::with_capacity(customer.len() + 32);
-        key.push_str(customer);
-        for feature in features {
-            key.push('\0');
-            key.push_str(feature);
-        }
+        let parts: Vec<&str> = std::iter::once(customer)
+            .chain(features.iter().copied())
+            .collect();
+        let key = keys::compose(&parts);
         let lock = {
             let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
             Arc::clone(locks.entry(key.clone()).or_default())

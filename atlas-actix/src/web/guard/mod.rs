@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
+use crate::client::keys;
 use crate::client::UsageOptions;
 use crate::error::AtlasError;
 use crate::web::atlas::Atlas;
@@ -119,8 +120,9 @@ impl Granted {
         let Some(atlas) = self.atlas else { return };
         let mut usage = UsageOptions::new().quantity(quantity);
         if let Some(key) = &self.idempotency_key {
-            // Namespaced by customer: one customer's keys never collide with another's.
-            usage = usage.idempotency_key(format!("{}:{key}", self.customer_id));
+            // Namespaced by customer, so one customer's keys never collide with another's, and
+            // hashed, so the platform's 255 characters hold any id and key.
+            usage = usage.idempotency_key(keys::digest(&[&self.customer_id, key]));
         }
         let customer = self.customer_id;
         let queued = actix_rt::spawn(async move {

@@ -30,6 +30,7 @@ use redis::aio::ConnectionManager;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::client::keys;
 use crate::client::retry::Backoff;
 use crate::error::AtlasError;
 
@@ -117,17 +118,8 @@ impl RedisTier {
         let client = redis::Client::open(url).map_err(|err| err.to_string())?;
         let info = client.get_connection_info();
         let address = info.addr().to_string();
-        let fingerprint = ring::digest::digest(
-            &ring::digest::SHA256,
-            format!("{base_url}\n{api_key}").as_bytes(),
-        );
-        let namespace = format!(
-            "atlas:{}",
-            fingerprint.as_ref()[..12]
-                .iter()
-                .map(|byte| format!("{byte:02x}"))
-                .collect::<String>()
-        );
+        // The platform and key the data belongs to, never the key itself.
+        let namespace = format!("atlas:{}", &keys::digest(&[base_url, api_key])[..24]);
         Ok(Self {
             events: stream::EventStream::new(&namespace, reclaim_after),
             namespace,
@@ -239,23 +231,35 @@ impl RedisTier {
     /// The key of the data of one customer (`kind` names the read, `id` the item).
     pub(crate) fn customer_key(&self, customer_id: &str, kind: &str, id: &str) -> RedisKey {
         RedisKey {
-            key: format!("{}:customer:{customer_id}:{kind}:{id}", self.namespace),
-            scope: format!("{}:scope:customer:{customer_id}", self.namespace),
+            key: format!(
+                "{}:customer:{}",
+                self.namespace,
+                keys::compose(&[customer_id, kind, id])
+            ),
+            scope: self.customer_scope(customer_id),
         }
+    }
+
+    /// The scope every key of one customer's data is invalidated by.
+    fn customer_scope(&self, customer_id: &str) -> String {
+        format!(
+            "{}:scope:customer:{}",
+            self.namespace,
+            keys::compose(&[customer_id])
+        )
     }
 
     /// The key of merchant-wide data (the merchant, the pricing model, subscriptions).
     pub(crate) fn merchant_key(&self, kind: &str, id: &str) -> RedisKey {
         RedisKey {
-            key: format!("{}:merchant:{kind}:{id}", self.namespace),
+            key: format!("{}:merchant:{}", self.namespace, keys::compose(&[kind, id])),
             scope: format!("{}:scope:merchant", self.namespace),
         }
     }
 
     /// Makes every instance stop reading what the tier holds about a customer.
     pub(crate) async fn invalidate_customer(&self, customer_id: &str) {
-        let scope = format!("{}:scope:customer:{customer_id}", self.namespace);
-        self.invalidate(scope).await;
+        self.invalidate(self.customer_scope(customer_id)).await;
     }
 
     /// Makes every instance stop reading the merchant-wide data.

@@ -1,0 +1,66 @@
+//! Keys built from caller data: Redis keys, namespaced idempotency keys, cache scopes. A
+//! resolver may return any string as a customer id (emails, `tenant:123`), so parts are never
+//! joined with a separator alone: `mallory` + `line_items:x` and `mallory:line_items` + `x`
+//! must not make one key. Every variable part is length-prefixed ([`compose`]), or the whole
+//! is hashed ([`digest`]) where the result must stay short.
+
+use std::fmt::Write;
+
+/// The parts as one key that no other list of parts makes: each part as `<bytes>:<part>`,
+/// after one another (`7:mallory12:line_items:x`). Readable in `redis-cli`, and the length
+/// says where each part ends whatever it holds.
+pub(crate) fn compose(parts: &[&str]) -> String {
+    let mut key = String::with_capacity(parts.iter().map(|part| part.len() + 4).sum());
+    for part in parts {
+        // Writing to a String cannot fail.
+        let _ = write!(key, "{}:{part}", part.len());
+    }
+    key
+}
+
+/// A short key for the parts: the SHA-256 of their [`compose`]d form, in hex (64 characters).
+/// For keys the platform bounds (an idempotency key has at most 255 characters): the same
+/// parts always give the same key, so a retry keeps it.
+pub(crate) fn digest(parts: &[&str]) -> String {
+    let hash = ring::digest::digest(&ring::digest::SHA256, compose(parts).as_bytes());
+    let mut hex = String::with_capacity(64);
+    for byte in hash.as_ref() {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_that_join_alike_make_different_keys() {
+        let pairs = [
+            (
+                vec!["mallory", "line_items:x"],
+                vec!["mallory:line_items", "x"],
+            ),
+            (
+                vec!["mallory:line_items:x", "K1"],
+                vec!["mallory", "line_items:x:K1"],
+            ),
+            (vec!["a", ""], vec!["", "a"]),
+            (vec!["1:a"], vec!["1", "a"]),
+            (vec!["ab"], vec!["a", "b"]),
+        ];
+        for (one, other) in pairs {
+            assert_ne!(compose(&one), compose(&other), "{one:?} {other:?}");
+            assert_ne!(digest(&one), digest(&other), "{one:?} {other:?}");
+        }
+    }
+
+    #[test]
+    fn keys_are_stable_and_digests_short() {
+        assert_eq!(compose(&["mallory", "x"]), "7:mallory1:x");
+        assert_eq!(digest(&["c", "k"]), digest(&["c", "k"]));
+        let long = "k".repeat(10_000);
+        assert_eq!(digest(&["customer", &long]).len(), 64);
+        assert_eq!(compose(&["é"]), "2:é", "lengths in bytes");
+    }
+}
