@@ -104,7 +104,7 @@ pub mod emulator;
 
 #[cfg(feature = "clerk")]
 pub use auth::clerk::{ClerkAuth, ClerkError, ClerkSession};
-pub use auth::{ResolveFuture, UserResolver};
+pub use auth::{contact_headers, ResolveFuture, UserResolver};
 pub use client::limits::{IntoUsage, LimitError};
 pub use client::outage::{OutagePolicy, ParseOutagePolicyError, DEFAULT_STALE_AGE};
 pub use client::settings::DEFAULT_PLATFORM_URL;

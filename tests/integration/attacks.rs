@@ -428,3 +428,43 @@ async fn the_app_port_shows_no_figures() {
     let (status, _) = raw(&quickstart.metrics, Method::GET, "/metrics", &[], "").await;
     assert_eq!(status, 200);
 }
+
+/// The longest `Idempotency-Key` a guard takes (255 characters) is billed like any other: the
+/// key namespaced by customer is hashed, so it always fits the platform's 255.
+#[actix_rt::test]
+async fn the_longest_idempotency_key_is_billed() {
+    let emulator = start_emulator();
+    let quickstart = Quickstart::start(&emulator, None);
+    let erin = format!("Bearer {}", quickstart.token("Erin Pro").await);
+    let key = "k".repeat(255);
+    let headers = [
+        ("authorization", erin.as_str()),
+        ("content-type", "application/json"),
+        ("idempotency-key", key.as_str()),
+    ];
+    let body = r#"{"prompt":"count these words"}"#;
+    let (status, _) = raw(
+        &quickstart.base,
+        Method::POST,
+        "/api/ai/complete",
+        &headers,
+        body,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = raw(
+        &quickstart.base,
+        Method::POST,
+        "/api/ai/complete",
+        &headers,
+        body,
+    )
+    .await;
+    assert_eq!(status, 200);
+    quickstart.signal("-TERM");
+    quickstart.wait();
+    let events = admin(&emulator, "/__admin/events").await;
+    let events = events.as_array().unwrap();
+    assert_eq!(events.len(), 1, "billed once for the one key: {events:?}");
+    assert!(events[0]["idempotencyKey"].as_str().unwrap().len() <= 255);
+}

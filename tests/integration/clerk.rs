@@ -519,3 +519,45 @@ async fn concurrent_first_requests_wait_for_one_jwks_fetch_that_fails_at_first()
     assert!(started.elapsed() < Duration::from_secs(5));
     jwks.handle.stop(false).await;
 }
+
+/// A new customer's contact details come from the verified session when its token carries
+/// them (`email`, `name` custom claims); the headers, the caller's own word, fill in what the
+/// token lacks, and only within bounds.
+#[actix_rt::test]
+async fn a_new_customers_contact_comes_from_the_session_before_the_headers() {
+    let emulator = start_emulator();
+    let (good, _) = keys();
+    let atlas = builder(&emulator).user_resolver(clerk()).build().unwrap();
+    let app = test::init_service(App::new().configure(atlas.configure())).await;
+    let mut with_email = claims("user_claims");
+    with_email["email"] = json!("verified@example.com");
+    let request = TestRequest::get()
+        .uri("/atlas-api/user")
+        .insert_header((
+            "authorization",
+            format!("Bearer {}", sign(&with_email, good, None)),
+        ))
+        .insert_header(("x-customer-email", "someone-else@example.com"))
+        .insert_header(("x-customer-name", "Ada"))
+        .to_request();
+    let (status, user) = json_body(test::call_service(&app, request).await).await;
+    assert_eq!(status, 200, "{user}");
+    assert_eq!(user["email"], "verified@example.com");
+    assert_eq!(
+        user["name"], "Ada",
+        "the header fills in what the token lacks"
+    );
+
+    let request = TestRequest::get()
+        .uri("/atlas-api/user")
+        .insert_header((
+            "authorization",
+            format!("Bearer {}", sign(&claims("user_headers"), good, None)),
+        ))
+        .insert_header(("x-customer-email", "not an address"))
+        .insert_header(("x-customer-name", "n".repeat(8_000)))
+        .to_request();
+    let (status, user) = json_body(test::call_service(&app, request).await).await;
+    assert_eq!(status, 200, "{user}");
+    assert!(user["email"].is_null() && user["name"].is_null(), "{user}");
+}

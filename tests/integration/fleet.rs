@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use atlas_actix::emulator::EmulatorHandle;
-use atlas_actix::{Atlas, BuildError, TierHealth};
+use atlas_actix::{Atlas, BuildError, Pagination, TierHealth};
 use awc::http::Method;
 use serde_json::json;
 
@@ -308,5 +308,52 @@ fn a_redis_url_that_does_not_parse_is_refused() {
             }
         ),
         "{err:?}"
+    );
+}
+
+/// Customer ids may hold `:` (a resolver may return `tenant:123`). Two customers whose ids and
+/// item ids joined with `:` would make one Redis key (`mallory` asking for the line items of
+/// invoice `x:invoices:`, and `mallory:line_items:x` listing its invoices) get keys of their
+/// own: Mallory reads nothing of the victim's, and writes nothing over it.
+#[actix_rt::test]
+#[cfg_attr(
+    not(has_redis_server),
+    ignore = "redis-server is not installed (.ci/run installs it)"
+)]
+async fn ids_with_colons_never_share_a_redis_key() {
+    let redis = RedisServer::start();
+    let mut data = crate::common::example_data();
+    let victim = "mallory:line_items:x";
+    let invoices = data
+        .invoices
+        .remove("org_standard_corp")
+        .expect("the sample's invoices");
+    data.invoices.insert(victim.to_owned(), invoices);
+    for customer in &mut data.customers {
+        if customer.external_id == "org_standard_corp" {
+            customer.external_id = victim.to_owned();
+        }
+    }
+    let emulator = atlas_actix::emulator::Emulator::start(data).unwrap();
+    let (a, b) = (
+        instance(&emulator, &redis).await,
+        instance(&emulator, &redis).await,
+    );
+    let first = a.invoices(victim, &Pagination::new()).await.unwrap();
+    assert!(!first.results.is_empty(), "the victim has invoices");
+    let stolen = b
+        .invoice_line_items("mallory", "x:invoices:")
+        .await
+        .unwrap();
+    assert!(stolen.is_empty(), "Mallory reads nothing: {stolen:?}");
+    // Neither instance's later reads see anything Mallory's request wrote.
+    a.invalidate_customer("mallory");
+    for instance in [&a, &b] {
+        let again = instance.invoices(victim, &Pagination::new()).await.unwrap();
+        assert_eq!(again.results.len(), first.results.len());
+    }
+    assert!(
+        !redis.dump().contains(":customer:mallory:line_items"),
+        "keys carry each part's length"
     );
 }

@@ -44,6 +44,14 @@ pub trait UserResolver: Send + Sync + 'static {
         let _ = request;
         true
     }
+
+    /// The details of the user's customer, for when the platform creates it (its first
+    /// request). Default: the `x-customer-email` and `x-customer-name` headers the React SDK
+    /// sends, each kept only when it is in bounds (see [`contact_headers`]). `ClerkAuth`
+    /// prefers the verified session's `email` and `name` claims.
+    fn customer_info(&self, request: &HttpRequest) -> CustomerInfo {
+        contact_headers(request)
+    }
 }
 
 impl<F, Fut> UserResolver for F
@@ -56,21 +64,61 @@ where
     }
 }
 
-/// The customer details the frontend sends for new customers: the `x-customer-email` and
-/// `x-customer-name` headers.
-pub(crate) fn customer_info(request: &HttpRequest) -> CustomerInfo {
-    let header = |name: &str| {
-        request
-            .headers()
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-            .filter(|value| !value.is_empty())
-            .map(str::to_owned)
+/// The longest customer email kept (RFC 5321's limit on a path).
+pub(crate) const MAX_CONTACT_EMAIL: usize = 254;
+/// The longest customer name kept, in characters.
+pub(crate) const MAX_CONTACT_NAME: usize = 200;
+
+/// The customer details the frontend sends for new customers, the `x-customer-email` and
+/// `x-customer-name` headers, each kept only when it is in bounds: an email of at most 254
+/// bytes shaped like an address (`local@domain`, no spaces or control characters), a name of
+/// at most 200 characters without control characters.
+/// Anything else is dropped (logged at debug): the customer is created without it. The
+/// headers are the caller's word; a resolver that knows better says so in
+/// [`UserResolver::customer_info`].
+pub fn contact_headers(request: &HttpRequest) -> CustomerInfo {
+    let header = |name: &'static str, valid: fn(&str) -> bool| {
+        // UTF-8, not only ASCII: names are often not English ones.
+        let value = std::str::from_utf8(request.headers().get(name)?.as_bytes())
+            .ok()?
+            .trim();
+        if value.is_empty() {
+            return None;
+        }
+        if !valid(value) {
+            tracing::debug!(
+                header = name,
+                bytes = value.len(),
+                "a contact header out of bounds is dropped"
+            );
+            return None;
+        }
+        Some(value.to_owned())
     };
-    CustomerInfo {
-        email: header("x-customer-email"),
-        name: header("x-customer-name"),
-    }
+    let mut info = CustomerInfo::new();
+    info.email = header("x-customer-email", is_email);
+    info.name = header("x-customer-name", is_name);
+    info
+}
+
+/// An address in bounds: one `@` between a non-empty local part and a domain with a dot-free
+/// or dotted name, no white space or control characters.
+pub(crate) fn is_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    email.len() <= MAX_CONTACT_EMAIL
+        && !local.is_empty()
+        && !domain.is_empty()
+        && !domain.contains('@')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// A name in bounds.
+pub(crate) fn is_name(name: &str) -> bool {
+    name.chars().count() <= MAX_CONTACT_NAME && !name.chars().any(char::is_control)
 }
 
 /// The token of an `Authorization: Bearer <token>` header value; `None` for another scheme or
@@ -135,8 +183,44 @@ mod tests {
             .insert_header(("x-customer-email", "ada@example.com"))
             .insert_header(("x-customer-name", ""))
             .to_http_request();
-        let info = customer_info(&request);
+        let info = contact_headers(&request);
         assert_eq!(info.email.as_deref(), Some("ada@example.com"));
         assert!(info.name.is_none());
+    }
+
+    /// A header value of any bytes, as a client may send (`HeaderValue::from_str` takes ASCII).
+    fn utf8(value: &str) -> actix_web::http::header::HeaderValue {
+        actix_web::http::header::HeaderValue::from_bytes(value.as_bytes())
+            .expect("bytes a client can send")
+    }
+
+    #[test]
+    fn contact_headers_out_of_bounds_are_dropped() {
+        let long_name = "n".repeat(8_000);
+        let long_email = format!("{}@example.com", "a".repeat(250));
+        for (email, name) in [
+            ("not an address", long_name.as_str()),
+            (long_email.as_str(), "tab\tname"),
+            ("two@@example.com", "c1\u{85}control"),
+            ("@example.com", &"é".repeat(201)),
+            ("ada@", "csi\u{9b}31m"),
+        ] {
+            let request = TestRequest::default()
+                .insert_header(("x-customer-email", utf8(email)))
+                .insert_header(("x-customer-name", utf8(name)))
+                .to_http_request();
+            assert_eq!(
+                contact_headers(&request),
+                CustomerInfo::new(),
+                "{email:?} {name:?}"
+            );
+        }
+        let request = TestRequest::default()
+            .insert_header(("x-customer-email", "o'brien+atlas@mail.example.co"))
+            .insert_header(("x-customer-name", utf8(&"é".repeat(200))))
+            .to_http_request();
+        let info = contact_headers(&request);
+        assert_eq!(info.email.as_deref(), Some("o'brien+atlas@mail.example.co"));
+        assert_eq!(info.name.map(|name| name.chars().count()), Some(200));
     }
 }

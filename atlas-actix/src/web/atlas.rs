@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse};
 
-use crate::auth::UserResolver;
+use crate::auth::{contact_headers, UserResolver};
 use crate::client::AtlasClient;
 use crate::error::BuildError;
+use crate::models::CustomerInfo;
 use crate::web::builder::{AtlasBuilder, DenyHandler};
 use crate::web::csrf::AllowedOrigins;
 use crate::web::error_response::RequestError;
@@ -123,6 +124,15 @@ impl Atlas {
 
     pub(crate) fn exclusive_locks(&self) -> &ExclusiveLocks {
         &self.web.exclusive
+    }
+
+    /// The details of the request's customer for the platform, as the resolver says (the
+    /// bounded contact headers without one).
+    pub(crate) fn customer_info(&self, request: &HttpRequest) -> CustomerInfo {
+        match &self.web.resolver {
+            Some(resolver) => resolver.customer_info(request),
+            None => contact_headers(request),
+        }
     }
 
     /// Whether the request's user may change its customer's billing, as the resolver says.

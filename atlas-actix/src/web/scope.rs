@@ -9,7 +9,6 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth::customer_info;
 use crate::client::{
     BillingCadence, CancelType, ChangeOptions, Pagination, Status, SubscribeRequest,
 };
@@ -226,7 +225,7 @@ async fn status(atlas: web::Data<Atlas>) -> Answer {
 async fn features(atlas: web::Data<Atlas>, request: HttpRequest) -> Answer {
     let user = user_of(&atlas, &request).await?;
     let features = atlas
-        .features(&user, Some(&customer_info(&request)))
+        .features(&user, Some(&atlas.customer_info(&request)))
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "features": features })))
 }
@@ -344,7 +343,7 @@ async fn user(atlas: web::Data<Atlas>, request: HttpRequest) -> Answer {
     let user = user_of(&atlas, &request).await?;
     Ok(HttpResponse::Ok().json(
         &*atlas
-            .customer(&user, Some(&customer_info(&request)))
+            .customer(&user, Some(&atlas.customer_info(&request)))
             .await?,
     ))
 }

@@ -23,7 +23,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
 use crate::auth::clerk::jwks::JwksKeys;
-use crate::auth::{bearer_token, ResolveFuture, UserResolver};
+use crate::auth::{bearer_token, contact_headers, is_email, is_name, ResolveFuture, UserResolver};
+use crate::models::CustomerInfo;
 
 /// The most verified tokens remembered.
 const VERIFIED_CAPACITY: usize = 100_000;
@@ -56,6 +57,11 @@ pub struct ClerkSession {
     pub session_id: Option<String>,
     /// When the token expires, in seconds since the epoch.
     pub expires_at: u64,
+    /// The user's email, when the instance's session token carries an `email` claim (a custom
+    /// session claim such as `{"email": "{{user.primary_email_address}}"}`) in bounds.
+    pub email: Option<String>,
+    /// The user's name, when the session token carries a `name` claim in bounds.
+    pub name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -74,6 +80,10 @@ struct Claims {
     org_id: Option<String>,
     #[serde(default)]
     org_role: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -290,6 +300,8 @@ impl ClerkAuth {
                 })
                 .or(claims.org_role)
                 .filter(|role| !role.is_empty()),
+            email: claims.email.filter(|email| is_email(email)),
+            name: claims.name.filter(|name| !name.is_empty() && is_name(name)),
             user_id: claims.sub,
             session_id: claims.sid,
             expires_at: claims.exp,
@@ -322,6 +334,24 @@ impl UserResolver for ClerkAuth {
             let session = self.verified(token).await?;
             Some(self.customer_id(&session))
         })
+    }
+
+    /// The verified session's `email` and `name` claims when it has them; the bounded
+    /// contact headers for what it lacks.
+    fn customer_info(&self, request: &HttpRequest) -> CustomerInfo {
+        let mut info = contact_headers(request);
+        // The token was verified moments ago by `resolve`: it is in the cache.
+        if let Some(session) =
+            bearer_token(request).and_then(|token| self.state.verified.get(token))
+        {
+            if session.email.is_some() {
+                info.email.clone_from(&session.email);
+            }
+            if session.name.is_some() {
+                info.name.clone_from(&session.name);
+            }
+        }
+        info
     }
 
     fn may_manage_billing(&self, request: &HttpRequest) -> bool {

@@ -5,7 +5,6 @@ use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 
-use crate::auth::customer_info;
 use crate::entitlements::reasons::{reason_from_feature, DenialReason};
 use crate::entitlements::CustomerFeature;
 use crate::web::error_response::RequestError;
@@ -67,7 +66,7 @@ impl FromRequest for Entitlements {
                     .ok_or(RequestError::Unauthorized)?,
             };
             let features = atlas
-                .features(&customer_id, Some(&customer_info(&request)))
+                .features(&customer_id, Some(&atlas.customer_info(&request)))
                 .await?;
             Ok(Self {
                 customer_id,
