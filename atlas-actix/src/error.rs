@@ -139,6 +139,16 @@ pub enum BuildError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The durable event spool could not be opened: its directory is missing and cannot be
+    /// made, unsafe (another user's, writable by others), held by another process, or a file
+    /// of it cannot be read.
+    #[error("the event spool {path}: {source}")]
+    Spool {
+        /// The spool's directory.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
     /// The client's I/O thread could not be started.
     #[error("could not start the Atlas I/O thread: {0}")]
     Io(#[from] std::io::Error),

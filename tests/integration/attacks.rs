@@ -468,3 +468,45 @@ async fn the_longest_idempotency_key_is_billed() {
     assert_eq!(events.len(), 1, "billed once for the one key: {events:?}");
     assert!(events[0]["idempotencyKey"].as_str().unwrap().len() <= 255);
 }
+
+/// The spool's files are the billing data of work already done: a second process, a directory
+/// others may write to, a symbolic link planted in it are refused at start, with the reason.
+#[actix_rt::test]
+async fn the_spool_refuses_a_second_process_shared_directories_and_links() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let emulator = start_emulator();
+    let dir = std::env::temp_dir().join(format!("atlas-attack-spool-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let first = Quickstart::start(&emulator, Some(dir.as_path()));
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "the spool directory is the user's alone");
+    let refused = |dir: &std::path::Path| {
+        let output = quickstart_command(&emulator)
+            .env("ATLAS_EVENT_SPOOL", dir)
+            .output()
+            .expect("the quickstart runs");
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let second = refused(&dir);
+    assert!(second.contains("in use by another process"), "{second}");
+    drop(first);
+
+    let shared = dir.join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let answer = refused(&shared);
+    assert!(answer.contains("writable by other users"), "{answer}");
+
+    let linked = dir.join("linked");
+    std::fs::create_dir_all(&linked).unwrap();
+    std::fs::set_permissions(&linked, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let target = dir.join("victim.txt");
+    std::fs::write(&target, "precious").unwrap();
+    std::os::unix::fs::symlink(&target, linked.join("events.0.log")).unwrap();
+    let answer = refused(&linked);
+    assert!(answer.contains("symbolic link"), "{answer}");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

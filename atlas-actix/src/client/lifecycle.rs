@@ -62,7 +62,16 @@ impl AtlasClient {
         });
         let capacity = config.cache_capacity;
         telemetry::describe();
-        let spool = config.spool.as_deref().map(Spool::open).transpose()?;
+        let spool = config
+            .spool
+            .as_deref()
+            .map(|dir| {
+                Spool::open(dir, config.spool_shared_dir).map_err(|source| BuildError::Spool {
+                    path: dir.to_owned(),
+                    source,
+                })
+            })
+            .transpose()?;
         let inner = Arc::new(Inner {
             base_url,
             api: Arc::new(PlatformApi::new(transport)),

@@ -42,6 +42,7 @@ pub(crate) struct ClientConfig {
     pub(crate) push_invalidation: bool,
     pub(crate) outage: OutagePolicies,
     pub(crate) spool: Option<PathBuf>,
+    pub(crate) spool_shared_dir: bool,
     pub(crate) strict: bool,
     #[cfg(feature = "redis")]
     pub(crate) redis_url: Option<String>,
@@ -75,6 +76,7 @@ impl Default for ClientConfig {
             push_invalidation: true,
             outage: OutagePolicies::default(),
             spool: None,
+            spool_shared_dir: false,
             strict: false,
             #[cfg(feature = "redis")]
             redis_url: None,

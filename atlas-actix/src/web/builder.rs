@@ -232,9 +232,20 @@ impl AtlasBuilder {
     /// Keeps queued usage events in a durable spool in this directory: each is on disk before
     /// [`enqueue`](crate::AtlasClient::enqueue) returns, and after a crash or restart the events not yet
     /// accepted are sent again with their original idempotency keys (the platform counts each
-    /// once). Use one directory per process.
+    /// once). Use one directory per process: the spool locks it, and a second process
+    /// pointed at it is refused by [`build`](Self::build). The directory is created `0700`
+    /// and its files `0600`, opened without following symbolic links; one that another user
+    /// owns or others may write to is refused (whoever can write there can bill usage), unless
+    /// [`event_spool_shared_dir`](Self::event_spool_shared_dir) allows it.
     pub fn event_spool(mut self, directory: impl Into<std::path::PathBuf>) -> Self {
         self.client.spool = Some(directory.into());
+        self
+    }
+
+    /// Uses the event spool's directory even when another user owns it or others may write to
+    /// it (default: refused). Only for a directory whose other writers you trust.
+    pub fn event_spool_shared_dir(mut self, allow: bool) -> Self {
+        self.client.spool_shared_dir = allow;
         self
     }
 

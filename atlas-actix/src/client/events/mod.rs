@@ -5,6 +5,7 @@
 //! an error log that carries every event.
 
 pub(crate) mod spool;
+mod spool_dir;
 
 use std::collections::VecDeque;
 use std::future::Future;

@@ -27,14 +27,15 @@
 //! overwritten after the newer one holds every pending event and was synced.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::fs::{File, OpenOptions};
-use std::io::{self, Seek, SeekFrom, Write};
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
+use crate::client::events::spool_dir::{open_private, SpoolDir};
 use crate::models::UsageEvent;
 
 const SEGMENTS: [&str; 2] = ["events.0.log", "events.1.log"];
@@ -58,6 +59,8 @@ pub(crate) struct Spool {
     dir: PathBuf,
     commands: Option<mpsc::Sender<Command>>,
     writer: Option<JoinHandle<()>>,
+    /// The directory's lock, released last, once the writer has stopped.
+    _claimed: SpoolDir,
 }
 
 impl std::fmt::Debug for Spool {
@@ -70,12 +73,16 @@ impl std::fmt::Debug for Spool {
 
 impl Spool {
     /// Opens (creating) the spool in `dir`; returns it with the events still pending.
-    pub(crate) fn open(dir: &Path) -> io::Result<(Self, Vec<UsageEvent>)> {
-        Self::open_with_segments_of(dir, SEGMENT_SIZE)
+    pub(crate) fn open(dir: &Path, shared_dir: bool) -> io::Result<(Self, Vec<UsageEvent>)> {
+        Self::open_with_segments_of(dir, shared_dir, SEGMENT_SIZE)
     }
 
-    fn open_with_segments_of(dir: &Path, segment_size: u64) -> io::Result<(Self, Vec<UsageEvent>)> {
-        std::fs::create_dir_all(dir)?;
+    fn open_with_segments_of(
+        dir: &Path,
+        shared_dir: bool,
+        segment_size: u64,
+    ) -> io::Result<(Self, Vec<UsageEvent>)> {
+        let claimed = SpoolDir::claim(dir, shared_dir)?;
         let mut regions = Vec::new();
         for (segment, name) in SEGMENTS.iter().enumerate() {
             if let Some(text) = read_if_present(&dir.join(name))? {
@@ -123,6 +130,7 @@ impl Spool {
                 dir: dir.to_owned(),
                 commands: Some(commands),
                 writer: Some(writer),
+                _claimed: claimed,
             },
             pending,
         ))
@@ -181,21 +189,17 @@ fn writer_gone() -> io::Error {
 }
 
 fn read_if_present(path: &Path) -> io::Result<Option<Vec<u8>>> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(err),
+    if !path.exists() && path.symlink_metadata().is_err() {
+        return Ok(None);
     }
+    let mut bytes = Vec::new();
+    open_private(path, false)?.read_to_end(&mut bytes)?;
+    Ok(Some(bytes))
 }
 
 /// Opens a segment for writing, filled with zeros up to `size` and synced when shorter.
 fn segment_file(path: &Path, size: u64) -> io::Result<File> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)?;
+    let mut file = open_private(path, false)?;
     let mut length = file.seek(SeekFrom::End(0))?;
     if length < size {
         while length < size {
@@ -491,7 +495,7 @@ mod tests {
     #[actix_rt::test]
     async fn pending_events_survive_a_reopen() {
         let dir = dir("reopen");
-        let (spool, pending) = Spool::open(&dir).unwrap();
+        let (spool, pending) = Spool::open(&dir, false).unwrap();
         assert!(pending.is_empty());
         spool
             .append(&[event("a"), event("b"), event("c")])
@@ -499,18 +503,18 @@ mod tests {
             .unwrap();
         spool.acknowledge(["b"]);
         drop(spool);
-        let (spool, pending) = Spool::open(&dir).unwrap();
+        let (spool, pending) = Spool::open(&dir, false).unwrap();
         assert_eq!(keys(&pending), ["a", "c"]);
         spool.acknowledge(["a", "c"]);
         drop(spool);
-        assert!(Spool::open(&dir).unwrap().1.is_empty());
+        assert!(Spool::open(&dir, false).unwrap().1.is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[actix_rt::test]
     async fn concurrent_appends_share_syncs_and_all_land() {
         let dir = dir("group");
-        let (spool, _) = Spool::open(&dir).unwrap();
+        let (spool, _) = Spool::open(&dir, false).unwrap();
         let appends: Vec<_> = (0..200)
             .map(|i| spool.append(&[event(&i.to_string())]))
             .collect();
@@ -519,7 +523,7 @@ mod tests {
         }
         spool.acknowledge(["0", "1"]);
         drop(spool);
-        let (spool, pending) = Spool::open(&dir).unwrap();
+        let (spool, pending) = Spool::open(&dir, false).unwrap();
         assert_eq!(pending.len(), 198);
         assert_eq!(pending[0].idempotency_key, "2");
         drop(spool);
@@ -529,7 +533,7 @@ mod tests {
     #[actix_rt::test]
     async fn a_busy_spool_keeps_to_its_segments() {
         let dir = dir("segments");
-        let (spool, _) = Spool::open_with_segments_of(&dir, 4096).unwrap();
+        let (spool, _) = Spool::open_with_segments_of(&dir, false, 4096).unwrap();
         // Under constant load something is always pending; delivered events must not pile up.
         spool.append(&[event("kept")]).await.unwrap();
         for i in 0..500 {
@@ -543,7 +547,7 @@ mod tests {
             let size = std::fs::metadata(dir.join(name)).unwrap().len();
             assert!(size < 8192, "{name} grew to {size} bytes");
         }
-        let (spool, pending) = Spool::open(&dir).unwrap();
+        let (spool, pending) = Spool::open(&dir, false).unwrap();
         assert_eq!(keys(&pending), ["kept", "last"]);
         drop(spool);
         std::fs::remove_dir_all(&dir).unwrap();
@@ -575,11 +579,11 @@ mod tests {
         let newer = queued("E5", "a") + "E5 {\"customerId\":";
         std::fs::write(dir.join(SEGMENTS[0]), older).unwrap();
         std::fs::write(dir.join(SEGMENTS[1]), newer).unwrap();
-        let (spool, pending) = Spool::open(&dir).unwrap();
+        let (spool, pending) = Spool::open(&dir, false).unwrap();
         assert_eq!(keys(&pending), ["a", "b"]);
         drop(spool);
         // Reopened: the copy went to segment 0 (segment 1 held the newest region).
-        let (spool, pending) = Spool::open(&dir).unwrap();
+        let (spool, pending) = Spool::open(&dir, false).unwrap();
         assert_eq!(keys(&pending), ["a", "b"]);
         drop(spool);
         std::fs::remove_dir_all(&dir).unwrap();
