@@ -510,3 +510,57 @@ async fn the_spool_refuses_a_second_process_shared_directories_and_links() {
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Bob trickles the body of an exclusive request (`Content-Length: 99`, a byte every second):
+/// his lock is held while the handler reads it, but Alice, of the same organisation, is not
+/// held past the wait: 503 with `Retry-After`, nothing done.
+#[actix_rt::test]
+async fn a_trickling_body_holds_no_other_request_past_the_wait() {
+    use std::io::Write;
+
+    let emulator = start_emulator();
+    let quickstart = Quickstart::start(&emulator, None);
+    let alice = format!("Bearer {}", quickstart.token("Alice").await);
+    let bob = quickstart.token("Bob").await;
+    let address = quickstart.base.trim_start_matches("http://").to_owned();
+    let trickle = std::thread::spawn(move || {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        let head = format!(
+            "POST /api/seats HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {bob}\r\nContent-Type: application/json\r\nContent-Length: 99\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        for _ in 0..12 {
+            if stream.write_all(b" ").is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    // Once Bob's head has arrived, his request holds the lock (its check runs before the
+    // body is read); until then Alice may still get in, so she tries until she meets it.
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .finish();
+    let retry_after = eventually(
+        "Alice meeting Bob's lock",
+        Duration::from_secs(20),
+        || async {
+            let response = client
+                .post(format!("{}/api/seats", quickstart.base))
+                .insert_header(("authorization", alice.as_str()))
+                .insert_header(("content-type", "application/json"))
+                .send_body(r#"{"email":"alice2@example.com"}"#)
+                .await
+                .expect("answered before the client's own timeout");
+            (response.status().as_u16() == 503).then(|| {
+                response
+                    .headers()
+                    .get("retry-after")
+                    .map(|value| value.to_str().unwrap().to_owned())
+            })
+        },
+    )
+    .await;
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    trickle.join().unwrap();
+}

@@ -161,7 +161,7 @@ impl AtlasBuilder {
             body_limit: self.body_limit,
             allowed_origins: self.allowed_origins,
             public_throttle: Throttle::new(self.public_rate_limit.0, self.public_rate_limit.1),
-            exclusive: ExclusiveLocks::default(),
+            exclusive: ExclusiveLocks::new(self.exclusive_wait),
         };
         Ok(Atlas::new(self.client.start()?, web))
     }

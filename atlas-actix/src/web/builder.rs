@@ -39,7 +39,11 @@ pub struct AtlasBuilder {
     pub(crate) body_limit: usize,
     pub(crate) allowed_origins: AllowedOrigins,
     pub(crate) public_rate_limit: (u32, Duration),
+    pub(crate) exclusive_wait: Duration,
 }
+
+/// How long an exclusive guard waits for its lock by default.
+pub(crate) const DEFAULT_EXCLUSIVE_WAIT: Duration = Duration::from_secs(5);
 
 /// A custom answer to a guard's denial.
 pub(crate) type DenyHandler = Arc<dyn Fn(&HttpRequest, &Denial) -> HttpResponse + Send + Sync>;
@@ -71,6 +75,7 @@ impl Default for AtlasBuilder {
             resolver: None,
             deny: None,
             body_limit: 64 * 1024,
+            exclusive_wait: DEFAULT_EXCLUSIVE_WAIT,
             allowed_origins: AllowedOrigins::default(),
             public_rate_limit: (30, Duration::from_secs(60)),
         }
@@ -309,6 +314,16 @@ impl AtlasBuilder {
         F: Fn(&HttpRequest, &Denial) -> HttpResponse + Send + Sync + 'static,
     {
         self.deny = Some(Arc::new(answer));
+        self
+    }
+
+    /// The longest an `exclusive` guard waits for the lock another request of the same
+    /// customer and features holds (default 5 s); past it, the request answers 503 with
+    /// `Retry-After: 1` and does nothing. The lock is held while the handler runs, its
+    /// extractors (the body) included: a client trickling its body cannot hold the customer's
+    /// other requests longer than this.
+    pub fn exclusive_wait(mut self, wait: Duration) -> Self {
+        self.exclusive_wait = wait;
         self
     }
 

@@ -41,6 +41,11 @@ pub enum RequestError {
     /// role). 403.
     #[error("your role in the organisation may not change its billing")]
     BillingNotAllowed,
+    /// An exclusive guard's lock was held by another request of the customer past the wait
+    /// ([`AtlasBuilder::exclusive_wait`](crate::AtlasBuilder::exclusive_wait)); nothing was
+    /// done. 503 with `Retry-After: 1`.
+    #[error("another request of this customer is under way; try again")]
+    Busy,
     /// The app is set up wrong (the reason is logged, with the fix). An opaque 500.
     #[error("Internal server error")]
     Misconfigured(&'static str),
@@ -60,6 +65,7 @@ impl ResponseError for RequestError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::ForbiddenOrigin | Self::BillingNotAllowed => StatusCode::FORBIDDEN,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Self::Misconfigured(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Atlas(err) => err.status_code(),
         }
@@ -70,6 +76,9 @@ impl ResponseError for RequestError {
             Self::Atlas(err) => err.error_response(),
             Self::TooManyRequests(seconds) => HttpResponse::TooManyRequests()
                 .insert_header((actix_web::http::header::RETRY_AFTER, seconds.to_string()))
+                .json(serde_json::json!({ "error": self.to_string() })),
+            Self::Busy => HttpResponse::ServiceUnavailable()
+                .insert_header((actix_web::http::header::RETRY_AFTER, "1"))
                 .json(serde_json::json!({ "error": self.to_string() })),
             other => HttpResponse::build(other.status_code())
                 .json(serde_json::json!({ "error": other.to_string() })),

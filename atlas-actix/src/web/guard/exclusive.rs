@@ -19,8 +19,10 @@ use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 use crate::client::keys;
 
 /// The locks, by key; an entry lives while someone holds or waits for it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ExclusiveLocks {
+    /// The longest a request waits for a lock.
+    wait: std::time::Duration,
     locks: Arc<Mutex<HashMap<String, Arc<AsyncMutex<()>>>>>,
 }
 
@@ -33,8 +35,16 @@ pub(crate) struct Lease {
 }
 
 impl ExclusiveLocks {
-    /// Waits for the lock of `customer` and `features`.
-    pub(crate) async fn acquire(&self, customer: &str, features: &[&str]) -> Lease {
+    pub(crate) fn new(wait: std::time::Duration) -> Self {
+        Self {
+            wait,
+            locks: Arc::default(),
+        }
+    }
+
+    /// Waits for the lock of `customer` and `features`, at most the configured wait; `None`
+    /// when another request held it all that time.
+    pub(crate) async fn acquire(&self, customer: &str, features: &[&str]) -> Option<Lease> {
         let parts: Vec<&str> = std::iter::once(customer)
             .chain(features.iter().copied())
             .collect();
@@ -43,12 +53,14 @@ impl ExclusiveLocks {
             let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
             Arc::clone(locks.entry(key.clone()).or_default())
         };
-        let guard = lock.lock_owned().await;
-        Lease {
+        let guard = tokio::time::timeout(self.wait, lock.lock_owned()).await;
+        let lease = Lease {
             key,
-            guard: Some(guard),
+            guard: guard.ok(),
             locks: Arc::clone(&self.locks),
-        }
+        };
+        // Dropped without the lock, the lease still forgets the entry if nobody else has it.
+        lease.guard.is_some().then_some(lease)
     }
 
     #[cfg(test)]
@@ -83,7 +95,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn one_holder_per_key_and_no_entry_left_behind() {
-        let locks = Arc::new(ExclusiveLocks::default());
+        let locks = Arc::new(ExclusiveLocks::new(Duration::from_secs(30)));
         let inside = Arc::new(AtomicU32::new(0));
         let most = Arc::new(AtomicU32::new(0));
         let tasks: Vec<_> = (0..50)
@@ -91,7 +103,7 @@ mod tests {
                 let (locks, inside, most) =
                     (Arc::clone(&locks), Arc::clone(&inside), Arc::clone(&most));
                 actix_rt::spawn(async move {
-                    let _lease = locks.acquire("org_1", &["seats"]).await;
+                    let _lease = locks.acquire("org_1", &["seats"]).await.expect("the lock");
                     let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
                     most.fetch_max(now, Ordering::SeqCst);
                     tokio::time::sleep(Duration::from_millis(1)).await;
@@ -99,7 +111,7 @@ mod tests {
                 })
             })
             .collect();
-        let other = locks.acquire("org_2", &["seats"]).await;
+        let other = locks.acquire("org_2", &["seats"]).await.expect("the lock");
         for task in tasks {
             task.await.unwrap();
         }
@@ -107,5 +119,23 @@ mod tests {
         assert_eq!(locks.len(), 1, "only org_2's lease is left");
         drop(other);
         assert_eq!(locks.len(), 0);
+    }
+
+    #[actix_rt::test]
+    async fn the_wait_for_a_held_lock_is_bounded() {
+        let locks = ExclusiveLocks::new(Duration::from_millis(50));
+        let held = locks.acquire("org_1", &["seats"]).await.expect("free");
+        assert!(
+            locks.acquire("org_1", &["seats"]).await.is_none(),
+            "held past the wait"
+        );
+        assert!(
+            locks.acquire("org_2", &["seats"]).await.is_some(),
+            "others are free"
+        );
+        assert_eq!(locks.len(), 1);
+        drop(held);
+        assert_eq!(locks.len(), 0, "no entry left by the one that gave up");
+        assert!(locks.acquire("org_1", &["seats"]).await.is_some());
     }
 }

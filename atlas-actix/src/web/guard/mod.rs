@@ -180,7 +180,13 @@ pub(crate) async fn check(
         Err(err) => return Err(err.error_response()),
     };
     let lease = if options.exclusive {
-        Some(atlas.exclusive_locks().acquire(&customer, features).await)
+        match atlas.exclusive_locks().acquire(&customer, features).await {
+            Some(lease) => Some(lease),
+            None => {
+                tracing::warn!(customer = ?customer, features = ?features, "another request of the customer held the exclusive lock past the wait: 503");
+                return Err(RequestError::Busy.error_response());
+            }
+        }
     } else {
         None
     };
