@@ -6,10 +6,10 @@ use std::time::Duration;
 use actix_web::test::{self, TestRequest};
 use actix_web::{web, App, HttpResponse};
 use atlas_actix::emulator::EmulatorHandle;
-use atlas_actix::{Atlas, OutagePolicy, RequireFeatures};
+use atlas_actix::{Atlas, OutagePolicy, RequireFeatures, UnrecordableUsage};
 
 use crate::common::builder;
-use crate::common::{header_user, start_emulator, Platform};
+use crate::common::{eventually, header_user, start_emulator, Platform};
 
 /// The faults a platform can have, as the emulator injects them.
 const FAULTS: [(&str, &str); 3] = [
@@ -221,4 +221,96 @@ async fn an_outage_at_start_follows_the_policy_too() {
         matches!(atlas.flush().await, Ok(())),
         "nothing queued, nothing to fail"
     );
+}
+
+/// Work done during an outage is billed: the usage of a guarded handler is built at the check
+/// from the entitlements it decided on (here the last known ones), so it is queued although
+/// the platform cannot be asked for the customer afterwards. Where nothing is known of the
+/// customer (fail open), the work is refused before it runs, unless the app chose to serve
+/// it unbilled.
+#[actix_rt::test]
+async fn usage_of_work_done_in_an_outage_is_billed_or_the_work_refused() {
+    let emulator = start_emulator();
+    let with = |unrecordable: UnrecordableUsage| {
+        builder(&emulator)
+            .user_resolver(header_user)
+            .timeout(Duration::from_millis(400))
+            .customer_ttl(Duration::from_millis(50))
+            .pricing_model_ttl(Duration::from_millis(50))
+            .push_invalidation(false)
+            .events_flush_interval(Duration::from_secs(3600))
+            .outage_policy(OutagePolicy::ServeStale {
+                max_age: Duration::from_secs(60),
+            })
+            .feature_outage_policy("ai-tokens", OutagePolicy::FailOpen)
+            .unrecordable_usage(unrecordable)
+            .build()
+            .unwrap()
+    };
+    let atlas = with(UnrecordableUsage::Refuse);
+    let app = test::init_service(
+        App::new().app_data(web::Data::new(atlas.clone())).service(
+            web::scope("/complete")
+                .wrap(RequireFeatures::new(["ai-tokens"]).report_usage(1.0))
+                .route("", web::post().to(HttpResponse::Ok)),
+        ),
+    )
+    .await;
+    let post = |user: &str| {
+        TestRequest::post()
+            .uri("/complete")
+            .insert_header(("x-test-user", user))
+            .to_request()
+    };
+    assert_eq!(
+        test::call_service(&app, post("user_erin")).await.status(),
+        200
+    );
+    fault(&emulator, r#"{"status": 503}"#).await;
+    expire_caches().await;
+    for _ in 0..10 {
+        assert_eq!(
+            test::call_service(&app, post("user_erin")).await.status(),
+            200
+        );
+    }
+    eventually("11 queued events", Duration::from_secs(5), || async {
+        (atlas.queued_events() == 11).then_some(())
+    })
+    .await;
+
+    // Fail open for a customer never seen: no event can be built, so no work is done.
+    let refused = test::call_service(&app, post("user_frank")).await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert_eq!(atlas.queued_events(), 11);
+
+    let serving = with(UnrecordableUsage::Serve);
+    let lenient = test::init_service(
+        App::new()
+            .app_data(web::Data::new(serving.clone()))
+            .service(
+                web::scope("/complete")
+                    .wrap(RequireFeatures::new(["ai-tokens"]).report_usage(1.0))
+                    .route("", web::post().to(HttpResponse::Ok)),
+            ),
+    )
+    .await;
+    assert_eq!(
+        test::call_service(&lenient, post("user_frank"))
+            .await
+            .status(),
+        200,
+        "served unbilled, as configured"
+    );
+    assert_eq!(serving.queued_events(), 0);
+
+    Platform {
+        emulator: &emulator,
+    }
+    .clear_faults()
+    .await;
+    atlas.flush().await.unwrap();
+    let events = emulator.events();
+    assert_eq!(events.len(), 11, "every request billed: {events:?}");
 }

@@ -2,6 +2,7 @@
 //! version reports, each bounded.
 
 use std::sync::{Arc, PoisonError};
+use std::time::Duration;
 
 use crate::client::keys;
 use crate::client::{AtlasClient, UsageOptions};
@@ -64,10 +65,44 @@ impl AtlasClient {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
+        let events = self.usage_events(customer_id, feature_ids, &usage).await?;
+        self.queue_usage(customer_id, events).await
+    }
+
+    /// The usage events `enqueue_with` would queue, built now: what a guard prepares before
+    /// the handler runs, so that the usage of work done never depends on reaching the
+    /// platform afterwards. During an outage they are built from the last customer and
+    /// pricing model this instance or the fleet knew, however old (billing follows the plan
+    /// the customer had); with neither, the outage is the answer. Refused with
+    /// [`AtlasError::QueueFull`] when the queue has no room for them.
+    pub(crate) async fn usage_events<I, S>(
+        &self,
+        customer_id: &str,
+        feature_ids: I,
+        usage: &UsageOptions,
+    ) -> Result<Vec<UsageEvent>, AtlasError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
         usage.check()?;
         let feature_ids: Vec<S> = feature_ids.into_iter().collect();
-        let customer = self.customer(customer_id, None).await?;
-        let model = self.fetch_pricing_model().await?;
+        let fetched = async {
+            let customer = self.customer(customer_id, None).await?;
+            Ok::<_, AtlasError>((customer, self.fetch_pricing_model().await?))
+        };
+        let (customer, model) = match fetched.await {
+            Err(err) if err.is_outage() => {
+                match self.stale_data(customer_id, Duration::MAX).await {
+                    Some(known) => {
+                        tracing::warn!(customer = ?customer_id, %err, "Atlas unavailable: usage events built from the last known customer and pricing model");
+                        known
+                    }
+                    None => return Err(err),
+                }
+            }
+            other => other?,
+        };
         let now = time::OffsetDateTime::now_utc();
         let reported: Vec<(&str, &str)> = feature_ids
             .iter()
@@ -97,10 +132,18 @@ impl AtlasClient {
                 extra: Default::default(),
             })
             .collect();
-        if events.is_empty() {
-            return Ok(());
-        }
-        if self.inner.fleet.append_events(&events).await {
+        self.inner.events.check_room(events.len())?;
+        Ok(events)
+    }
+
+    /// Queues events built by [`usage_events`](Self::usage_events): on the fleet's stream,
+    /// else in this instance's queue (and spool).
+    pub(crate) async fn queue_usage(
+        &self,
+        customer_id: &str,
+        events: Vec<UsageEvent>,
+    ) -> Result<(), AtlasError> {
+        if events.is_empty() || self.inner.fleet.append_events(&events).await {
             return Ok(());
         }
         let count = events.len();

@@ -35,6 +35,34 @@ pub struct EventData {
     pub extra: Extra,
 }
 
+/// The longest idempotency key the platform stores.
+pub(crate) const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+impl UsageEvent {
+    /// What the platform would refuse in this event, if anything: its rules (non-empty ids
+    /// and time, a finite quantity above zero, a key of at most 255 characters), checked
+    /// before the event is queued, so one bad event never travels in a batch with good ones.
+    pub(crate) fn problem(&self) -> Option<String> {
+        let fields = [
+            ("customerId", &self.customer_id),
+            ("eventName", &self.event_name),
+            ("idempotencyKey", &self.idempotency_key),
+            ("generatedAt", &self.generated_at),
+        ];
+        if let Some((name, _)) = fields.iter().find(|(_, value)| value.is_empty()) {
+            return Some(format!("{name} must be a non-empty string"));
+        }
+        if self.idempotency_key.chars().count() > MAX_IDEMPOTENCY_KEY {
+            return Some(format!(
+                "idempotencyKey must have at most {MAX_IDEMPOTENCY_KEY} characters"
+            ));
+        }
+        let quantity = self.data.quantity;
+        (!quantity.is_finite() || quantity <= 0.0)
+            .then(|| format!("data.quantity must be a finite number above zero, not {quantity}"))
+    }
+}
+
 #[cfg(test)]
 impl UsageEvent {
     /// One unit for customer `c`, with the idempotency key `key`.
@@ -44,5 +72,32 @@ impl UsageEvent {
             "idempotencyKey": key, "data": {"quantity": 1}
         }))
         .unwrap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_the_platform_would_refuse_are_named() {
+        assert_eq!(UsageEvent::sample("k").problem(), None);
+        let mut empty = UsageEvent::sample("k");
+        empty.customer_id.clear();
+        assert_eq!(
+            empty.problem().as_deref(),
+            Some("customerId must be a non-empty string")
+        );
+        let long = UsageEvent::sample(&"k".repeat(256));
+        assert!(long.problem().unwrap().contains("at most 255"));
+        assert_eq!(UsageEvent::sample(&"é".repeat(255)).problem(), None);
+        for quantity in [f64::NAN, f64::INFINITY, 0.0, -1_000_000.0] {
+            let mut event = UsageEvent::sample("k");
+            event.data.quantity = quantity;
+            assert!(
+                event.problem().unwrap().contains("data.quantity"),
+                "{quantity}"
+            );
+        }
     }
 }

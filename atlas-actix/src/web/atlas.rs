@@ -16,6 +16,7 @@ use crate::web::csrf::AllowedOrigins;
 use crate::web::error_response::RequestError;
 use crate::web::guard::denial::Denial;
 use crate::web::guard::exclusive::ExclusiveLocks;
+use crate::web::guard::UnrecordableUsage;
 use crate::web::throttle::Throttle;
 
 /// The Atlas SDK of an Actix Web app: the platform client ([`AtlasClient`], which it
@@ -46,6 +47,7 @@ pub(crate) struct WebOptions {
     pub(crate) allowed_origins: AllowedOrigins,
     pub(crate) public_throttle: Throttle,
     pub(crate) exclusive: ExclusiveLocks,
+    pub(crate) unrecordable_usage: UnrecordableUsage,
 }
 
 impl std::fmt::Debug for Atlas {
@@ -126,6 +128,10 @@ impl Atlas {
         &self.web.exclusive
     }
 
+    pub(crate) fn unrecordable_usage(&self) -> UnrecordableUsage {
+        self.web.unrecordable_usage
+    }
+
     /// The details of the request's customer for the platform, as the resolver says (the
     /// bounded contact headers without one).
     pub(crate) fn customer_info(&self, request: &HttpRequest) -> CustomerInfo {
@@ -162,6 +168,7 @@ impl AtlasBuilder {
             allowed_origins: self.allowed_origins,
             public_throttle: Throttle::new(self.public_rate_limit.0, self.public_rate_limit.1),
             exclusive: ExclusiveLocks::new(self.exclusive_wait),
+            unrecordable_usage: self.unrecordable_usage,
         };
         Ok(Atlas::new(self.client.start()?, web))
     }

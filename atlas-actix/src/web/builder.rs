@@ -13,6 +13,7 @@ use crate::client::retry::Backoff;
 use crate::client::settings::ClientConfig;
 use crate::web::csrf::AllowedOrigins;
 use crate::web::guard::denial::Denial;
+use crate::web::guard::UnrecordableUsage;
 
 /// Configures and builds an [`Atlas`](crate::Atlas); made by [`Atlas::builder`](crate::Atlas::builder).
 ///
@@ -40,6 +41,7 @@ pub struct AtlasBuilder {
     pub(crate) allowed_origins: AllowedOrigins,
     pub(crate) public_rate_limit: (u32, Duration),
     pub(crate) exclusive_wait: Duration,
+    pub(crate) unrecordable_usage: UnrecordableUsage,
 }
 
 /// How long an exclusive guard waits for its lock by default.
@@ -76,6 +78,7 @@ impl Default for AtlasBuilder {
             deny: None,
             body_limit: 64 * 1024,
             exclusive_wait: DEFAULT_EXCLUSIVE_WAIT,
+            unrecordable_usage: UnrecordableUsage::default(),
             allowed_origins: AllowedOrigins::default(),
             public_rate_limit: (30, Duration::from_secs(60)),
         }
@@ -324,6 +327,20 @@ impl AtlasBuilder {
     /// other requests longer than this.
     pub fn exclusive_wait(mut self, wait: Duration) -> Self {
         self.exclusive_wait = wait;
+        self
+    }
+
+    /// What a guard that reports usage does when the usage cannot be recorded: no customer
+    /// data to build its events from (the platform down and nothing known of the customer,
+    /// under a fail-open policy), or a full event queue. By default
+    /// ([`UnrecordableUsage::Refuse`]) the request answers 503 with `Retry-After` before the
+    /// handler runs, so no work goes unbilled; [`UnrecordableUsage::Serve`] runs it anyway,
+    /// logging and counting (`atlas_usage_unrecorded_total`) each request.
+    ///
+    /// A full disk under the spool is not such a case: the events are kept in memory and
+    /// sent, and readiness fails until the spool writes again.
+    pub fn unrecordable_usage(mut self, choice: UnrecordableUsage) -> Self {
+        self.unrecordable_usage = choice;
         self
     }
 

@@ -1,8 +1,14 @@
 //! Usage events: a bounded queue, flushed in batches by size or after an interval, one flush
-//! at a time, optionally backed by a durable spool on disk. Events are billing data, so nothing is dropped silently: a full queue refuses
-//! new events with an error, a failed flush puts its batch back (with the same idempotency
-//! keys) for the next one, and only a batch the platform rejects as invalid is dropped, with
-//! an error log that carries every event.
+//! at a time, optionally backed by a durable spool on disk. Events are billing data, so
+//! nothing is dropped silently:
+//! - an event the platform would refuse is refused at `push`, with the reason, so it never
+//!   travels in a batch with good ones; a full queue refuses new events with an error;
+//! - a failed flush puts its batch back (with the same idempotency keys) for the next one;
+//! - a batch the platform refuses anyway is halved until the events it refuses are alone:
+//!   those are set aside (an error log carrying each, a counter, and with a spool its
+//!   `dead-letter.jsonl`), and the others are sent;
+//! - events the spool cannot write (a full disk) are kept in memory and sent, and the queue
+//!   reports the fault, so readiness fails until the spool writes again.
 
 pub(crate) mod spool;
 mod spool_dir;
@@ -24,6 +30,9 @@ const MAX_BATCH: usize = 500;
 
 #[derive(Default)]
 struct Queued {
+    /// Why the spool's last write failed, while it has not written since: the queued events
+    /// are then in memory only.
+    spool_fault: Option<String>,
     events: VecDeque<UsageEvent>,
     /// When the oldest queued event was queued (or put back after a failed flush).
     since: Option<Instant>,
@@ -54,12 +63,16 @@ impl EventQueue {
             Some((spool, pending)) => (Some(spool), pending),
             None => (None, Vec::new()),
         };
+        let (pending, invalid): (Vec<_>, Vec<_>) = pending
+            .into_iter()
+            .partition(|event| event.problem().is_none());
         let queued = Queued {
+            spool_fault: None,
             since: (!pending.is_empty()).then(Instant::now),
             events: pending.into(),
             reserved: 0,
         };
-        Self {
+        let queue = Self {
             gauges: telemetry::QueueGauges::new(spool.is_some()),
             spool,
             queued: Mutex::new(queued),
@@ -68,7 +81,13 @@ impl EventQueue {
             interval,
             wake: Arc::new(Notify::new()),
             flushing: tokio::sync::Mutex::new(()),
+        };
+        // A record edited by hand, or one the platform's rules refuse: never sent.
+        for event in &invalid {
+            let problem = event.problem().unwrap_or_default();
+            queue.set_aside(std::slice::from_ref(event), 400, &problem);
         }
+        queue
     }
 
     fn queued(&self) -> MutexGuard<'_, Queued> {
@@ -85,10 +104,37 @@ impl EventQueue {
         self.queued().events.len()
     }
 
-    /// Queues the events, all or none; with a spool, returns once they are on disk.
+    /// Why the spool cannot write, while it cannot: events are then kept in memory only.
+    pub(crate) fn spool_fault(&self) -> Option<String> {
+        self.queued().spool_fault.clone()
+    }
+
+    /// `Ok` when `count` more events fit in the queue now.
+    pub(crate) fn check_room(&self, count: usize) -> Result<(), AtlasError> {
+        let queued = self.queued();
+        if queued.events.len() + queued.reserved + count > self.capacity {
+            return Err(AtlasError::QueueFull {
+                capacity: self.capacity,
+            });
+        }
+        Ok(())
+    }
+
+    /// Queues the events, all or none; with a spool, returns once they are on disk, or once
+    /// kept in memory when the spool cannot write them. An event the platform would refuse
+    /// refuses the lot, with the reason.
     pub(crate) async fn push(&self, events: Vec<UsageEvent>) -> Result<(), AtlasError> {
         if events.is_empty() {
             return Ok(());
+        }
+        if let Some((index, problem)) = events
+            .iter()
+            .enumerate()
+            .find_map(|(index, event)| event.problem().map(|problem| (index, problem)))
+        {
+            return Err(AtlasError::InvalidInput(format!(
+                "usage event {index} would be refused by the platform: {problem}"
+            )));
         }
         let count = events.len();
         let spooled = {
@@ -109,15 +155,28 @@ impl EventQueue {
                 None => None,
             }
         };
-        if let Some(on_disk) = spooled {
-            let written = on_disk.await;
-            let mut queued = self.queued();
-            queued.reserved -= count;
-            written.map_err(|err| {
-                AtlasError::Storage(format!("could not write usage events to the spool: {err}"))
-            })?;
-        }
+        let written = match spooled {
+            Some(on_disk) => Some(on_disk.await),
+            None => None,
+        };
         let mut queued = self.queued();
+        match written {
+            Some(Ok(())) => {
+                queued.reserved -= count;
+                if let Some(fault) = queued.spool_fault.take() {
+                    tracing::info!(was = %fault, "the event spool writes again");
+                }
+            }
+            Some(Err(err)) => {
+                // The work is done: losing its usage to a full disk would be worse than
+                // losing it to a crash while the disk is full, so it is kept in memory.
+                queued.reserved -= count;
+                telemetry::events_unspooled(count);
+                tracing::error!(%err, count, "the event spool could not write usage events: they are kept in memory and sent, but a crash now would lose them; readiness fails until the spool writes again");
+                queued.spool_fault = Some(err.to_string());
+            }
+            None => {}
+        }
         queued.events.extend(events);
         queued.since.get_or_insert_with(Instant::now);
         self.gauges.set(queued.events.len());
@@ -146,7 +205,9 @@ impl EventQueue {
     }
 
     /// Sends every event queued when the flush starts, waiting first for a flush under way.
-    /// On failure the unsent events go back to the front of the queue, in order.
+    /// On failure the unsent events go back to the front of the queue, in order. Events the
+    /// platform refused are set aside; the flush then answers the refusal, after sending the
+    /// others.
     pub(crate) async fn flush<F, Fut>(&self, send: F) -> Result<(), AtlasError>
     where
         F: Fn(Vec<UsageEvent>) -> Fut,
@@ -154,7 +215,7 @@ impl EventQueue {
     {
         let _one_at_a_time = self.flushing.lock().await;
         let mut left = self.len();
-        let mut rejected = None;
+        let mut refused = None;
         while left > 0 {
             let batch: Vec<UsageEvent> = {
                 let mut queued = self.queued();
@@ -169,27 +230,52 @@ impl EventQueue {
                 break;
             }
             left -= batch.len();
-            let sent = send(batch.clone()).await;
-            self.gauges.set(self.len());
+            if let Some(refusal) = self.deliver(&send, batch).await? {
+                refused = Some(refusal);
+            }
+        }
+        refused.map_or(Ok(()), Err)
+    }
+
+    /// Sends one batch. A part the platform refuses is halved, and the halves sent, until
+    /// each refused event is alone: a bad event costs about two requests per halving
+    /// (18 for one in 500) and never takes good events down with it. Returns the platform's
+    /// refusal when it set events aside; on any other failure, the unsent parts go back to
+    /// the front of the queue, in order.
+    async fn deliver<F, Fut>(
+        &self,
+        send: &F,
+        batch: Vec<UsageEvent>,
+    ) -> Result<Option<AtlasError>, AtlasError>
+    where
+        F: Fn(Vec<UsageEvent>) -> Fut,
+        Fut: Future<Output = Result<(), AtlasError>>,
+    {
+        let mut refused = None;
+        // Parts to send, the next one last.
+        let mut parts = vec![batch];
+        while let Some(mut part) = parts.pop() {
+            let sent = send(part.clone()).await;
             match sent {
                 Ok(()) => {
-                    telemetry::events_sent(batch.len());
-                    self.acknowledge(&batch);
+                    telemetry::events_sent(part.len());
+                    self.acknowledge(&part);
+                }
+                Err(AtlasError::Rejected { .. }) if part.len() > 1 => {
+                    let second = part.split_off(part.len() / 2);
+                    parts.push(second);
+                    parts.push(part);
                 }
                 Err(AtlasError::Rejected { status, message }) => {
-                    self.acknowledge(&batch);
-                    tracing::error!(
-                        status,
-                        reason = %message,
-                        events = %serde_json::to_string(&batch).unwrap_or_default(),
-                        "the Atlas platform rejected a batch of usage events as invalid; it is not retried"
-                    );
-                    rejected = Some(AtlasError::Rejected { status, message });
+                    self.set_aside(&part, status, &message);
+                    refused = Some(AtlasError::Rejected { status, message });
                 }
                 Err(err) => {
-                    telemetry::events_failed(batch.len());
+                    let unsent = part.len() + parts.iter().map(Vec::len).sum::<usize>();
+                    telemetry::events_failed(unsent);
                     let mut queued = self.queued();
-                    for event in batch.into_iter().rev() {
+                    let in_order = std::iter::once(part).chain(parts.into_iter().rev());
+                    for event in in_order.flatten().collect::<Vec<_>>().into_iter().rev() {
                         queued.events.push_front(event);
                     }
                     queued.since = Some(Instant::now());
@@ -197,8 +283,29 @@ impl EventQueue {
                     return Err(err);
                 }
             }
+            self.gauges.set(self.len());
         }
-        rejected.map_or(Ok(()), Err)
+        Ok(refused)
+    }
+
+    /// Events the platform refused, one by one: never sent again (they would be refused
+    /// again, forever), never dropped without a trace. Each is in an error log line, counted,
+    /// and with a spool written to its dead-letter file, from which an operator can correct
+    /// and replay them.
+    fn set_aside(&self, events: &[UsageEvent], status: u16, reason: &str) {
+        telemetry::events_set_aside(events.len());
+        tracing::error!(
+            status,
+            reason = %reason,
+            events = %serde_json::to_string(events).unwrap_or_default(),
+            "usage events the platform refuses are set aside, not sent again"
+        );
+        if let Some(spool) = &self.spool {
+            if let Err(err) = spool.set_aside(events, status, reason) {
+                tracing::error!(%err, "could not write refused usage events to the spool's dead-letter file; the log line above holds them");
+            }
+        }
+        self.acknowledge(events);
     }
 }
 
@@ -261,34 +368,114 @@ mod tests {
         assert!(queue.due_at().is_none());
     }
 
+    /// A platform that refuses any batch holding an event whose key starts with `bad`, as
+    /// the real one refuses a batch with one event it cannot take.
+    fn refusing_bad<'a>(
+        calls: &'a AtomicUsize,
+        accepted: &'a Mutex<Vec<String>>,
+    ) -> impl Fn(Vec<UsageEvent>) -> std::future::Ready<Result<(), AtlasError>> + 'a {
+        move |batch| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(
+                if batch.iter().any(|e| e.idempotency_key.starts_with("bad")) {
+                    Err(AtlasError::Rejected {
+                        status: 400,
+                        message: "event 3: customerId is unknown".into(),
+                    })
+                } else {
+                    accepted.lock().unwrap().extend(keys(&batch));
+                    Ok(())
+                },
+            )
+        }
+    }
+
     #[actix_rt::test]
-    async fn a_rejected_batch_is_dropped_and_reported() {
+    async fn a_refused_batch_is_split_and_only_the_bad_events_set_aside() {
         let queue = EventQueue::new(2000, 20, Duration::from_secs(3), None);
-        queue
-            .push((0..1200).map(|i| event(&i.to_string())).collect())
-            .await
-            .unwrap();
-        let calls = AtomicUsize::new(0);
-        let result = queue
-            .flush(|_| {
-                let call = calls.fetch_add(1, Ordering::SeqCst);
-                async move {
-                    if call == 1 {
-                        Err(AtlasError::Rejected {
-                            status: 400,
-                            message: "bad event".into(),
-                        })
-                    } else {
-                        Ok(())
-                    }
-                }
-            })
-            .await;
-        assert_eq!(calls.load(Ordering::SeqCst), 3, "batches of at most 500");
+        let mut events: Vec<UsageEvent> = (0..1200).map(|i| event(&i.to_string())).collect();
+        events[700] = event("bad-700");
+        queue.push(events).await.unwrap();
+        let (calls, accepted) = (AtomicUsize::new(0), Mutex::new(Vec::new()));
+        let result = queue.flush(refusing_bad(&calls, &accepted)).await;
         assert!(matches!(
             result,
             Err(AtlasError::Rejected { status: 400, .. })
         ));
-        assert_eq!(queue.len(), 0);
+        let accepted = accepted.into_inner().unwrap();
+        assert_eq!(accepted.len(), 1199, "every good event is sent");
+        assert!(!accepted.iter().any(|key| key == "bad-700"));
+        let calls = calls.into_inner();
+        assert!(
+            calls <= 3 + 2 * 9,
+            "halving costs about two requests a level: {calls}"
+        );
+        assert_eq!(queue.len(), 0, "nothing is retried forever");
+    }
+
+    #[actix_rt::test]
+    async fn the_spool_keeps_refused_events_in_its_dead_letter_file() {
+        let dir = std::env::temp_dir().join(format!("atlas-dead-letter-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let spool = Spool::open(&dir, false).unwrap();
+        let queue = EventQueue::new(100, 20, Duration::from_secs(3), Some(spool));
+        queue
+            .push(vec![event("good-1"), event("bad-1"), event("good-2")])
+            .await
+            .unwrap();
+        let (calls, accepted) = (AtomicUsize::new(0), Mutex::new(Vec::new()));
+        assert!(queue.flush(refusing_bad(&calls, &accepted)).await.is_err());
+        assert_eq!(accepted.into_inner().unwrap(), ["good-1", "good-2"]);
+        let dead = std::fs::read_to_string(dir.join("dead-letter.jsonl")).unwrap();
+        let entries: Vec<serde_json::Value> = dead
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(entries.len(), 1, "{dead}");
+        assert_eq!(entries[0]["event"]["idempotencyKey"], "bad-1");
+        assert_eq!(entries[0]["status"], 400);
+        assert_eq!(entries[0]["reason"], "event 3: customerId is unknown");
+        drop(queue);
+        let (_spool, pending) = Spool::open(&dir, false).unwrap();
+        assert!(pending.is_empty(), "none is sent again after a restart");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[actix_rt::test]
+    async fn an_event_the_platform_would_refuse_is_refused_at_push() {
+        let queue = EventQueue::new(100, 20, Duration::from_secs(3), None);
+        let mut empty = event("k");
+        empty.customer_id.clear();
+        let refused = queue.push(vec![event("a"), empty]).await;
+        assert_eq!(
+            refused,
+            Err(AtlasError::InvalidInput(
+                "usage event 1 would be refused by the platform: customerId must be a non-empty string"
+                    .into()
+            ))
+        );
+        assert_eq!(queue.len(), 0, "all or none");
+    }
+
+    #[actix_rt::test]
+    async fn events_recovered_from_the_spool_that_the_platform_would_refuse_are_set_aside() {
+        let dir = std::env::temp_dir().join(format!("atlas-recover-bad-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (spool, _) = Spool::open(&dir, false).unwrap();
+        let mut negative = event("negative");
+        negative.data.quantity = -1_000_000.0;
+        spool.append(&[event("fine"), negative]).await.unwrap();
+        drop(spool);
+        let queue = EventQueue::new(
+            100,
+            20,
+            Duration::from_secs(3),
+            Some(Spool::open(&dir, false).unwrap()),
+        );
+        assert_eq!(queue.len(), 1, "only the good event is queued");
+        let dead = std::fs::read_to_string(dir.join("dead-letter.jsonl")).unwrap();
+        assert!(dead.contains("\"negative\""), "{dead}");
+        drop(queue);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

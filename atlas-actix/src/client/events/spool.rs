@@ -13,11 +13,16 @@
 //! `events.0.log` and `events.1.log`, filled with zeros once when created, then overwritten
 //! in place. A sync of bytes written over blocks the file already has changes no file
 //! metadata, so it costs about half of one that grows the file. Records are lines, `E<n>
-//! <event JSON>` when an event is queued and `A<n> <idempotency key>` when the platform
-//! accepted it, where `n` is the epoch of the segment's current use; each write ends with a
-//! NUL byte, which the next write overwrites. A segment's valid region runs from its start
-//! while the lines carry the epoch of its first line, up to the NUL; what lies beyond is an
-//! older use, or a write a crash tore before its sync. When the segment in use has grown past
+//! <checksum> <event JSON>` when an event is queued and `A<n> <checksum> <idempotency key>`
+//! when the platform accepted it, where `n` is the epoch of the segment's current use and the
+//! checksum the first 8 hex digits of the SHA-256 of the rest; each write ends with a NUL
+//! byte, which the next write overwrites. A segment's valid region runs from its start while
+//! the lines carry the epoch of its first line, up to the NUL; what lies beyond is an older
+//! use, or a write a crash tore before its sync. Inside the region, a line whose checksum
+//! does not match (a disk error, an edit) is skipped with a warning and reading goes on.
+//!
+//! Events the platform refuses are appended to `dead-letter.jsonl`, one JSON object per line
+//! (`refusedAt`, `status`, `reason`, `event`), for an operator to correct and replay. When the segment in use has grown past
 //! its size, the writer copies the events still pending into the other segment under a new
 //! epoch (synced) and goes on there, so the spool stays the size of its backlog.
 //!
@@ -39,7 +44,8 @@ use crate::client::events::spool_dir::{open_private, SpoolDir};
 use crate::models::UsageEvent;
 
 const SEGMENTS: [&str; 2] = ["events.0.log", "events.1.log"];
-/// The single file of earlier versions (lines without an epoch), read once and removed.
+/// Where events the platform refused are kept, one JSON object per line.
+const DEAD_LETTER: &str = "dead-letter.jsonl";
 /// Each segment's preallocated size; it grows past it only for a backlog that does not fit.
 const SEGMENT_SIZE: u64 = 4 << 20;
 static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
@@ -154,6 +160,31 @@ impl Spool {
             sent?;
             on_disk.await.unwrap_or_else(|_| Err(writer_gone()))
         }
+    }
+
+    /// Appends events the platform refused to `dead-letter.jsonl`, synced.
+    pub(crate) fn set_aside(
+        &self,
+        events: &[UsageEvent],
+        status: u16,
+        reason: &str,
+    ) -> io::Result<()> {
+        let refused_at = crate::models::now_iso();
+        let mut lines = Vec::new();
+        for event in events {
+            let entry = serde_json::json!({
+                "refusedAt": refused_at,
+                "status": status,
+                "reason": reason,
+                "event": event,
+            });
+            serde_json::to_writer(&mut lines, &entry)?;
+            lines.push(b'\n');
+        }
+        let mut file = open_private(&self.dir.join(DEAD_LETTER), false)?;
+        file.seek(SeekFrom::End(0))?;
+        file.write_all(&lines)?;
+        file.sync_data()
     }
 
     /// Records that the platform accepted (or refused for good) these events. Not synced: an
@@ -373,8 +404,22 @@ impl Writer {
 }
 
 fn record(lines: &mut Vec<u8>, kind: char, epoch: u64, content: &str) {
+    let head = format!("{kind}{epoch}");
     // Writing to a vector cannot fail.
-    let _ = writeln!(lines, "{kind}{epoch} {content}");
+    let _ = writeln!(lines, "{head} {} {content}", checksum(&head, content));
+}
+
+/// The first 8 hex digits of the SHA-256 of a record's head and content: tells a line a disk
+/// error or an edit changed from one the writer wrote.
+fn checksum(head: &str, content: &str) -> String {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    context.update(head.as_bytes());
+    context.update(b" ");
+    context.update(content.as_bytes());
+    context.finish().as_ref()[..4]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 enum Record {
@@ -404,8 +449,16 @@ fn read_region(bytes: &[u8], segment: usize) -> Region {
             tracing::warn!("skipping a torn line at the end of the event spool");
             break;
         };
-        let Some((kind, epoch, content)) = parse(line) else {
-            break;
+        let (kind, epoch, content) = match parse(line) {
+            Parsed::Record(kind, epoch, content) => (kind, epoch, content),
+            Parsed::Corrupt => {
+                tracing::warn!(
+                    segment,
+                    "skipping a corrupt record of the event spool (its checksum does not match)"
+                );
+                continue;
+            }
+            Parsed::Foreign => break,
         };
         let current = if first {
             region.epoch = epoch;
@@ -421,8 +474,7 @@ fn read_region(bytes: &[u8], segment: usize) -> Region {
             b'E' => match serde_json::from_str::<UsageEvent>(content) {
                 Ok(event) => region.records.push(Record::Queued(Box::new(event))),
                 Err(err) => {
-                    tracing::warn!(%err, "skipping a torn line of the event spool");
-                    break;
+                    tracing::warn!(%err, "skipping a record of the event spool that is no event");
                 }
             },
             _ => region
@@ -433,16 +485,38 @@ fn read_region(bytes: &[u8], segment: usize) -> Region {
     region
 }
 
-/// `E<epoch> <content>` or `A<epoch> <content>`.
-fn parse(line: &[u8]) -> Option<(u8, u64, &str)> {
-    let line = std::str::from_utf8(line).ok()?;
-    let (head, content) = line.split_once(' ')?;
-    let kind = *head.as_bytes().first()?;
-    if kind != b'E' && kind != b'A' {
-        return None;
+/// A line of a segment, read.
+enum Parsed<'a> {
+    /// `E<epoch> <checksum> <content>` or `A<epoch> ...`, its checksum matching.
+    Record(u8, u64, &'a str),
+    /// A line the writer wrote that was changed since (its checksum does not match, or it is
+    /// no longer UTF-8).
+    Corrupt,
+    /// No record at all: the zeros of a fresh segment, or a torn write's remains.
+    Foreign,
+}
+
+fn parse(line: &[u8]) -> Parsed<'_> {
+    let Ok(line) = std::str::from_utf8(line) else {
+        return Parsed::Corrupt;
+    };
+    let mut fields = line.splitn(3, ' ');
+    let (Some(head), Some(sum), Some(content)) = (fields.next(), fields.next(), fields.next())
+    else {
+        return Parsed::Foreign;
+    };
+    let kind = head.as_bytes().first().copied().unwrap_or_default();
+    let Some(epoch) = head
+        .get(1..)
+        .and_then(|epoch| epoch.parse().ok())
+        .filter(|_| kind == b'E' || kind == b'A')
+    else {
+        return Parsed::Foreign;
+    };
+    if checksum(head, content) != sum {
+        return Parsed::Corrupt;
     }
-    let epoch = head[1..].parse().ok()?;
-    Some((kind, epoch, content))
+    Parsed::Record(kind, epoch, content)
 }
 
 /// The events queued and not acknowledged, in order, each once.
@@ -484,8 +558,8 @@ mod tests {
 
     const EVENT: &str = r#"{"customerId":"c","eventName":"e","generatedAt":"t","idempotencyKey":"KEY","data":{"quantity":1}}"#;
 
-    fn line(kind: &str, content: &str) -> String {
-        format!("{kind} {}\n", content)
+    fn line(head: &str, content: &str) -> String {
+        format!("{head} {} {content}\n", checksum(head, content))
     }
 
     fn queued(kind: &str, key: &str) -> String {
@@ -587,5 +661,35 @@ mod tests {
         assert_eq!(keys(&pending), ["a", "b"]);
         drop(spool);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_corrupt_record_is_skipped_and_reading_goes_on() {
+        let edited = queued("E3", "a").replace("\"quantity\":1", "\"quantity\":-1000000");
+        let region = queued("E3", "first") + &edited + &queued("E3", "after");
+        let region = read_region(region.as_bytes(), 0);
+        assert_eq!(
+            keys(&pending(region.records.into_iter())),
+            ["first", "after"],
+            "the edited line's checksum does not match"
+        );
+
+        let mut bytes = queued("E4", "first").into_bytes();
+        bytes.extend_from_slice(b"E4 0000 \xff\xfe not text\n");
+        bytes.extend_from_slice(queued("E4", "after").as_bytes());
+        let region = read_region(&bytes, 0);
+        assert_eq!(
+            keys(&pending(region.records.into_iter())),
+            ["first", "after"],
+            "a line of invalid UTF-8 hides no later event"
+        );
+
+        let unsummed = queued("E5", "a") + "E5 {\"customerId\":\"c\"}\n" + &queued("E5", "b");
+        let region = read_region(unsummed.as_bytes(), 0);
+        assert_eq!(
+            keys(&pending(region.records.into_iter())),
+            ["a"],
+            "no record: the end"
+        );
     }
 }

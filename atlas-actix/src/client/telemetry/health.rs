@@ -94,6 +94,9 @@ pub struct Health {
     pub push_link: LinkHealth,
     /// Usage events queued in this instance, not yet accepted by the platform.
     pub event_backlog: usize,
+    /// Whether usage events can be made durable: `false` while the spool cannot write (a
+    /// full disk). Events are then kept in memory and sent, and the instance is not ready.
+    pub usage_durable: bool,
     /// The Redis tier, `None` without one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis: Option<TierHealth>,
@@ -162,9 +165,16 @@ impl AtlasClient {
         if !push_link.is_healthy() {
             failing.push(format!("the push link is {push_link}"));
         }
+        let spool_fault = self.inner.events.spool_fault();
+        if let Some(fault) = &spool_fault {
+            failing.push(format!(
+                "the event spool cannot write usage events: {fault}"
+            ));
+        }
         let policy_serves = self.inner.outage.default != OutagePolicy::FailClosed;
         Health {
-            ready: initialised && (platform_reachable || policy_serves),
+            ready: initialised && (platform_reachable || policy_serves) && spool_fault.is_none(),
+            usage_durable: spool_fault.is_none(),
             initialised,
             platform_reachable,
             last_platform_success: success,

@@ -31,6 +31,9 @@ pub(crate) const EVENTS_QUEUED: &str = "atlas_events_queued";
 pub(crate) const EVENTS_SENT: &str = "atlas_events_sent_total";
 pub(crate) const EVENTS_FAILED: &str = "atlas_events_failed_total";
 pub(crate) const EVENTS_SPOOLED: &str = "atlas_events_spooled";
+pub(crate) const EVENTS_SET_ASIDE: &str = "atlas_events_set_aside_total";
+pub(crate) const EVENTS_UNSPOOLED: &str = "atlas_events_unspooled_total";
+pub(crate) const USAGE_UNRECORDED: &str = "atlas_usage_unrecorded_total";
 pub(crate) const PUSH_CONNECTED: &str = "atlas_push_connected";
 pub(crate) const LAST_PLATFORM_SUCCESS: &str = "atlas_last_platform_success_timestamp_seconds";
 pub(crate) const OUTAGE_DECISIONS: &str = "atlas_outage_decisions_total";
@@ -62,6 +65,18 @@ pub(crate) fn describe() {
     metrics::describe_counter!(
         EVENTS_FAILED,
         "usage events in sends that failed (kept and retried)"
+    );
+    metrics::describe_counter!(
+        EVENTS_SET_ASIDE,
+        "usage events the platform refused one by one, set aside in the dead-letter file and the log"
+    );
+    metrics::describe_counter!(
+        EVENTS_UNSPOOLED,
+        "usage events the spool could not write (disk full, I/O error), kept in memory and sent"
+    );
+    metrics::describe_counter!(
+        USAGE_UNRECORDED,
+        "guarded requests served without their usage recorded (UnrecordableUsage::Serve)"
     );
     metrics::describe_gauge!(
         EVENTS_SPOOLED,
@@ -351,6 +366,18 @@ pub(crate) fn events_sent(count: usize) {
 
 pub(crate) fn events_failed(count: usize) {
     counter!(EVENTS_FAILED).increment(count as u64);
+}
+
+pub(crate) fn events_set_aside(count: usize) {
+    counter!(EVENTS_SET_ASIDE).increment(count as u64);
+}
+
+pub(crate) fn events_unspooled(count: usize) {
+    counter!(EVENTS_UNSPOOLED).increment(count as u64);
+}
+
+pub(crate) fn usage_unrecorded() {
+    counter!(USAGE_UNRECORDED).increment(1);
 }
 
 pub(crate) fn push_connected(connected: bool) {

@@ -128,10 +128,8 @@ where
                 Err(answer) => return Ok(request.into_response(answer).map_into_right_body()),
             };
             let response = service.call(request).await?;
-            if let Some(quantity) = options.usage {
-                if response.status().is_success() {
-                    granted.report_usage(features.to_vec(), quantity).await;
-                }
+            if response.status().is_success() {
+                granted.report_usage().await;
             }
             Ok(response.map_into_left_body())
         })

@@ -17,8 +17,10 @@ use std::collections::BTreeMap;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
 use crate::client::keys;
+use crate::client::telemetry;
 use crate::client::UsageOptions;
 use crate::error::AtlasError;
+use crate::models::UsageEvent;
 use crate::web::atlas::Atlas;
 use crate::web::csrf::check_origin;
 use crate::web::error_response::RequestError;
@@ -64,6 +66,18 @@ impl GuardOptions {
     }
 }
 
+/// What a guard that reports usage does when the usage cannot be recorded (see
+/// [`AtlasBuilder::unrecordable_usage`](crate::AtlasBuilder::unrecordable_usage)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UnrecordableUsage {
+    /// Answer 503 with `Retry-After` before the handler runs: no unbilled work.
+    #[default]
+    Refuse,
+    /// Run the handler; each such request is an error log and `atlas_usage_unrecorded_total`.
+    Serve,
+}
+
 /// The longest a guarded answer waits for its usage to be queued.
 const USAGE_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
 
@@ -98,39 +112,71 @@ pub(crate) struct ResolvedCustomer(pub(crate) String);
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct Granted {
-    /// The client, kept only when usage is to be reported: cloning it on every request would
-    /// be an atomic write on memory all workers share.
-    atlas: Option<Atlas>,
-    customer_id: String,
-    /// What `#[requires_feature(usage = ..)]` reports when the handler succeeds.
-    usage: Option<(&'static [&'static str], f64)>,
-    /// The request's `Idempotency-Key`, which the reported usage events carry.
-    idempotency_key: Option<String>,
+    /// The client and the usage events to queue when the handler succeeds: built at the
+    /// check, from the data it decided on, so work done never waits on the platform to be
+    /// billed.
+    usage: Option<(Atlas, Vec<UsageEvent>)>,
     /// Held until the handler has answered, for an exclusive guard.
     _lease: Option<Lease>,
 }
 
 impl Granted {
-    /// Reports usage of the features after the handler succeeded; never fails the answer. The
-    /// answer waits up to [`USAGE_QUEUE_WAIT`] for the usage to be queued, which covers the
-    /// usual case (the customer was just fetched for the check), so an `atlas.flush()` after
-    /// the response sends it; a slow platform (an outage under a lenient policy) does not hold
-    /// the answer, and the usage is queued once it can be.
-    pub(crate) async fn report_usage(self, features: Vec<String>, quantity: f64) {
-        let Some(atlas) = self.atlas else { return };
-        let mut usage = UsageOptions::new().quantity(quantity);
-        if let Some(key) = &self.idempotency_key {
-            // Namespaced by customer, so one customer's keys never collide with another's, and
-            // hashed, so the platform's 255 characters hold any id and key.
-            usage = usage.idempotency_key(keys::digest(&[&self.customer_id, key]));
-        }
-        let customer = self.customer_id;
+    /// Queues the usage prepared at the check, after the handler succeeded; never fails the
+    /// answer. The answer waits up to [`USAGE_QUEUE_WAIT`] (the spool's sync, or the fleet's
+    /// stream), so an `atlas.flush()` after the response sends it.
+    pub(crate) async fn report_usage(self) {
+        let Some((atlas, events)) = self.usage else {
+            return;
+        };
         let queued = actix_rt::spawn(async move {
-            if let Err(err) = atlas.enqueue_with(&customer, &features, usage).await {
-                tracing::error!(customer = ?customer, features = ?features, %err, "could not queue the usage of a guarded handler");
+            let customer = events
+                .first()
+                .map(|event| event.customer_id.clone())
+                .unwrap_or_default();
+            if let Err(err) = atlas.queue_usage(&customer, events.clone()).await {
+                // Only a queue that filled since the check: the events are in this line.
+                tracing::error!(customer = ?customer, %err, events = %serde_json::to_string(&events).unwrap_or_default(), "could not queue the usage of a guarded handler");
             }
         });
         let _ = tokio::time::timeout(USAGE_QUEUE_WAIT, queued).await;
+    }
+}
+
+/// The usage a guard reports for a request: its events, built before the handler runs; or
+/// the answer when they cannot be and the app refuses unbilled work.
+async fn prepare_usage(
+    atlas: &Atlas,
+    request: &HttpRequest,
+    customer: &str,
+    features: &[&str],
+    quantity: f64,
+    idempotency_key: Option<&str>,
+) -> Result<Option<(Atlas, Vec<UsageEvent>)>, HttpResponse> {
+    let mut usage = UsageOptions::new().quantity(quantity);
+    if let Some(key) = idempotency_key {
+        // Namespaced by customer, so one customer's keys never collide with another's, and
+        // hashed, so the platform's 255 characters hold any id and key.
+        usage = usage.idempotency_key(keys::digest(&[customer, key]));
+    }
+    match atlas.usage_events(customer, features, &usage).await {
+        Ok(events) => Ok(Some((Atlas::clone(atlas), events))),
+        Err(err @ AtlasError::InvalidInput(_)) => Err(RequestError::Atlas(err).error_response()),
+        Err(err) => match atlas.unrecordable_usage() {
+            UnrecordableUsage::Refuse => {
+                tracing::error!(route = ?request.path(), customer = ?customer, features = ?features, %err, "the usage of this request could not be recorded: refused before the work (503)");
+                let mut answer = RequestError::Atlas(err).error_response();
+                answer.headers_mut().insert(
+                    actix_web::http::header::RETRY_AFTER,
+                    actix_web::http::header::HeaderValue::from_static("1"),
+                );
+                Err(answer)
+            }
+            UnrecordableUsage::Serve => {
+                telemetry::usage_unrecorded();
+                tracing::error!(route = ?request.path(), customer = ?customer, features = ?features, quantity, %err, "the usage of this request could not be recorded; serving it unbilled, as configured");
+                Ok(None)
+            }
+        },
     }
 }
 
@@ -225,14 +271,23 @@ pub(crate) async fn check(
             return Err(atlas.deny(request, &denial));
         }
     }
-    request
-        .extensions_mut()
-        .insert(ResolvedCustomer(customer.clone()));
+    let usage = match options.usage {
+        Some(quantity) => {
+            prepare_usage(
+                atlas,
+                request,
+                &customer,
+                features,
+                quantity,
+                idempotency_key.as_deref(),
+            )
+            .await?
+        }
+        None => None,
+    };
+    request.extensions_mut().insert(ResolvedCustomer(customer));
     Ok(Granted {
-        atlas: options.usage.map(|_| Atlas::clone(atlas)),
-        customer_id: customer,
-        usage: None,
-        idempotency_key,
+        usage,
         _lease: lease,
     })
 }
@@ -245,12 +300,7 @@ pub async fn check_guard(
     features: &'static [&'static str],
     options: GuardOptions,
 ) -> Result<Granted, HttpResponse> {
-    check(request, features, options)
-        .await
-        .map(|granted| Granted {
-            usage: options.usage.map(|quantity| (features, quantity)),
-            ..granted
-        })
+    check(request, features, options).await
 }
 
 impl Granted {
@@ -262,11 +312,8 @@ impl Granted {
         answer: R,
     ) -> HttpResponse {
         let response = answer.respond_to(request).map_into_boxed_body();
-        if let Some((features, quantity)) = self.usage {
-            if response.status().is_success() {
-                self.report_usage(features.iter().map(|f| (*f).to_owned()).collect(), quantity)
-                    .await;
-            }
+        if response.status().is_success() {
+            self.report_usage().await;
         }
         response
     }
