@@ -115,6 +115,7 @@ pub(crate) fn requires_feature(args: RequiresFeatureArgs, handler: Handler) -> T
         quote! {
             let __atlas_granted = match #private::check_guard(
                 &__atlas_request,
+                __atlas_fingerprint,
                 &[#(#features),*],
                 #options,
             )
@@ -132,7 +133,6 @@ pub(crate) fn requires_feature(args: RequiresFeatureArgs, handler: Handler) -> T
             let check = check(options);
             quote! {
                 #check
-                let mut __atlas_payload = __atlas_payload.into_inner();
                 #(#extractions)*
             }
         }
@@ -143,7 +143,6 @@ pub(crate) fn requires_feature(args: RequiresFeatureArgs, handler: Handler) -> T
             };
             let check = check(quote!(#options.with_quantity(__atlas_quantity)));
             quote! {
-                let mut __atlas_payload = __atlas_payload.into_inner();
                 #(#extractions)*
                 let __atlas_quantity: f64 = {
                     #(#bindings)*
@@ -174,6 +173,19 @@ pub(crate) fn requires_feature(args: RequiresFeatureArgs, handler: Handler) -> T
                     reports_usage: #reports_usage,
                 };
             async fn __atlas_handler(#inputs) #output #block
+            let mut __atlas_payload = __atlas_payload.into_inner();
+            // Read only for a request with an `Idempotency-Key` to a guard that bills, to bind
+            // the key to the body; put back for the extractors.
+            let __atlas_fingerprint = match #private::fingerprint_body(
+                &__atlas_request,
+                &mut __atlas_payload,
+                #reports_usage,
+            )
+            .await
+            {
+                ::core::result::Result::Ok(fingerprint) => fingerprint,
+                ::core::result::Result::Err(refusal) => return refusal,
+            };
             #checked
             #respond(&__atlas_request, __atlas_handler(#(#arg_names),*).await).await
         }

@@ -182,6 +182,7 @@ pub mod __private {
     use crate::client::limits::LimitCallback;
     pub use crate::client::limits::Quantity;
     pub use crate::entitlements::named_in_code::{GuardSite, GUARD_SITES};
+    pub use crate::web::guard::idempotency::{fingerprint_body, Fingerprint};
     pub use crate::web::guard::{check_guard, Granted, GuardOptions};
     use crate::{AtlasBuilder, IntoUsage};
 

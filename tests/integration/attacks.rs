@@ -564,3 +564,246 @@ async fn a_trickling_body_holds_no_other_request_past_the_wait() {
     assert_eq!(retry_after.as_deref(), Some("1"));
     trickle.join().unwrap();
 }
+
+/// A small tmpfs, unmounted when dropped: a disk that fills up.
+#[cfg(can_mount_tmpfs)]
+struct SmallDisk(std::path::PathBuf);
+
+#[cfg(can_mount_tmpfs)]
+impl SmallDisk {
+    fn mount(name: &str, size: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("atlas-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let root = std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .any(|line| line.starts_with("Uid:") && line.split_whitespace().nth(1) == Some("0"));
+        let mut mount = std::process::Command::new(if root { "mount" } else { "sudo" });
+        if !root {
+            mount.args(["-n", "mount"]);
+        }
+        let status = mount
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(&dir)
+            .status()
+            .expect("mount runs");
+        assert!(
+            status.success(),
+            "could not mount a tmpfs on {}",
+            dir.display()
+        );
+        Self(dir)
+    }
+}
+
+#[cfg(can_mount_tmpfs)]
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// The spool on a disk that fills up (its two 4 MiB segments and hardly more): the events it
+/// cannot write are kept in memory and all billed, and readiness fails with the reason until
+/// the spool writes again.
+#[cfg_attr(not(can_mount_tmpfs), ignore = "mounts a tmpfs: run as root (CI does)")]
+#[actix_rt::test]
+async fn a_full_disk_under_the_spool_loses_no_usage_and_fails_readiness() {
+    #[cfg(can_mount_tmpfs)]
+    {
+        use futures_util::future::join_all;
+
+        let emulator = start_emulator();
+        let disk = SmallDisk::mount("full-disk", "8200k");
+        let atlas = crate::common::builder(&emulator)
+            .event_spool(disk.0.join("spool"))
+            .events_flush_interval(Duration::from_secs(3600))
+            .events_flush_at(usize::MAX)
+            .events_queue_capacity(100_000)
+            .build()
+            .unwrap();
+        const EVENTS: usize = 40_000;
+        for chunk in 0..EVENTS / 500 {
+            let enqueues = (0..500).map(|i| {
+                let key = format!("job-{}", chunk * 500 + i);
+                let atlas = atlas.clone();
+                async move {
+                    atlas
+                        .enqueue_with(
+                            "user_erin",
+                            ["ai-tokens"],
+                            atlas_actix::UsageOptions::new().idempotency_key(key),
+                        )
+                        .await
+                }
+            });
+            for queued in join_all(enqueues).await {
+                queued.expect("every event is taken, on disk or in memory");
+            }
+        }
+        assert_eq!(atlas.queued_events(), EVENTS);
+        let health = atlas.health().await;
+        assert!(!health.usage_durable, "{health:?}");
+        assert!(!health.ready, "{health:?}");
+        assert!(
+            health
+                .failing
+                .iter()
+                .any(|reason| reason.contains("event spool cannot write")
+                    && reason.contains("No space left on device")),
+            "{health:?}"
+        );
+
+        atlas.flush().await.unwrap();
+        assert_eq!(emulator.events().len(), EVENTS, "every event billed");
+        atlas
+            .enqueue_with("user_erin", ["ai-tokens"], atlas_actix::UsageOptions::new())
+            .await
+            .unwrap();
+        let health = atlas.health().await;
+        assert!(health.usage_durable, "the spool writes again: {health:?}");
+        assert!(health.ready, "{health:?}");
+    }
+}
+
+/// One `Idempotency-Key` for 50 different prompts: the first is done and billed, the other 49
+/// answer 422 and do nothing; the first prompt sent again gets its first answer back.
+#[actix_rt::test]
+async fn one_idempotency_key_buys_one_request_not_fifty() {
+    let emulator = start_emulator();
+    let quickstart = Quickstart::start(&emulator, None);
+    let erin = format!("Bearer {}", quickstart.token("Erin Pro").await);
+    let headers = [
+        ("authorization", erin.as_str()),
+        ("content-type", "application/json"),
+        ("idempotency-key", "one-key-for-everything"),
+    ];
+    let prompt = |i: usize| json!({ "prompt": format!("prompt number {i}") }).to_string();
+    let (status, first) = raw(
+        &quickstart.base,
+        Method::POST,
+        "/api/ai/complete",
+        &headers,
+        &prompt(0),
+    )
+    .await;
+    assert_eq!(status, 200, "{first}");
+    for i in 1..50 {
+        let (status, body) = raw(
+            &quickstart.base,
+            Method::POST,
+            "/api/ai/complete",
+            &headers,
+            &prompt(i),
+        )
+        .await;
+        assert_eq!(status, 422, "prompt {i}: {body}");
+        assert!(body["error"]
+            .as_str()
+            .unwrap()
+            .contains("different request"));
+    }
+    let (status, again) = raw(
+        &quickstart.base,
+        Method::POST,
+        "/api/ai/complete",
+        &headers,
+        &prompt(0),
+    )
+    .await;
+    assert_eq!(
+        (status, &again),
+        (200, &first),
+        "the first answer, replayed"
+    );
+    quickstart.signal("-TERM");
+    quickstart.wait();
+    let events = admin(&emulator, "/__admin/events").await;
+    assert_eq!(events.as_array().unwrap().len(), 1, "{events}");
+}
+
+/// A customer asking for invoices, credit units and subscriptions that do not exist: each
+/// absence is remembered and each customer may meet 30 a minute, so 2,000 requests make a
+/// few dozen platform calls, ids past 256 bytes are refused, and the app's memory stays put.
+#[actix_rt::test]
+async fn looking_up_things_that_do_not_exist_is_bounded_per_customer() {
+    let emulator = start_emulator();
+    let quickstart = Quickstart::start(&emulator, None);
+    let mallory = format!("Bearer {}", quickstart.token("Dave Free").await);
+    let alice = format!("Bearer {}", quickstart.token("Alice").await);
+    let headers = [("authorization", mallory.as_str())];
+    let get = |path: String, headers: &[(&str, &str)]| {
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        let base = quickstart.base.clone();
+        async move {
+            let headers: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str()))
+                .collect();
+            raw(&base, Method::GET, &path, &headers, "").await.0
+        }
+    };
+    let long = "x".repeat(257);
+    assert_eq!(
+        get(
+            format!("/atlas-api/invoices/{long}/invoice-line-items"),
+            &headers
+        )
+        .await,
+        400,
+        "ids are at most 256 bytes"
+    );
+    // Warm up, so what follows measures the flood and not the first requests' allocations.
+    get(
+        "/atlas-api/invoices/in_warm/invoice-line-items".into(),
+        &headers,
+    )
+    .await;
+    let before = quickstart.resident_kib();
+    let lines_route = "GET /external/invoiceLineItems/expanded";
+    let lines_before = crate::common::requests(&emulator, lines_route).await;
+    let mut refused = 0;
+    for i in 0..2_000 {
+        let id = format!("in_{i:0>250}");
+        let path = match i % 3 {
+            0 => format!("/atlas-api/invoices/{id}/invoice-line-items"),
+            1 => format!("/atlas-api/credit-usage/{id}"),
+            _ => format!("/atlas-api/subscriptions/{id}"),
+        };
+        match get(path, &headers).await {
+            429 => refused += 1,
+            200 | 404 => {}
+            other => panic!("request {i}: {other}"),
+        }
+    }
+    assert!(refused >= 1_900, "{refused} of 2,000 refused");
+    let lines = crate::common::requests(&emulator, lines_route).await - lines_before;
+    assert!(lines <= 31, "{lines} platform calls for line items");
+    let after = quickstart.resident_kib();
+    assert!(
+        after < before + 16 * 1024,
+        "resident memory {before} KiB before, {after} KiB after"
+    );
+    // Another customer is not held back.
+    assert_eq!(
+        get(
+            "/atlas-api/invoices/in_other/invoice-line-items".into(),
+            &[("authorization", alice.as_str())]
+        )
+        .await,
+        200
+    );
+}

@@ -357,3 +357,37 @@ async fn ids_with_colons_never_share_a_redis_key() {
         "keys carry each part's length"
     );
 }
+
+/// Ids that do not exist leave nothing in Redis: 200 line-item reads of invoices that are not
+/// the customer's, on two instances, add no key (a caller making ids up cannot grow Redis).
+#[actix_rt::test]
+#[cfg_attr(
+    not(has_redis_server),
+    ignore = "redis-server is not installed (.ci/run installs it)"
+)]
+async fn ids_that_do_not_exist_write_nothing_to_redis() {
+    let redis = RedisServer::start();
+    let emulator = crate::common::start_emulator();
+    let (a, b) = (
+        instance(&emulator, &redis).await,
+        instance(&emulator, &redis).await,
+    );
+    // A real read first, so the keys a customer always has are there.
+    a.invoices("user_dave", &Pagination::new()).await.unwrap();
+    let keys_before = redis.command(&["DBSIZE"]).unwrap();
+    for i in 0..100 {
+        for instance in [&a, &b] {
+            let items = instance
+                .invoice_line_items("user_dave", &format!("in_made_up_{i}"))
+                .await
+                .unwrap();
+            assert!(items.is_empty());
+        }
+    }
+    assert_eq!(
+        redis.command(&["DBSIZE"]).unwrap(),
+        keys_before,
+        "{}",
+        redis.dump()
+    );
+}

@@ -11,11 +11,13 @@ use crate::auth::{contact_headers, UserResolver};
 use crate::client::AtlasClient;
 use crate::error::BuildError;
 use crate::models::CustomerInfo;
+use crate::web::absent::AbsentLookups;
 use crate::web::builder::{AtlasBuilder, DenyHandler};
 use crate::web::csrf::AllowedOrigins;
 use crate::web::error_response::RequestError;
 use crate::web::guard::denial::Denial;
 use crate::web::guard::exclusive::ExclusiveLocks;
+use crate::web::guard::idempotency::IdempotencyRecords;
 use crate::web::guard::UnrecordableUsage;
 use crate::web::throttle::Throttle;
 
@@ -48,6 +50,8 @@ pub(crate) struct WebOptions {
     pub(crate) public_throttle: Throttle,
     pub(crate) exclusive: ExclusiveLocks,
     pub(crate) unrecordable_usage: UnrecordableUsage,
+    pub(crate) idempotency: Arc<IdempotencyRecords>,
+    pub(crate) absent: AbsentLookups,
 }
 
 impl std::fmt::Debug for Atlas {
@@ -128,6 +132,14 @@ impl Atlas {
         &self.web.exclusive
     }
 
+    pub(crate) fn absent_lookups(&self) -> &AbsentLookups {
+        &self.web.absent
+    }
+
+    pub(crate) fn idempotency_records(&self) -> &Arc<IdempotencyRecords> {
+        &self.web.idempotency
+    }
+
     pub(crate) fn unrecordable_usage(&self) -> UnrecordableUsage {
         self.web.unrecordable_usage
     }
@@ -169,6 +181,8 @@ impl AtlasBuilder {
             public_throttle: Throttle::new(self.public_rate_limit.0, self.public_rate_limit.1),
             exclusive: ExclusiveLocks::new(self.exclusive_wait),
             unrecordable_usage: self.unrecordable_usage,
+            idempotency: IdempotencyRecords::new(self.idempotency_ttl),
+            absent: AbsentLookups::default(),
         };
         Ok(Atlas::new(self.client.start()?, web))
     }

@@ -42,6 +42,7 @@ pub struct AtlasBuilder {
     pub(crate) public_rate_limit: (u32, Duration),
     pub(crate) exclusive_wait: Duration,
     pub(crate) unrecordable_usage: UnrecordableUsage,
+    pub(crate) idempotency_ttl: Duration,
 }
 
 /// How long an exclusive guard waits for its lock by default.
@@ -79,6 +80,7 @@ impl Default for AtlasBuilder {
             body_limit: 64 * 1024,
             exclusive_wait: DEFAULT_EXCLUSIVE_WAIT,
             unrecordable_usage: UnrecordableUsage::default(),
+            idempotency_ttl: Duration::from_secs(600),
             allowed_origins: AllowedOrigins::default(),
             public_rate_limit: (30, Duration::from_secs(60)),
         }
@@ -341,6 +343,20 @@ impl AtlasBuilder {
     /// sent, and readiness fails until the spool writes again.
     pub fn unrecordable_usage(mut self, choice: UnrecordableUsage) -> Self {
         self.unrecordable_usage = choice;
+        self
+    }
+
+    /// How long this process remembers a request's `Idempotency-Key` (default 10 minutes),
+    /// for guards that report usage. Within it, the same request again (method, path and
+    /// query, body) gets the first answer (with `Idempotent-Replayed: true`) or, while the
+    /// first runs, 409 with `Retry-After`; another request with the key answers 422. Either
+    /// way nothing runs or is billed again. After it, a repeat runs again and its usage is
+    /// still billed once, by the event's idempotency key.
+    ///
+    /// The body of such a request is read before the check (at most 2 MiB, within 10 s) to
+    /// bind the key to it.
+    pub fn idempotency_ttl(mut self, ttl: Duration) -> Self {
+        self.idempotency_ttl = ttl;
         self
     }
 

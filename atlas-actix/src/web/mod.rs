@@ -4,6 +4,7 @@
 //! locks; cross-site checks and rate limits; probes; and, in one place, the HTTP answer of
 //! every error.
 
+pub(crate) mod absent;
 pub(crate) mod atlas;
 pub(crate) mod builder;
 pub(crate) mod csrf;

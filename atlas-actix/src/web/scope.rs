@@ -330,7 +330,18 @@ async fn line_items(
     invoice: web::Path<String>,
 ) -> Answer {
     let user = user_of(&atlas, &request).await?;
-    Ok(HttpResponse::Ok().json(&*atlas.invoice_line_items(&user, &invoice).await?))
+    let items = atlas
+        .absent_lookups()
+        .lookup(
+            &user,
+            "line_items",
+            &invoice,
+            || async { Ok(atlas.invoice_line_items(&user, &invoice).await?) },
+            |items| items.as_ref().is_ok_and(|items| items.is_empty()),
+            || Ok(Default::default()),
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(&*items))
 }
 
 async fn pricing_model(atlas: web::Data<Atlas>, request: HttpRequest) -> Answer {
@@ -409,9 +420,23 @@ async fn subscription(
     id: web::Path<String>,
 ) -> Answer {
     let user = user_of(&atlas, &request).await?;
-    let (subscription, customer) =
-        futures_util::future::try_join(atlas.subscription(&id), atlas.customer(&user, None))
-            .await?;
+    let (subscription, customer) = atlas
+        .absent_lookups()
+        .lookup(
+            &user,
+            "subscription",
+            &id,
+            || async {
+                Ok(futures_util::future::try_join(
+                    atlas.subscription(&id),
+                    atlas.customer(&user, None),
+                )
+                .await?)
+            },
+            is_not_found,
+            || Err(RequestError::NotFound),
+        )
+        .await?;
     let owner = subscription.extra.get("customerId");
     let owner = owner.as_ref().and_then(|owner| owner.as_str());
     let owned = owner == Some(customer.id.as_str())
@@ -509,5 +534,24 @@ async fn credit_usage(
     unit: web::Path<String>,
 ) -> Answer {
     let user = user_of(&atlas, &request).await?;
-    Ok(HttpResponse::Ok().json(&*atlas.credit_usage(&user, &unit).await?))
+    let usage = atlas
+        .absent_lookups()
+        .lookup(
+            &user,
+            "credit_usage",
+            &unit,
+            || async { Ok(atlas.credit_usage(&user, &unit).await?) },
+            is_not_found,
+            || Err(RequestError::NotFound),
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(&*usage))
+}
+
+/// Whether the platform said the thing looked up does not exist.
+fn is_not_found<T>(answer: &Result<T, RequestError>) -> bool {
+    matches!(
+        answer,
+        Err(RequestError::NotFound | RequestError::Atlas(AtlasError::Rejected { status: 404, .. }))
+    )
 }

@@ -47,6 +47,19 @@ impl Throttle {
         }
     }
 
+    /// `Err` when `caller` is over its allowance in the current window; counts nothing.
+    pub(crate) fn exhausted(&self, caller: &str) -> Result<(), RequestError> {
+        let Some(window) = self.windows.get(caller) else {
+            return Ok(());
+        };
+        let elapsed = window.started.elapsed();
+        if elapsed < self.period && window.count.load(Ordering::Relaxed) >= self.requests {
+            let left = self.period.saturating_sub(elapsed);
+            return Err(RequestError::TooManyRequests(left.as_secs().max(1)));
+        }
+        Ok(())
+    }
+
     /// Counts one request of `caller`; `Err` when it is over its allowance.
     pub(crate) fn admit(&self, caller: &str) -> Result<(), RequestError> {
         let now = Instant::now();

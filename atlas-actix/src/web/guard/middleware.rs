@@ -8,7 +8,7 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
 use futures_util::future::LocalBoxFuture;
 
-use crate::web::guard::{check, GuardOptions};
+use crate::web::guard::{check, idempotency, GuardOptions};
 
 /// Middleware that lets a request through only when its user's plan grants every feature:
 /// for whole scopes and resources.
@@ -122,7 +122,22 @@ where
         let options = self.options;
         Box::pin(async move {
             let slugs: Vec<&str> = features.iter().map(String::as_str).collect();
-            let granted = match check(request.request(), &slugs, options).await {
+            let (http_request, mut payload) = request.into_parts();
+            let fingerprint = match idempotency::fingerprint_body(
+                &http_request,
+                &mut payload,
+                options.usage.is_some(),
+            )
+            .await
+            {
+                Ok(fingerprint) => fingerprint,
+                Err(answer) => {
+                    let request = ServiceRequest::from_parts(http_request, payload);
+                    return Ok(request.into_response(answer).map_into_right_body());
+                }
+            };
+            let request = ServiceRequest::from_parts(http_request, payload);
+            let granted = match check(request.request(), &slugs, options, fingerprint).await {
                 Ok(granted) => granted,
                 // Answered as a response, not an error, so outer middleware (CORS) decorates it.
                 Err(answer) => return Ok(request.into_response(answer).map_into_right_body()),

@@ -10,6 +10,7 @@
 pub(crate) mod denial;
 pub(crate) mod exclusive;
 pub(crate) mod extractor;
+pub(crate) mod idempotency;
 pub(crate) mod middleware;
 
 use std::collections::BTreeMap;
@@ -26,6 +27,7 @@ use crate::web::csrf::check_origin;
 use crate::web::error_response::RequestError;
 use crate::web::guard::denial::Denial;
 use crate::web::guard::exclusive::Lease;
+use crate::web::guard::idempotency::{Claim, Fingerprint, Ticket};
 
 /// How a guard behaves; built by the macro's options or
 /// [`RequireFeatures`](crate::RequireFeatures)' methods.
@@ -116,6 +118,8 @@ pub struct Granted {
     /// check, from the data it decided on, so work done never waits on the platform to be
     /// billed.
     usage: Option<(Atlas, Vec<UsageEvent>)>,
+    /// The request's hold on its `Idempotency-Key`, finished with the handler's answer.
+    ticket: Option<Ticket>,
     /// Held until the handler has answered, for an exclusive guard.
     _lease: Option<Lease>,
 }
@@ -125,6 +129,9 @@ impl Granted {
     /// answer. The answer waits up to [`USAGE_QUEUE_WAIT`] (the spool's sync, or the fleet's
     /// stream), so an `atlas.flush()` after the response sends it.
     pub(crate) async fn report_usage(self) {
+        if let Some(ticket) = self.ticket {
+            ticket.finish_unstored(actix_web::http::StatusCode::OK);
+        }
         let Some((atlas, events)) = self.usage else {
             return;
         };
@@ -210,6 +217,7 @@ pub(crate) async fn check(
     request: &HttpRequest,
     features: &[&str],
     options: GuardOptions,
+    fingerprint: Option<Fingerprint>,
 ) -> Result<Granted, HttpResponse> {
     let atlas = atlas_of(request).map_err(|err| err.error_response())?;
     atlas.revalidate_if_needed();
@@ -224,6 +232,23 @@ pub(crate) async fn check(
         Ok(Some(customer)) => customer,
         Ok(None) => return Err(atlas.deny(request, &Denial::Unauthenticated)),
         Err(err) => return Err(err.error_response()),
+    };
+    // A key is claimed before any work: a repeat gets the first answer, a reuse for another
+    // request is refused, and neither is checked, locked or billed again.
+    let ticket = match (&idempotency_key, fingerprint) {
+        (Some(key), Some(fingerprint)) => {
+            match atlas
+                .idempotency_records()
+                .claim(keys::compose(&[&customer, key]), fingerprint)
+            {
+                Claim::First(ticket) => Some(ticket),
+                Claim::Answered(answer) => {
+                    tracing::info!(route = ?request.path(), customer = ?customer, status = answer.status().as_u16(), "a request with an Idempotency-Key already used");
+                    return Err(answer);
+                }
+            }
+        }
+        _ => None,
     };
     let lease = if options.exclusive {
         match atlas.exclusive_locks().acquire(&customer, features).await {
@@ -288,6 +313,7 @@ pub(crate) async fn check(
     request.extensions_mut().insert(ResolvedCustomer(customer));
     Ok(Granted {
         usage,
+        ticket,
         _lease: lease,
     })
 }
@@ -297,21 +323,25 @@ pub(crate) async fn check(
 #[doc(hidden)]
 pub async fn check_guard(
     request: &HttpRequest,
+    fingerprint: Option<Fingerprint>,
     features: &'static [&'static str],
     options: GuardOptions,
 ) -> Result<Granted, HttpResponse> {
-    check(request, features, options).await
+    check(request, features, options, fingerprint).await
 }
 
 impl Granted {
     /// The handler's answer, after which the usage is reported if the answer is 2xx.
     #[doc(hidden)]
     pub async fn respond<R: actix_web::Responder>(
-        self,
+        mut self,
         request: &HttpRequest,
         answer: R,
     ) -> HttpResponse {
-        let response = answer.respond_to(request).map_into_boxed_body();
+        let mut response = answer.respond_to(request).map_into_boxed_body();
+        if let Some(ticket) = self.ticket.take() {
+            response = ticket.finish(response);
+        }
         if response.status().is_success() {
             self.report_usage().await;
         }

@@ -312,6 +312,12 @@ impl RedisTier {
         let Ok(json) = serde_json::to_string(value) else {
             return;
         };
+        // What any id that does not exist gets (the line items of an invoice that is not the
+        // customer's, no such customer): not worth a key, and a caller making ids up would
+        // otherwise grow Redis by one key per id.
+        if json == "[]" || json == "null" {
+            return;
+        }
         let keep = (ttl + self.stale_for).as_millis() as u64;
         self.run(|mut connection| async move {
             redis::Script::new(WRITE)
