@@ -14,7 +14,8 @@
 //! directory that keeps queued usage events on disk across crashes. `ATLAS_REDIS_URL` shares a
 //! Redis tier with the app's other instances (cache and usage events); `ATLAS_OUTAGE_POLICY`
 //! (`fail-closed`, the default, `serve-stale` or `fail-open`) says what checks do while the
-//! platform is down. `/healthz` and `/readyz` (no figures) are on the app's port; `/metrics`
+//! platform is down, and `ATLAS_UNRECORDABLE_USAGE` (`refuse`, the default, or `serve`) what a
+//! billed route does when its usage cannot be recorded. `/healthz` and `/readyz` (no figures) are on the app's port; `/metrics`
 //! and `/health` (the full report) on `METRICS_BIND` (default 127.0.0.1:9464) alone.
 //!
 //! Every defence is on: state changes refuse cross-site requests (allowed origins), tokens
@@ -30,7 +31,7 @@ use std::sync::{Mutex, PoisonError};
 use actix_cors::Cors;
 use actix_web::{get, http, post, web, App, HttpResponse, HttpServer, Responder};
 use atlas_actix::emulator::{AtlasData, Emulator, EmulatorHandle};
-use atlas_actix::{limit, requires_feature, Atlas, ClerkAuth, OutagePolicy};
+use atlas_actix::{limit, requires_feature, Atlas, ClerkAuth, OutagePolicy, UnrecordableUsage};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use rsa::Generate;
@@ -326,6 +327,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .map_err(|err| format!("ATLAS_OUTAGE_POLICY: {err}"))?,
         );
     }
+    if let Some(choice) = env("ATLAS_UNRECORDABLE_USAGE") {
+        builder = builder.unrecordable_usage(match choice.as_str() {
+            "refuse" => UnrecordableUsage::Refuse,
+            "serve" => UnrecordableUsage::Serve,
+            other => {
+                return Err(format!(
+                    "ATLAS_UNRECORDABLE_USAGE: `{other}` is neither `refuse` nor `serve`"
+                )
+                .into())
+            }
+        });
+    }
     let atlas = builder
         .user_resolver(clerk)
         .allowed_origins(&origins)
@@ -349,6 +362,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .allowed_headers([http::header::AUTHORIZATION, http::header::CONTENT_TYPE])
             .allowed_header("x-customer-email")
             .allowed_header("x-customer-name")
+            .allowed_header("idempotency-key")
+            .expose_headers(["idempotent-replayed"])
             .supports_credentials()
             .max_age(3600);
         for origin in &origins {

@@ -48,9 +48,6 @@ pub enum AtlasError {
     /// expects (see [`AtlasClient::findings`](crate::AtlasClient::findings)).
     #[error("the app and the Atlas pricing model disagree: {0}")]
     Misconfigured(String),
-    /// The durable event spool could not be written; the events were not queued.
-    #[error("{0}")]
-    Storage(String),
 }
 
 impl AtlasError {

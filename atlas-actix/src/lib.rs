@@ -125,7 +125,7 @@ pub use web::error_response::RequestError;
 pub use web::guard::denial::Denial;
 pub use web::guard::extractor::Entitlements;
 pub use web::guard::middleware::{RequireFeatures, RequireFeaturesService};
-pub use web::guard::UnrecordableUsage;
+pub use web::guard::unrecordable::UnrecordableUsage;
 pub use web::probes as health;
 
 // What the docs promise about threads, checked whenever the crate compiles: the client and

@@ -27,7 +27,11 @@ fn spooled_keys(spool: &std::path::Path) -> Vec<String> {
         let region = bytes.split(|byte| *byte == 0).next().unwrap_or_default();
         let mut epoch = None;
         for line in String::from_utf8_lossy(region).lines() {
-            let Some((head, content)) = line.split_once(' ') else {
+            // `<kind><epoch> <checksum> <content>`
+            let mut fields = line.splitn(3, ' ');
+            let (Some(head), Some(_checksum), Some(content)) =
+                (fields.next(), fields.next(), fields.next())
+            else {
                 break;
             };
             let (kind, this_epoch) = head.split_at(1);

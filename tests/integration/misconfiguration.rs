@@ -192,3 +192,18 @@ async fn the_quickstart_names_a_feature_its_data_file_lacks_at_start() {
     .await;
     std::fs::remove_file(&file).unwrap();
 }
+
+#[test]
+fn the_quickstart_names_an_unknown_unrecordable_usage_choice() {
+    let emulator = start_emulator();
+    let output = quickstart_command(&emulator)
+        .env("ATLAS_UNRECORDABLE_USAGE", "bill-later")
+        .output()
+        .expect("the quickstart runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("ATLAS_UNRECORDABLE_USAGE: `bill-later` is neither `refuse` nor `serve`"),
+        "{stderr}"
+    );
+}

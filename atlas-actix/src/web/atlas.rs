@@ -18,7 +18,7 @@ use crate::web::error_response::RequestError;
 use crate::web::guard::denial::Denial;
 use crate::web::guard::exclusive::ExclusiveLocks;
 use crate::web::guard::idempotency::IdempotencyRecords;
-use crate::web::guard::UnrecordableUsage;
+use crate::web::guard::unrecordable::UnrecordableUsage;
 use crate::web::throttle::Throttle;
 
 /// The Atlas SDK of an Actix Web app: the platform client ([`AtlasClient`], which it

@@ -13,7 +13,7 @@ use crate::client::retry::Backoff;
 use crate::client::settings::ClientConfig;
 use crate::web::csrf::AllowedOrigins;
 use crate::web::guard::denial::Denial;
-use crate::web::guard::UnrecordableUsage;
+use crate::web::guard::unrecordable::UnrecordableUsage;
 
 /// Configures and builds an [`Atlas`](crate::Atlas); made by [`Atlas::builder`](crate::Atlas::builder).
 ///

@@ -95,7 +95,7 @@ impl ResponseError for RequestError {
 /// | `InvalidInput` | 400 | `{"error": <what is wrong>}` |
 /// | `QueueFull` | 503 | `{"error": ...}` |
 /// | `Shutdown` | 503 | `{"error": ...}` |
-/// | `Storage` | 500 | `{"error": "Internal server error"}` |
+/// | `Misconfigured` | 500 | `{"error": "Internal server error"}` |
 ///
 /// Details of an outage stay in the logs: the answer does not tell clients about the
 /// platform's internals.
@@ -112,14 +112,14 @@ impl ResponseError for AtlasError {
                 .unwrap_or(StatusCode::BAD_GATEWAY),
             Self::SubscriptionChangesNotAllowed => StatusCode::FORBIDDEN,
             Self::InvalidInput(_) => StatusCode::BAD_REQUEST,
-            Self::Storage(_) | Self::Misconfigured(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Misconfigured(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let message = match self {
             Self::Unavailable(_) => "The Atlas platform is unavailable".to_owned(),
-            Self::Storage(_) | Self::Misconfigured(_) => "Internal server error".to_owned(),
+            Self::Misconfigured(_) => "Internal server error".to_owned(),
             other => other.to_string(),
         };
         HttpResponse::build(self.status_code()).json(serde_json::json!({ "error": message }))

@@ -12,6 +12,7 @@ pub(crate) mod exclusive;
 pub(crate) mod extractor;
 pub(crate) mod idempotency;
 pub(crate) mod middleware;
+pub(crate) mod unrecordable;
 
 use std::collections::BTreeMap;
 
@@ -28,6 +29,7 @@ use crate::web::error_response::RequestError;
 use crate::web::guard::denial::Denial;
 use crate::web::guard::exclusive::Lease;
 use crate::web::guard::idempotency::{Claim, Fingerprint, Ticket};
+use crate::web::guard::unrecordable::UnrecordableUsage;
 
 /// How a guard behaves; built by the macro's options or
 /// [`RequireFeatures`](crate::RequireFeatures)' methods.
@@ -66,18 +68,6 @@ impl GuardOptions {
         self.quantity = quantity;
         self
     }
-}
-
-/// What a guard that reports usage does when the usage cannot be recorded (see
-/// [`AtlasBuilder::unrecordable_usage`](crate::AtlasBuilder::unrecordable_usage)).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum UnrecordableUsage {
-    /// Answer 503 with `Retry-After` before the handler runs: no unbilled work.
-    #[default]
-    Refuse,
-    /// Run the handler; each such request is an error log and `atlas_usage_unrecorded_total`.
-    Serve,
 }
 
 /// The longest a guarded answer waits for its usage to be queued.
