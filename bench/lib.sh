@@ -8,6 +8,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# The scripts run several quickstarts at once: each serves /metrics on a port of its own.
+export METRICS_BIND="${METRICS_BIND:-127.0.0.1:0}"
+
 # Waits for a "listening <address>" line in the log file $1 and prints the address.
 listening() {
   for _ in $(seq 300); do
