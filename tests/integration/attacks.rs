@@ -807,3 +807,60 @@ async fn looking_up_things_that_do_not_exist_is_bounded_per_customer() {
         200
     );
 }
+
+/// The quickstart under `serve-stale`, the customer endpoint failing and Erin's cached
+/// customer invalidated (so the check decides from the last known one): every completion it
+/// serves is billed, none lost because the platform could not be asked afterwards.
+#[actix_rt::test]
+async fn work_served_from_stale_entitlements_is_billed() {
+    let emulator = start_emulator();
+    let mut command = quickstart_command(&emulator);
+    command.env("ATLAS_OUTAGE_POLICY", "serve-stale");
+    let quickstart = Quickstart::spawn(command);
+    let erin = quickstart.token("Erin Pro").await;
+    assert_eq!(quickstart.complete(&erin).await, 200);
+    let platform = Platform {
+        emulator: &emulator,
+    };
+    platform
+        .inject_fault(json!({"path": "/external/customers/external-id", "status": 503}))
+        .await;
+    platform
+        .admin(
+            Method::POST,
+            "/__admin/invalidate",
+            Some(json!({"customer": "user_erin"})),
+        )
+        .await;
+    let served = std::cell::Cell::new(1);
+    // Until a check has decided from the last known entitlements, then ten more.
+    eventually(
+        "a check from stale entitlements",
+        Duration::from_secs(10),
+        || {
+            let (quickstart, erin, served) = (&quickstart, &erin, &served);
+            async move {
+                assert_eq!(quickstart.complete(erin).await, 200);
+                served.set(served.get() + 1);
+                quickstart
+                    .output()
+                    .contains("deciding from the last known entitlements")
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    for _ in 0..10 {
+        assert_eq!(quickstart.complete(&erin).await, 200);
+        served.set(served.get() + 1);
+    }
+    platform.clear_faults().await;
+    quickstart.signal("-TERM");
+    quickstart.wait();
+    let events = admin(&emulator, "/__admin/events").await;
+    assert_eq!(
+        events.as_array().unwrap().len(),
+        served.get(),
+        "one event per completion served: {events}"
+    );
+}
