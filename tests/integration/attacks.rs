@@ -688,39 +688,22 @@ async fn one_idempotency_key_buys_one_request_not_fifty() {
         ("content-type", "application/json"),
         ("idempotency-key", "one-key-for-everything"),
     ];
-    let prompt = |i: usize| json!({ "prompt": format!("prompt number {i}") }).to_string();
-    let (status, first) = raw(
-        &quickstart.base,
-        Method::POST,
-        "/api/ai/complete",
-        &headers,
-        &prompt(0),
-    )
-    .await;
+    let complete = |i: usize| {
+        let prompt = json!({ "prompt": format!("prompt number {i}") }).to_string();
+        let (base, headers) = (&quickstart.base, &headers);
+        async move { raw(base, Method::POST, "/api/ai/complete", headers, &prompt).await }
+    };
+    let (status, first) = complete(0).await;
     assert_eq!(status, 200, "{first}");
     for i in 1..50 {
-        let (status, body) = raw(
-            &quickstart.base,
-            Method::POST,
-            "/api/ai/complete",
-            &headers,
-            &prompt(i),
-        )
-        .await;
+        let (status, body) = complete(i).await;
         assert_eq!(status, 422, "prompt {i}: {body}");
         assert!(body["error"]
             .as_str()
             .unwrap()
             .contains("different request"));
     }
-    let (status, again) = raw(
-        &quickstart.base,
-        Method::POST,
-        "/api/ai/complete",
-        &headers,
-        &prompt(0),
-    )
-    .await;
+    let (status, again) = complete(0).await;
     assert_eq!(
         (status, &again),
         (200, &first),

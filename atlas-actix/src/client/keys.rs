@@ -22,9 +22,18 @@ pub(crate) fn compose(parts: &[&str]) -> String {
 /// For keys the platform bounds (an idempotency key has at most 255 characters): the same
 /// parts always give the same key, so a retry keeps it.
 pub(crate) fn digest(parts: &[&str]) -> String {
-    let hash = ring::digest::digest(&ring::digest::SHA256, compose(parts).as_bytes());
+    sha256_hex(&[compose(parts).as_bytes()])
+}
+
+/// The SHA-256 of the bytes, one slice after another, in lowercase hex (64 characters).
+pub(crate) fn sha256_hex(bytes: &[&[u8]]) -> String {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    for slice in bytes {
+        context.update(slice);
+    }
     let mut hex = String::with_capacity(64);
-    for byte in hash.as_ref() {
+    for byte in context.finish().as_ref() {
+        // Writing to a String cannot fail.
         let _ = write!(hex, "{byte:02x}");
     }
     hex

@@ -41,6 +41,7 @@ use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 
 use crate::client::events::spool_dir::{open_private, SpoolDir};
+use crate::client::keys;
 use crate::models::UsageEvent;
 
 const SEGMENTS: [&str; 2] = ["events.0.log", "events.1.log"];
@@ -412,14 +413,9 @@ fn record(lines: &mut Vec<u8>, kind: char, epoch: u64, content: &str) {
 /// The first 8 hex digits of the SHA-256 of a record's head and content: tells a line a disk
 /// error or an edit changed from one the writer wrote.
 fn checksum(head: &str, content: &str) -> String {
-    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
-    context.update(head.as_bytes());
-    context.update(b" ");
-    context.update(content.as_bytes());
-    context.finish().as_ref()[..4]
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    let mut sum = keys::sha256_hex(&[head.as_bytes(), b" ", content.as_bytes()]);
+    sum.truncate(8);
+    sum
 }
 
 enum Record {

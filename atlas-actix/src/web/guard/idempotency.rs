@@ -38,9 +38,7 @@ pub struct Fingerprint(String);
 
 impl Fingerprint {
     pub(crate) fn of(method: &str, route: &str, body: &[u8]) -> Self {
-        let body = ring::digest::digest(&ring::digest::SHA256, body);
-        let body: String = body.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-        Self(keys::digest(&[method, route, &body]))
+        Self(keys::digest(&[method, route, &keys::sha256_hex(&[body])]))
     }
 }
 
