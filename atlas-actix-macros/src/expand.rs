@@ -102,7 +102,7 @@ pub(crate) fn requires_feature(args: RequiresFeatureArgs, handler: Handler) -> T
     let features = &args.features;
     let shadow = args.shadow;
     let exclusive = args.exclusive;
-    let reports_usage = args.usage.is_some();
+    let reports_usage = args.usage.is_some() || args.reserve.is_some();
     let usage = match args.usage {
         Some(quantity) => {
             let quantity = Literal::f64_suffixed(quantity);
@@ -128,7 +128,13 @@ pub(crate) fn requires_feature(args: RequiresFeatureArgs, handler: Handler) -> T
     };
     // Without `quantity`, the check comes first and a denied request's extractors never run.
     // With it, the quantity is read from the arguments, so they are extracted first.
-    let checked = match &args.quantity {
+    // Like `quantity`, `reserve` reads the arguments, so they are extracted first.
+    let read_from_arguments = match (&args.quantity, &args.reserve) {
+        (Some(quantity), _) => Some((quantity, quote!(with_quantity))),
+        (None, Some(reserve)) => Some((reserve, quote!(with_reservation))),
+        (None, None) => None,
+    };
+    let checked = match read_from_arguments {
         None => {
             let check = check(options);
             quote! {
@@ -136,12 +142,12 @@ pub(crate) fn requires_feature(args: RequiresFeatureArgs, handler: Handler) -> T
                 #(#extractions)*
             }
         }
-        Some(quantity) => {
+        Some((quantity, with)) => {
             let at_quantity = private_at(quantity.span());
             let quantity_value = quote_spanned! {quantity.span()=>
                 #at_quantity::quantity(#quantity)
             };
-            let check = check(quote!(#options.with_quantity(__atlas_quantity)));
+            let check = check(quote!(#options.#with(__atlas_quantity)));
             quote! {
                 #(#extractions)*
                 let __atlas_quantity: f64 = {

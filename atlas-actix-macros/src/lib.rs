@@ -39,7 +39,11 @@ mod rules;
 /// handler that adds to a limited feature (`#[requires_feature("seats", exclusive)]`) holds
 /// the limit under concurrent requests (see `RequireFeatures::exclusive`); `quantity = <expr>`
 /// asks for that many units at once, computed from the handler's arguments by their names
-/// (`quantity = body.emails.len()`), so the arguments are extracted before the check.
+/// (`quantity = body.emails.len()`), so the arguments are extracted before the check;
+/// `reserve = <expr>` (over the arguments likewise) checks and holds that many units of a
+/// metered quota for work whose cost is known afterwards, which the handler commits through
+/// its `atlas_actix::Reserved` argument (released if it does not, or answers non-2xx); it
+/// goes with neither `usage`, `quantity` nor `shadow`.
 /// It works stacked above or below a route attribute and with `web::resource(..).to(..)`.
 /// The app needs its `Atlas` client where the guards find it: `App::configure(atlas.configure())`.
 #[proc_macro_attribute]

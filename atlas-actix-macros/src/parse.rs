@@ -13,10 +13,11 @@ mod kw {
     syn::custom_keyword!(shadow);
     syn::custom_keyword!(exclusive);
     syn::custom_keyword!(quantity);
+    syn::custom_keyword!(reserve);
 }
 
 /// The options of `#[requires_feature]`, for messages and typo hints.
-const OPTIONS: [&str; 4] = ["usage", "shadow", "exclusive", "quantity"];
+const OPTIONS: [&str; 5] = ["usage", "shadow", "exclusive", "quantity", "reserve"];
 
 /// Checks a feature id literal against the rule the runtime applies too.
 pub(crate) fn feature_id(lit: &LitStr) -> syn::Result<String> {
@@ -96,6 +97,8 @@ pub(crate) struct RequiresFeatureArgs {
     pub(crate) exclusive: bool,
     /// How many units the request needs, computed from the handler's arguments.
     pub(crate) quantity: Option<Expr>,
+    /// `reserve = <expr>`: units to hold for the handler to commit.
+    pub(crate) reserve: Option<Expr>,
 }
 
 /// Options as they are read, each at most once.
@@ -105,6 +108,9 @@ struct Options {
     usage: Option<f64>,
     exclusive: Option<bool>,
     quantity: Option<Expr>,
+    reserve: Option<(Expr, Span)>,
+    /// Where each option was given, to point at the one that conflicts.
+    spans: Vec<(&'static str, Span)>,
 }
 
 impl Options {
@@ -113,6 +119,27 @@ impl Options {
             || self.usage.is_some()
             || self.exclusive.is_some()
             || self.quantity.is_some()
+            || self.reserve.is_some()
+    }
+
+    /// `reserve` holds what the handler commits: it is the quantity checked, it reports
+    /// the usage itself, and its denials must deny.
+    fn check_reserve(&self) -> syn::Result<()> {
+        let Some((_, reserve)) = &self.reserve else {
+            return Ok(());
+        };
+        for (name, span) in &self.spans {
+            let why = match *name {
+                "usage" => "`reserve` reports the usage the handler commits; drop `usage`",
+                "quantity" => "`reserve` is the quantity checked; drop `quantity`",
+                "shadow" => "a reserving guard cannot be in shadow mode: a denied request would have no reservation to commit",
+                _ => continue,
+            };
+            let mut error = syn::Error::new(*span, why);
+            error.combine(syn::Error::new(*reserve, "`reserve` is given here"));
+            return Err(error);
+        }
+        Ok(())
     }
 }
 
@@ -170,6 +197,9 @@ impl Parse for RequiresFeatureArgs {
                 let key: kw::shadow = input.parse()?;
                 let value = flag("shadow", input)?;
                 once(&mut options.shadow, value, key.span, "shadow")?;
+                if value {
+                    options.spans.push(("shadow", key.span));
+                }
             } else if input.peek(kw::exclusive) {
                 let key: kw::exclusive = input.parse()?;
                 let value = flag("exclusive", input)?;
@@ -179,6 +209,7 @@ impl Parse for RequiresFeatureArgs {
                 equals(input, key.span, "`usage` takes a quantity: `usage = 1`")?;
                 let value = usage_quantity(input)?;
                 once(&mut options.usage, value, key.span, "usage")?;
+                options.spans.push(("usage", key.span));
             } else if input.peek(kw::quantity) {
                 let key: kw::quantity = input.parse()?;
                 equals(
@@ -188,13 +219,23 @@ impl Parse for RequiresFeatureArgs {
                 )?;
                 let value: Expr = input.parse()?;
                 once(&mut options.quantity, value, key.span, "quantity")?;
+                options.spans.push(("quantity", key.span));
+            } else if input.peek(kw::reserve) {
+                let key: kw::reserve = input.parse()?;
+                equals(
+                    input,
+                    key.span,
+                    "`reserve` takes an expression over the handler's arguments: `reserve = body.max_tokens`",
+                )?;
+                let value: Expr = input.parse()?;
+                once(&mut options.reserve, (value, key.span), key.span, "reserve")?;
             } else if input.peek(syn::Ident) {
                 return Err(unknown_option(input.parse()?, input.peek(Token![=])));
             } else {
                 let token: proc_macro2::TokenTree = input.parse()?;
                 return Err(syn::Error::new_spanned(
                     token,
-                    "expected a feature id string, such as \"data-explorer\", or an option (`usage = 1`, `shadow`, `exclusive`, `quantity = ..`)",
+                    "expected a feature id string, such as \"data-explorer\", or an option (`usage = 1`, `shadow`, `exclusive`, `quantity = ..`, `reserve = ..`)",
                 ));
             }
             if !input.is_empty() {
@@ -207,12 +248,14 @@ impl Parse for RequiresFeatureArgs {
                 "name the features the handler needs: #[requires_feature(\"data-explorer\")]",
             ));
         }
+        options.check_reserve()?;
         Ok(Self {
             features,
             shadow: options.shadow.unwrap_or(false),
             usage: options.usage,
             exclusive: options.exclusive.unwrap_or(false),
             quantity: options.quantity,
+            reserve: options.reserve.map(|(expr, _)| expr),
         })
     }
 }
@@ -220,12 +263,12 @@ impl Parse for RequiresFeatureArgs {
 /// The error for a word that is no option: a typo of one, or a feature id without quotes.
 fn unknown_option(word: syn::Ident, has_value: bool) -> syn::Error {
     let name = word.to_string();
-    let expected = "expected one of: `usage`, `shadow`, `exclusive`, `quantity`";
+    let expected = "expected one of: `usage`, `shadow`, `exclusive`, `quantity`, `reserve`";
     let message = match nearest(&name, &OPTIONS) {
         Some(option) => format!("unknown option `{name}`; did you mean `{option}`? {expected}"),
         None if has_value => format!("unknown option `{name}`; {expected}"),
         None => format!(
-            "a feature id is a string: write \"{name}\"; options are `usage = 1`, `shadow`, `exclusive` and `quantity = ..`"
+            "a feature id is a string: write \"{name}\"; options are `usage = 1`, `shadow`, `exclusive`, `quantity = ..` and `reserve = ..`"
         ),
     };
     syn::Error::new(word.span(), message)

@@ -41,6 +41,14 @@ pub enum AtlasError {
         /// The queue's capacity.
         capacity: usize,
     },
+    /// The customer's plan does not allow what was asked: a
+    /// [`reserve`](crate::AtlasClient::reserve) whose units do not fit. Answered as the
+    /// guards' 403, with the reasons.
+    #[error("{}", sentences(reasons))]
+    Denied {
+        /// Why, one reason per feature denied.
+        reasons: Vec<crate::entitlements::reasons::DenialReason>,
+    },
     /// The client was shut down.
     #[error("the Atlas client is shut down")]
     Shutdown,
@@ -48,6 +56,11 @@ pub enum AtlasError {
     /// expects (see [`AtlasClient::findings`](crate::AtlasClient::findings)).
     #[error("the app and the Atlas pricing model disagree: {0}")]
     Misconfigured(String),
+}
+
+fn sentences(reasons: &[crate::entitlements::reasons::DenialReason]) -> String {
+    let sentences: Vec<String> = reasons.iter().map(ToString::to_string).collect();
+    sentences.join("; ")
 }
 
 impl AtlasError {

@@ -107,10 +107,10 @@ pub use auth::clerk::{ClerkAuth, ClerkError, ClerkSession};
 pub use auth::{contact_headers, ResolveFuture, UserResolver};
 pub use client::limits::{IntoUsage, LimitError};
 pub use client::outage::{OutagePolicy, ParseOutagePolicyError, DEFAULT_STALE_AGE};
-pub use client::settings::DEFAULT_PLATFORM_URL;
+pub use client::settings::{DEFAULT_HOLD_TTL, DEFAULT_METERING_LAG, DEFAULT_PLATFORM_URL};
 pub use client::telemetry::health::{Health, LinkHealth, TierHealth};
 pub use client::{
-    Allowed, AtlasClient, BillingCadence, CancelType, ChangeOptions, Pagination, PushLink, Status,
+    Allowed, AtlasClient, BillingCadence, CancelType, ChangeOptions, Pagination, PushLink, Reservation, Status,
     SubscribeRequest, UsageOptions,
 };
 pub use entitlements::findings::Finding;
@@ -125,6 +125,7 @@ pub use web::error_response::RequestError;
 pub use web::guard::denial::Denial;
 pub use web::guard::extractor::Entitlements;
 pub use web::guard::middleware::{RequireFeatures, RequireFeaturesService};
+pub use web::guard::reserved::Reserved;
 pub use web::guard::unrecordable::UnrecordableUsage;
 pub use web::probes as health;
 

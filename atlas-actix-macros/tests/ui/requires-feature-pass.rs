@@ -38,8 +38,20 @@ async fn bulk(team: web::Path<usize>, mut body: web::Json<serde_json::Value>) ->
     HttpResponse::Created().json(&*body)
 }
 
+/// Work of unknown cost: reserves what the body allows, commits what it used.
+#[post("/summarise")]
+#[requires_feature("ai-tokens", reserve = body["maxTokens"].as_u64().unwrap_or(100))]
+async fn summarise(body: web::Json<serde_json::Value>, reserved: atlas::Reserved) -> HttpResponse {
+    let used = body["text"].as_str().map_or(0, |text| text.split_whitespace().count());
+    match reserved.commit(used as f64).await {
+        Ok(()) => HttpResponse::Ok().finish(),
+        Err(_) => HttpResponse::ServiceUnavailable().finish(),
+    }
+}
+
 fn main() {
     let _ = App::new()
+        .service(summarise)
         .service(above)
         .service(below)
         .service(bulk)

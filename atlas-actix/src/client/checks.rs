@@ -14,8 +14,11 @@ use crate::client::outage::OutagePolicy;
 use crate::client::telemetry::{self, CheckResult};
 use crate::client::{check_id, Allowed, AtlasClient};
 use crate::entitlements::reasons::{denial_reason, DenialReason};
+use crate::client::ledger::{HeldFeature, Hold};
+use crate::entitlements::quota::{projected, quota_of, used};
 use crate::entitlements::{
-    customer_features, is_allowed, is_limited, limited_features, CustomerFeature, LimitOutcome,
+    customer_features, is_allowed, is_limited, limited_features, usage_event_name,
+    CustomerFeature, LimitOutcome,
 };
 use crate::error::AtlasError;
 use crate::models::{Customer, CustomerInfo, PricingModel};
@@ -208,13 +211,34 @@ impl AtlasClient {
             .into_iter()
             .filter(|slug| only.is_none_or(|only| only.contains(slug)));
         let outcomes = self.inner.limits.outcomes(customer_id, limited).await;
+        let projected = self.with_pending(customer_id, customer, model, now);
         customer_features(
-            customer,
+            projected.as_ref().unwrap_or(customer),
             model,
             now,
             self.inner.allow_unknown_limits,
             &outcomes,
         )
+    }
+
+    /// The customer as the platform will show it once it counts the usage pending in the
+    /// ledger; `None` when nothing is pending (or it has no quota).
+    fn with_pending(
+        &self,
+        customer_id: &str,
+        customer: &Customer,
+        model: &PricingModel,
+        now: OffsetDateTime,
+    ) -> Option<Customer> {
+        let figures = quota_figures(customer, model, now, model.entitlements.iter().map(|e| e.slug.as_str()));
+        if figures.is_empty() {
+            return None;
+        }
+        let (projected, _) = self.inner.ledger.decide(customer_id, &figures, None, |extra| {
+            let pending = extra.iter().any(|(_, units)| *units > 0.0);
+            (pending.then(|| projected(customer, model, now, extra)), true)
+        });
+        projected
     }
 
     /// Whether the customer may use each of the features (by id, such as `data-explorer`):
@@ -259,7 +283,7 @@ impl AtlasClient {
         let feature_ids: Vec<S> = feature_ids.into_iter().collect();
         let slugs: Vec<&str> = feature_ids.iter().map(AsRef::as_ref).collect();
         let decision = self
-            .decide_features(customer_id, &slugs, quantity, false)
+            .decide_features(customer_id, &slugs, quantity, false, None)
             .await?;
         let features: BTreeMap<String, bool> = slugs
             .iter()
@@ -276,13 +300,15 @@ impl AtlasClient {
     /// Whether each feature is allowed, in order, and why not for those denied; what
     /// [`allowed`](Self::allowed) and the guards decide from, without building a map on the
     /// hot path. Each feature's result is counted (`atlas_checks_total`; a `shadow` guard's
-    /// denials with `shadow="true"`), and the check is a `debug` span.
+    /// denials with `shadow="true"`), and the check is a `debug` span. With `hold`, an allowed
+    /// check holds that many units of each feature (see [`Decision::hold`]).
     pub(crate) async fn decide_features(
         &self,
         customer_id: &str,
         slugs: &[&str],
         quantity: f64,
         shadow: bool,
+        hold: Option<f64>,
     ) -> Result<Decision, AtlasError> {
         let span = tracing::debug_span!(
             "atlas.check",
@@ -290,7 +316,7 @@ impl AtlasClient {
             decision = tracing::field::Empty
         );
         let decided = self
-            .decide_features_counted(customer_id, slugs, quantity)
+            .decide_features_counted(customer_id, slugs, quantity, hold)
             .instrument(span.clone())
             .await;
         let decision = match &decided {
@@ -326,8 +352,9 @@ impl AtlasClient {
         customer_id: &str,
         slugs: &[&str],
         quantity: f64,
+        hold: Option<f64>,
     ) -> Result<Decision, AtlasError> {
-        if !quantity.is_finite() || quantity <= 0.0 {
+        if !quantity.is_finite() || quantity <= 0.0 || hold.is_some_and(|h| !h.is_finite() || h <= 0.0) {
             return Err(AtlasError::InvalidInput(
                 "the quantity must be a positive number".to_owned(),
             ));
@@ -338,13 +365,13 @@ impl AtlasClient {
             let customer = self.customer(customer_id, None).await?;
             let model = self.fetch_pricing_model().await?;
             Ok::<_, AtlasError>(
-                self.decide(customer_id, slugs, &customer, &model, quantity)
+                self.decide(customer_id, slugs, &customer, &model, quantity, hold)
                     .await,
             )
         };
         match checked.await {
             Err(err) if err.is_outage() => {
-                self.decide_during_outage(customer_id, slugs, quantity, err)
+                self.decide_during_outage(customer_id, slugs, quantity, hold, err)
                     .await
             }
             other => other,
@@ -353,7 +380,9 @@ impl AtlasClient {
 
     /// Whether a customer and pricing model allow each feature. Limit callbacks (the app's
     /// database) run only for the limited features checked; reasons are built only for the
-    /// features denied.
+    /// features denied. A quota feature counts the usage pending in the ledger, and with
+    /// `hold` must fit that many units (or `quantity`, if more); the check and the hold are
+    /// one step under the ledger's lock.
     pub(super) async fn decide(
         &self,
         customer_id: &str,
@@ -361,6 +390,7 @@ impl AtlasClient {
         customer: &Customer,
         model: &PricingModel,
         quantity: f64,
+        hold: Option<f64>,
     ) -> Decision {
         let now = OffsetDateTime::now_utc();
         let limited: Vec<&str> = slugs
@@ -379,31 +409,74 @@ impl AtlasClient {
                 .copied()
                 .unwrap_or(LimitOutcome::NoCallback)
         };
-        let flags: Vec<bool> = slugs
-            .iter()
-            .map(|slug| {
-                is_allowed(
-                    customer,
-                    model,
-                    now,
-                    slug,
-                    self.inner.allow_unknown_limits,
-                    outcome(slug),
-                    quantity,
-                )
-            })
-            .collect();
-        let reasons = if flags.contains(&false) {
-            slugs
+        let figures = quota_figures(customer, model, now, slugs.iter().copied());
+        let wanted = hold.map_or(quantity, |units| units.max(quantity));
+        let evaluate = |customer: &Customer| {
+            let flags: Vec<bool> = slugs
+                .iter()
+                .map(|slug| {
+                    let metered = figures.iter().any(|(quota, _)| quota == slug);
+                    is_allowed(
+                        customer,
+                        model,
+                        now,
+                        slug,
+                        self.inner.allow_unknown_limits,
+                        outcome(slug),
+                        if metered { wanted } else { quantity },
+                    )
+                })
+                .collect();
+            let reasons: Vec<DenialReason> = slugs
                 .iter()
                 .zip(&flags)
                 .filter(|(_, allowed)| !**allowed)
                 .map(|(slug, _)| denial_reason(customer, model, now, slug, outcome(slug)))
-                .collect()
-        } else {
-            Vec::new()
+                .collect();
+            (flags, reasons)
         };
-        Decision { flags, reasons }
+        let ((flags, reasons), held) = if figures.is_empty() {
+            (evaluate(customer), Vec::new())
+        } else {
+            self.inner
+                .ledger
+                .decide(customer_id, &figures, hold, |extra| {
+                    let decided = if extra.iter().any(|(_, units)| *units > 0.0) {
+                        evaluate(&projected(customer, model, now, extra))
+                    } else {
+                        evaluate(customer)
+                    };
+                    let allowed = decided.1.is_empty();
+                    (decided, allowed)
+                })
+        };
+        let hold = hold.filter(|_| reasons.is_empty()).map(|units| {
+            let entries: Vec<(&str, u64)> =
+                figures.iter().map(|(feature, _)| *feature).zip(held).collect();
+            let features = slugs
+                .iter()
+                .map(|slug| HeldFeature {
+                    feature: (*slug).to_owned(),
+                    event_name: usage_event_name(customer, model, now, slug).map(str::to_owned),
+                    entry: entries
+                        .iter()
+                        .find(|(feature, _)| feature == slug)
+                        .map(|(_, id)| *id),
+                })
+                .collect();
+            Hold::new(
+                Arc::clone(&self.inner.ledger),
+                customer_id,
+                &customer.id,
+                features,
+                units,
+            )
+        });
+        Decision {
+            flags,
+            reasons,
+            hold,
+        }
     }
 
     /// The check while the platform cannot answer: each feature as its outage policy says.
@@ -412,11 +485,13 @@ impl AtlasClient {
         customer_id: &str,
         slugs: &[&str],
         quantity: f64,
+        hold: Option<f64>,
         err: AtlasError,
     ) -> Result<Decision, AtlasError> {
         let mut decision = Decision {
             flags: Vec::with_capacity(slugs.len()),
             reasons: Vec::new(),
+            hold: None,
         };
         for slug in slugs {
             let allowed = match self.inner.outage.of(slug) {
@@ -429,7 +504,7 @@ impl AtlasClient {
                     let stale = self
                         .serve_stale(customer_id, max_age, err.clone(), |customer, model, err| async move {
                             let stale = self
-                                .decide(customer_id, &[*slug], &customer, &model, quantity)
+                                .decide(customer_id, &[*slug], &customer, &model, quantity, hold)
                                 .await;
                             let allowed = stale.flags[0];
                             telemetry::outage_decision(
@@ -441,6 +516,7 @@ impl AtlasClient {
                         })
                         .await?;
                     decision.reasons.extend(stale.reasons);
+                    decision.hold = decision.hold.take().or(stale.hold);
                     stale.flags[0]
                 }
                 OutagePolicy::FailClosed => {
@@ -460,4 +536,21 @@ impl AtlasClient {
 pub(crate) struct Decision {
     pub(crate) flags: Vec<bool>,
     pub(crate) reasons: Vec<DenialReason>,
+    /// The units held for the request when the check asked for a hold and allowed it.
+    pub(crate) hold: Option<Hold>,
+}
+
+/// The quota features among `slugs` and the platform's figure for each.
+fn quota_figures<'a>(
+    customer: &Customer,
+    model: &PricingModel,
+    now: OffsetDateTime,
+    slugs: impl Iterator<Item = &'a str>,
+) -> Vec<(&'a str, f64)> {
+    slugs
+        .filter_map(|slug| {
+            let quota = quota_of(customer, model, now, slug)?;
+            Some((slug, used(customer, model, now, slug, &quota)))
+        })
+        .collect()
 }

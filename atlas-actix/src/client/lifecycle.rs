@@ -12,6 +12,7 @@ use tokio::sync::{watch, Notify};
 use crate::client::cache::Cache;
 use crate::client::events::spool::Spool;
 use crate::client::events::EventQueue;
+use crate::client::ledger::Ledger;
 use crate::client::fleet::{FleetKey, FleetTier};
 use crate::client::limits::Limits;
 use crate::client::platform::api::PlatformApi;
@@ -96,6 +97,7 @@ impl AtlasClient {
                 spool,
             ),
             fleet: Arc::new(fleet),
+            ledger: Arc::new(Ledger::new(config.hold_ttl, config.metering_lag)),
             registrations: Registrations::new(config.registration_debounce),
             init: watch::Sender::new(InitState::Pending),
             sdk_versions: Mutex::new(HashSet::new()),

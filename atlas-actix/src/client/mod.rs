@@ -14,11 +14,13 @@ mod checks;
 pub(crate) mod events;
 pub(crate) mod fleet;
 pub(crate) mod keys;
+pub(crate) mod ledger;
 mod lifecycle;
 pub(crate) mod limits;
 pub(crate) mod outage;
 pub(crate) mod platform;
 pub(crate) mod registration;
+mod reservation;
 pub(crate) mod retry;
 pub(crate) mod settings;
 pub(crate) mod telemetry;
@@ -34,6 +36,7 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 
 pub use self::platform::api::Pagination;
+pub use self::reservation::Reservation;
 use self::platform::api::PlatformApi;
 use crate::client::cache::Cache;
 use crate::client::events::EventQueue;
@@ -260,6 +263,8 @@ pub(crate) struct Inner {
     events: EventQueue,
     /// What the fleet's instances share (the Redis tier), if anything.
     fleet: Arc<fleet::FleetTier>,
+    /// Usage taken on that the platform's figures do not count yet.
+    ledger: Arc<ledger::Ledger>,
     registrations: Registrations,
     init: watch::Sender<InitState>,
     sdk_versions: Mutex<HashSet<(String, String)>>,

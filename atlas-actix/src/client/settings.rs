@@ -44,11 +44,21 @@ pub(crate) struct ClientConfig {
     pub(crate) spool: Option<PathBuf>,
     pub(crate) spool_shared_dir: bool,
     pub(crate) strict: bool,
+    pub(crate) hold_ttl: Duration,
+    pub(crate) metering_lag: Duration,
     #[cfg(feature = "redis")]
     pub(crate) redis_url: Option<String>,
     #[cfg(feature = "redis")]
     pub(crate) redis_reclaim_after: Duration,
 }
+
+/// How long a hold on quota (a reservation, or a guard's `usage`) lasts when its request
+/// neither reports nor releases it: 5 minutes.
+pub const DEFAULT_HOLD_TTL: Duration = Duration::from_secs(5 * 60);
+
+/// How long after the platform accepted a usage event it is taken as counted in the
+/// platform's figures, at the latest, when no customer answer has shown it: 60 s.
+pub const DEFAULT_METERING_LAG: Duration = Duration::from_secs(60);
 
 impl Default for ClientConfig {
     fn default() -> Self {
@@ -78,6 +88,8 @@ impl Default for ClientConfig {
             spool: None,
             spool_shared_dir: false,
             strict: false,
+            hold_ttl: DEFAULT_HOLD_TTL,
+            metering_lag: DEFAULT_METERING_LAG,
             #[cfg(feature = "redis")]
             redis_url: None,
             #[cfg(feature = "redis")]
@@ -109,6 +121,12 @@ impl ClientConfig {
         if self.timeout.is_zero() {
             return Err(BuildError::InvalidOption {
                 option: "timeout",
+                reason: "must be above zero".to_owned(),
+            });
+        }
+        if self.hold_ttl.is_zero() {
+            return Err(BuildError::InvalidOption {
+                option: "hold_ttl",
                 reason: "must be above zero".to_owned(),
             });
         }

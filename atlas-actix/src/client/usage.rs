@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::client::keys;
 use crate::client::{AtlasClient, UsageOptions};
+use crate::entitlements::quota::quota_of;
 use crate::entitlements::usage_event_name;
 use crate::error::AtlasError;
 use crate::models::{iso, now_iso, EventData, UsageEvent};
@@ -65,8 +66,32 @@ impl AtlasClient {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let events = self.usage_events(customer_id, feature_ids, &usage).await?;
-        self.queue_usage(customer_id, events).await
+        let feature_ids: Vec<S> = feature_ids.into_iter().collect();
+        let events = self.usage_events(customer_id, &feature_ids, &usage).await?;
+        self.queue_usage(customer_id, events.clone()).await?;
+        self.count_pending(customer_id, &feature_ids, &events);
+        Ok(())
+    }
+
+    /// Usage queued without a check's hold counts against the quota features' pending usage
+    /// like held usage does, until the platform counts it.
+    fn count_pending<S: AsRef<str>>(&self, customer_id: &str, features: &[S], events: &[UsageEvent]) {
+        let (Some(customer), Some(model)) = (
+            self.inner.customers.latest(&customer_id.to_owned()),
+            self.inner.pricing_model.latest(&()),
+        ) else {
+            return;
+        };
+        let now = time::OffsetDateTime::now_utc();
+        for feature in features.iter().map(AsRef::as_ref) {
+            if quota_of(&customer, &model, now, feature).is_none() {
+                continue;
+            }
+            let name = usage_event_name(&customer, &model, now, feature);
+            if let Some(event) = events.iter().find(|event| Some(event.event_name.as_str()) == name) {
+                self.inner.ledger.report(customer_id, feature, None, event);
+            }
+        }
     }
 
     /// The usage events `enqueue_with` would queue, built now: what a guard prepares before
@@ -143,7 +168,12 @@ impl AtlasClient {
         customer_id: &str,
         events: Vec<UsageEvent>,
     ) -> Result<(), AtlasError> {
-        if events.is_empty() || self.inner.fleet.append_events(&events).await {
+        if events.is_empty() {
+            return Ok(());
+        }
+        if self.inner.fleet.append_events(&events).await {
+            // On the fleet's stream, the events are as good as sent.
+            self.inner.ledger.accepted(&events);
             return Ok(());
         }
         let count = events.len();
@@ -158,13 +188,22 @@ impl AtlasClient {
     pub async fn flush(&self) -> Result<(), AtlasError> {
         let api = &self.inner.api;
         let shared = &self.inner.fleet;
+        let ledger = &self.inner.ledger;
         self.inner
             .events
             .flush(|batch| async move {
-                if shared.append_events(&batch).await {
-                    return Ok(());
+                let sent = if shared.append_events(&batch).await {
+                    Ok(())
+                } else {
+                    api.send_events(&batch).await
+                };
+                match &sent {
+                    Ok(()) => ledger.accepted(&batch),
+                    // A refused event alone is set aside: it will never count.
+                    Err(AtlasError::Rejected { .. }) if batch.len() == 1 => ledger.refused(&batch),
+                    Err(_) => {}
                 }
-                api.send_events(&batch).await
+                sent
             })
             .await?;
         shared.drain(api, usize::MAX).await.map(drop)

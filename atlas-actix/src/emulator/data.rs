@@ -33,6 +33,18 @@ pub struct AtlasData {
     /// Credit usage by customer external id, then by custom pricing unit id.
     #[serde(default)]
     pub credit_usage: HashMap<String, HashMap<String, CreditUsage>>,
+    /// Usage metering: absent, usage events are stored and change nothing; present, each is
+    /// applied to the customer's usage or credits after the delay, as the platform aggregates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metering: Option<Metering>,
+}
+
+/// How the emulator meters usage events (the data file's `"metering"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Metering {
+    /// How long after it arrives an event is applied, in milliseconds.
+    pub delay_ms: u64,
 }
 
 /// Why a data file could not be used.

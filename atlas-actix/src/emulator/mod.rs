@@ -53,6 +53,17 @@
 //! | `pricingModel.plans` | `id`, `name`, `status` (`available` plans are public), `entitlements`: the grants, below |
 //! | `customers` | `id`, `externalId` (the app's user or organisation id), `activeSubscriptions` and `upcomingSubscriptions` (`id`, `planId`, `startDate`, `endDate`, `allowCustomerChanges`, `customerId`), `conditionalBillableAccess` (usage-based access: `billableId`, `subscriptionId`, `access`, `currentUsage`), `customPricingUnits` (credit balances: `customPricingUnitId`, `balance`) |
 //! | `invoices`, `transactions`, `creditUsage` | by customer `externalId` (credit usage then by unit id); `invoiceLineItems` by invoice id |
+//! | `metering` | optional, `{"delayMs": N}`: usage events move usage and balances (below) |
+//!
+//! Without `metering`, usage events are stored (`GET /__admin/events`) and change nothing, as
+//! the conformance fixtures expect. With `{"delayMs": N}`, each event stored (after
+//! de-duplication by idempotency key) is applied N ms after it arrived, as the platform's
+//! aggregation would: for a usage-based feature, the `conditionalBillableAccess` entry of the
+//! customer's subscription that grants it (made when missing) gets `currentUsage += quantity`
+//! and `updatedAt`, and `access: false` once its `maxUsage` is reached; for a credit-based
+//! feature, the balance of its unit in `customPricingUnits` goes down by the quantity (below
+//! zero too, as overage does), and the `creditUsage` figures `totalUsed` and `remaining` follow.
+//! Then `invalidateCustomer` is pushed, and `GET /__admin/customers` shows the metered state.
 //!
 //! A grant is `{"id": <entitlement id>, "included": bool}` plus what makes it more than on/off;
 //! the feature's type follows from its price:
@@ -135,6 +146,6 @@ mod socketio;
 mod state;
 
 pub use crate::models::Push;
-pub use data::{AtlasData, DataFileError};
+pub use data::{AtlasData, DataFileError, Metering};
 pub use faults::Fault;
 pub use server::{Emulator, EmulatorBuilder, EmulatorError, EmulatorHandle};

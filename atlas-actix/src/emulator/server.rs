@@ -182,6 +182,7 @@ fn server(
     listener: TcpListener,
     handle_signals: bool,
 ) -> io::Result<Server> {
+    actix_rt::spawn(meter(Arc::clone(&state)));
     let data = web::Data::from(state);
     let server = HttpServer::new(move || {
         App::new()
@@ -198,6 +199,18 @@ fn server(
         server.disable_signals()
     };
     Ok(server.run())
+}
+
+/// How often metered usage is applied: the resolution of the data file's `delayMs`.
+const METERING_TICK: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Applies metered usage events as they fall due, for as long as the server's runtime runs.
+async fn meter(state: Arc<EmulatorState>) {
+    let mut tick = actix_rt::time::interval(METERING_TICK);
+    loop {
+        tick.tick().await;
+        state.platform().apply_due_usage(std::time::Instant::now());
+    }
 }
 
 /// A running emulator. Dropping it stops the emulator.

@@ -8,6 +8,7 @@
 pub(crate) mod findings;
 pub(crate) mod named_in_code;
 pub mod reasons;
+pub(crate) mod quota;
 pub(crate) mod rules;
 
 use std::collections::HashMap;

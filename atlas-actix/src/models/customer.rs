@@ -55,6 +55,65 @@ impl Customer {
             .map_or(0.0, |b| b.balance)
     }
 
+    /// Counts `units` of usage on the access entry of `billable_id` in `subscription` (made
+    /// when the customer has none yet), which loses its access once `max_usage` is reached, as
+    /// the platform's aggregation does. Answers the usage now counted.
+    pub(crate) fn count_usage(
+        &mut self,
+        subscription: &str,
+        billable_id: &str,
+        max_usage: Option<f64>,
+        units: f64,
+    ) -> f64 {
+        let at = match self
+            .conditional_billable_access
+            .iter()
+            .position(|a| a.subscription_id == subscription && a.billable_id == billable_id)
+        {
+            Some(at) => at,
+            None => {
+                self.conditional_billable_access.push(BillableAccess {
+                    billable_id: billable_id.to_owned(),
+                    subscription_id: subscription.to_owned(),
+                    access: Some(true),
+                    current_usage: Some(0.0),
+                    extra: Default::default(),
+                });
+                self.conditional_billable_access.len() - 1
+            }
+        };
+        let access = &mut self.conditional_billable_access[at];
+        let usage = access.current_usage.unwrap_or(0.0) + units;
+        access.current_usage = Some(usage);
+        if max_usage.is_some_and(|max| usage >= max) {
+            access.access = Some(false);
+        }
+        usage
+    }
+
+    /// Takes `units` credits of `unit` from the balance (made when the customer has none); it
+    /// may go below zero, as overage does. Answers the balance left.
+    pub(crate) fn spend_credits(&mut self, unit: &str, units: f64) -> f64 {
+        match self
+            .custom_pricing_units
+            .iter_mut()
+            .find(|b| b.custom_pricing_unit_id == unit)
+        {
+            Some(balance) => {
+                balance.balance -= units;
+                balance.balance
+            }
+            None => {
+                self.custom_pricing_units.push(CustomerBalance {
+                    custom_pricing_unit_id: unit.to_owned(),
+                    balance: -units,
+                    extra: Default::default(),
+                });
+                -units
+            }
+        }
+    }
+
     /// About the bytes this customer holds, for caches bounded in bytes: its own size, its
     /// lists' and strings' heap (each allocation counted at least 16 bytes, as allocators
     /// round up).

@@ -218,6 +218,26 @@ impl AtlasBuilder {
         self
     }
 
+    /// How long a hold on quota lasts when its request neither reports nor releases it: a
+    /// [`Reservation`](crate::Reservation) not committed, or a guard with `usage` whose
+    /// handler never answers (default 5 minutes, [`DEFAULT_HOLD_TTL`](crate::DEFAULT_HOLD_TTL)).
+    /// A crashed request's hold stops counting against the customer's quota after it.
+    pub fn hold_ttl(mut self, ttl: Duration) -> Self {
+        self.client.hold_ttl = ttl;
+        self
+    }
+
+    /// The longest a usage event the platform accepted keeps counting as pending when no
+    /// customer answer has shown the platform counting it (default 60 s,
+    /// [`DEFAULT_METERING_LAG`](crate::DEFAULT_METERING_LAG)). It bounds a double count
+    /// (a figure that never shows the event: a new period, a plan change) and must exceed the
+    /// platform's aggregation delay: past it, an event the platform has still not counted is
+    /// no longer held against the quota. See the README's "Quotas that hold".
+    pub fn metering_lag(mut self, lag: Duration) -> Self {
+        self.client.metering_lag = lag;
+        self
+    }
+
     /// How many queued usage events trigger a send at once (default 20).
     pub fn events_flush_at(mut self, events: usize) -> Self {
         self.client.events_flush_at = events;

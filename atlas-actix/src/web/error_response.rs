@@ -110,13 +110,17 @@ impl ResponseError for AtlasError {
                 .ok()
                 .filter(StatusCode::is_client_error)
                 .unwrap_or(StatusCode::BAD_GATEWAY),
-            Self::SubscriptionChangesNotAllowed => StatusCode::FORBIDDEN,
+            Self::SubscriptionChangesNotAllowed | Self::Denied { .. } => StatusCode::FORBIDDEN,
             Self::InvalidInput(_) => StatusCode::BAD_REQUEST,
             Self::Misconfigured(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
+        if let Self::Denied { reasons } = self {
+            return HttpResponse::Forbidden()
+                .json(serde_json::json!({ "error": self.to_string(), "reasons": reasons }));
+        }
         let message = match self {
             Self::Unavailable(_) => "The Atlas platform is unavailable".to_owned(),
             Self::Misconfigured(_) => "Internal server error".to_owned(),

@@ -16,12 +16,14 @@ impl Platform {
                 .map_err(|problem| ApiError::bad_request(format!("event {i}{problem}")))?;
         }
         let received = events.len();
+        let arrived = std::time::Instant::now();
         for event in events {
             let key = event["idempotencyKey"]
                 .as_str()
                 .unwrap_or_default()
                 .to_owned();
             if self.seen_idempotency_keys.insert(key) {
+                self.meter(&event, arrived);
                 self.events.push(event);
             }
         }

@@ -6,10 +6,11 @@ mod admin;
 mod billing;
 mod customers;
 mod events;
+mod metering;
 mod query;
 mod subscriptions;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use serde_json::{json, Map, Value};
 use tokio::sync::broadcast;
@@ -53,6 +54,8 @@ pub(crate) struct Platform {
     transactions: HashMap<String, Vec<Transaction>>,
     credit_usage: HashMap<String, HashMap<String, CreditUsage>>,
     events: Vec<Value>,
+    /// Stored events waiting for their aggregation, when metering is on: when each is due.
+    metering: VecDeque<(std::time::Instant, Value)>,
     seen_idempotency_keys: HashSet<String>,
     registrations: Vec<String>,
     sdk_versions: Vec<Value>,
@@ -77,6 +80,7 @@ impl Platform {
             transactions: HashMap::new(),
             credit_usage: HashMap::new(),
             events: Vec::new(),
+            metering: VecDeque::new(),
             seen_idempotency_keys: HashSet::new(),
             registrations: Vec::new(),
             sdk_versions: Vec::new(),
@@ -117,6 +121,7 @@ impl Platform {
         self.transactions = data.transactions;
         self.credit_usage = data.credit_usage;
         self.events.clear();
+        self.metering.clear();
         self.seen_idempotency_keys.clear();
         self.registrations.clear();
         self.sdk_versions.clear();

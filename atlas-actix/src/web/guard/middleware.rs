@@ -58,6 +58,15 @@ impl RequireFeatures {
         self
     }
 
+    /// Holds `units` of the features for each request (403 when they do not fit the
+    /// customer's quota), which the wrapped handler commits at their actual cost through the
+    /// [`Reserved`](crate::Reserved) extractor; a request that does not commit, or answers
+    /// non-2xx before committing, releases them. A reserving guard is never in shadow mode.
+    pub fn reserve(mut self, units: f64) -> Self {
+        self.options.reserve = Some(units);
+        self
+    }
+
     /// Runs the check and the wrapped service as one step per customer and features, in this
     /// process: the next request of the same customer waits until this one has answered, so
     /// its limit callback counts what this one added. For handlers that add to a limited
@@ -87,7 +96,7 @@ where
     fn new_transform(&self, service: S) -> Self::Future {
         crate::entitlements::named_in_code::register_middleware(
             &self.features,
-            self.options.usage.is_some(),
+            self.options.reports_usage(),
         );
         ready(Ok(RequireFeaturesService {
             service: Rc::new(service),
@@ -126,7 +135,7 @@ where
             let fingerprint = match idempotency::fingerprint_body(
                 &http_request,
                 &mut payload,
-                options.usage.is_some(),
+                options.reports_usage(),
             )
             .await
             {

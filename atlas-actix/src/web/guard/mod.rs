@@ -12,6 +12,7 @@ pub(crate) mod exclusive;
 pub(crate) mod extractor;
 pub(crate) mod idempotency;
 pub(crate) mod middleware;
+pub(crate) mod reserved;
 pub(crate) mod unrecordable;
 
 use std::collections::BTreeMap;
@@ -28,7 +29,9 @@ use crate::web::csrf::check_origin;
 use crate::web::error_response::RequestError;
 use crate::web::guard::denial::Denial;
 use crate::web::guard::exclusive::Lease;
+use crate::client::ledger::Hold;
 use crate::web::guard::idempotency::{Claim, Fingerprint, Ticket};
+use crate::web::guard::reserved::{ReservationSlot, SlotGuard};
 use crate::web::guard::unrecordable::UnrecordableUsage;
 
 /// How a guard behaves; built by the macro's options or
@@ -44,6 +47,9 @@ pub struct GuardOptions {
     pub exclusive: bool,
     /// How many units of the features the request needs at once (1 for a plain check).
     pub quantity: f64,
+    /// Hold this many units for the handler, which commits what it used through
+    /// [`Reserved`](crate::Reserved) (`#[requires_feature(.., reserve = ..)]`).
+    pub reserve: Option<f64>,
 }
 
 impl Default for GuardOptions {
@@ -60,7 +66,20 @@ impl GuardOptions {
             usage,
             exclusive,
             quantity: 1.0,
+            reserve: None,
         }
+    }
+
+    /// The same options, holding `units` for the handler to commit (`#[requires_feature(..,
+    /// reserve = ..)]`).
+    pub const fn with_reservation(mut self, units: f64) -> Self {
+        self.reserve = Some(units);
+        self
+    }
+
+    /// Whether a request through the guard bills the customer.
+    pub(crate) const fn reports_usage(&self) -> bool {
+        self.usage.is_some() || self.reserve.is_some()
     }
 
     /// The same options, checking `quantity` units (`#[requires_feature(.., quantity = ..)]`).
@@ -108,6 +127,10 @@ pub struct Granted {
     /// check, from the data it decided on, so work done never waits on the platform to be
     /// billed.
     usage: Option<(Atlas, Vec<UsageEvent>)>,
+    /// The quota the check held for the usage, until it is queued (released if it never is).
+    hold: Option<Hold>,
+    /// The reservation the handler commits; released after the answer if it did not.
+    _reservation: Option<SlotGuard>,
     /// The request's hold on its `Idempotency-Key`, finished with the handler's answer.
     ticket: Option<Ticket>,
     /// Held until the handler has answered, for an exclusive guard.
@@ -125,14 +148,22 @@ impl Granted {
         let Some((atlas, events)) = self.usage else {
             return;
         };
+        let hold = self.hold;
         let queued = actix_rt::spawn(async move {
             let customer = events
                 .first()
                 .map(|event| event.customer_id.clone())
                 .unwrap_or_default();
-            if let Err(err) = atlas.queue_usage(&customer, events.clone()).await {
+            match atlas.queue_usage(&customer, events.clone()).await {
+                Ok(()) => {
+                    if let Some(hold) = hold {
+                        hold.reported(&events);
+                    }
+                }
                 // Only a queue that filled since the check: the events are in this line.
-                tracing::error!(customer = ?customer, %err, events = %serde_json::to_string(&events).unwrap_or_default(), "could not queue the usage of a guarded handler");
+                Err(err) => {
+                    tracing::error!(customer = ?customer, %err, events = %serde_json::to_string(&events).unwrap_or_default(), "could not queue the usage of a guarded handler");
+                }
             }
         });
         let _ = tokio::time::timeout(USAGE_QUEUE_WAIT, queued).await;
@@ -211,7 +242,7 @@ pub(crate) async fn check(
 ) -> Result<Granted, HttpResponse> {
     let atlas = atlas_of(request).map_err(|err| err.error_response())?;
     atlas.revalidate_if_needed();
-    let idempotency_key = if options.usage.is_some() {
+    let idempotency_key = if options.reports_usage() {
         // Reporting usage bills the customer: a cross-site request must not do it.
         check_origin(request, atlas.allowed_origins()).map_err(|err| err.error_response())?;
         idempotency_key(request).map_err(|err| err.error_response())?
@@ -251,11 +282,37 @@ pub(crate) async fn check(
     } else {
         None
     };
-    let decision = match atlas
-        .decide_features(&customer, features, options.quantity, options.shadow)
-        .await
-    {
-        Ok(decision) => decision,
+    let checked = match options.reserve {
+        Some(units) => atlas
+            .reserve_features(&customer, features, units, false)
+            .await
+            .map(|reserved| match reserved {
+                Ok(reservation) => Err(reservation),
+                Err(denied) => Ok(denied),
+            }),
+        None => atlas
+            .decide_features(&customer, features, options.quantity, options.shadow, options.usage)
+            .await
+            .map(Ok),
+    };
+    let mut decision = match checked {
+        Ok(Ok(decision)) => decision,
+        Ok(Err(reservation)) => {
+            let reservation = match &idempotency_key {
+                Some(key) => reservation.idempotency_key(keys::digest(&[&customer, key])),
+                None => reservation,
+            };
+            let slot = ReservationSlot::new(reservation);
+            request.extensions_mut().insert(slot.clone());
+            request.extensions_mut().insert(ResolvedCustomer(customer));
+            return Ok(Granted {
+                usage: None,
+                hold: None,
+                _reservation: Some(SlotGuard(slot)),
+                ticket,
+                _lease: lease,
+            });
+        }
         Err(err @ AtlasError::InvalidInput(_)) => {
             return Err(RequestError::Atlas(err).error_response());
         }
@@ -303,6 +360,8 @@ pub(crate) async fn check(
     request.extensions_mut().insert(ResolvedCustomer(customer));
     Ok(Granted {
         usage,
+        hold: decision.hold.take(),
+        _reservation: None,
         ticket,
         _lease: lease,
     })

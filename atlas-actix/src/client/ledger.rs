@@ -1,0 +1,486 @@
+//! The ledger of pending usage: per customer and quota feature, the units this process has
+//! taken on that the platform's figure does not count yet, so that every check counts them.
+//!
+//! The platform enforces a maximum (or a credit balance) only once it has aggregated the usage
+//! events sent to it and the customer is fetched again; until then its figure lags. An entry is
+//! either *held* (a check let a request through for it, its usage not reported yet) or
+//! *reported* (its event is queued, spooled or sent). A check allows only what fits once the
+//! entries are added to the platform's figure, and takes its hold in the same step, under one
+//! lock, so concurrent requests cannot all pass one check.
+//!
+//! When an entry leaves:
+//! - a hold is released when its request fails or is dropped, and expires after the hold TTL
+//!   (a crashed request does not hold quota forever);
+//! - a reported entry leaves as soon as a customer answer shows the platform's figure grew by
+//!   it: growth is matched to reported entries oldest first, so no unit is counted twice for
+//!   longer than it takes the platform to count it and this process to fetch the customer
+//!   again (the push after aggregation, or the cache TTL);
+//! - at the latest, `metering_lag` after the platform accepted its event (a figure that never
+//!   shows it: a new period, a plan change), and at once when the platform refused it.
+//!
+//! The highest figure seen stays the floor of later checks while the account lives, so a
+//! request that read the customer before a refresh cannot count the matched units as neither
+//! pending nor counted.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::client::keys;
+use crate::models::{EventData, UsageEvent};
+
+/// How often the ledger forgets expired holds and idle accounts of customers not checked.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+pub(crate) struct Ledger {
+    hold_ttl: Duration,
+    metering_lag: Duration,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    accounts: HashMap<String, Account>,
+    /// Reported entries by their event's idempotency key: which account holds each.
+    by_event: HashMap<String, (String, u64)>,
+    next_id: u64,
+    swept: Instant,
+}
+
+#[derive(Debug)]
+struct Account {
+    /// The highest platform figure seen (usage, or credits spent); none yet for an account
+    /// opened by a report.
+    high: Option<f64>,
+    entries: Vec<Entry>,
+    touched: Instant,
+}
+
+#[derive(Debug)]
+struct Entry {
+    id: u64,
+    units: f64,
+    state: EntryState,
+}
+
+#[derive(Debug)]
+enum EntryState {
+    Held { expires: Instant },
+    Reported { accepted: Option<Instant> },
+}
+
+/// One quota feature of a check: its id and the platform's figure for it, as
+/// [`quota::used`](crate::entitlements::quota::used) reads it.
+pub(crate) type Figure<'a> = (&'a str, f64);
+
+impl Ledger {
+    pub(crate) fn new(hold_ttl: Duration, metering_lag: Duration) -> Self {
+        Self {
+            hold_ttl,
+            metering_lag,
+            state: Mutex::new(State {
+                accounts: HashMap::new(),
+                by_event: HashMap::new(),
+                next_id: 0,
+                swept: Instant::now(),
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The units to add to each figure: pending entries, and how far the figure is below the
+    /// highest one seen. `decide` answers from them, under the ledger's lock; when it allows
+    /// and `hold` is given, `hold` units of each feature are held in the same step. Returns
+    /// `decide`'s answer and the ids of the holds taken, in the order of `figures`.
+    pub(crate) fn decide<T>(
+        &self,
+        customer: &str,
+        figures: &[Figure<'_>],
+        hold: Option<f64>,
+        decide: impl FnOnce(&[(&str, f64)]) -> (T, bool),
+    ) -> (T, Vec<u64>) {
+        let now = Instant::now();
+        let mut state = self.state();
+        self.sweep(&mut state, now);
+        let extra: Vec<(&str, f64)> = figures
+            .iter()
+            .map(|(feature, figure)| {
+                let account = state
+                    .account(customer, feature, *figure, now)
+                    .reconcile(*figure, now, self.metering_lag);
+                (*feature, account)
+            })
+            .collect();
+        let (answer, allowed) = decide(&extra);
+        let mut held = Vec::new();
+        if let Some(units) = hold.filter(|_| allowed) {
+            let expires = now + self.hold_ttl;
+            for (feature, figure) in figures {
+                let id = state.new_id();
+                state
+                    .account(customer, feature, *figure, now)
+                    .entries
+                    .push(Entry {
+                        id,
+                        units,
+                        state: EntryState::Held { expires },
+                    });
+                held.push(id);
+            }
+        }
+        state.forget_removed_keys();
+        (answer, held)
+    }
+
+    /// A hold's usage is reported: its entry now counts `units` until the platform does.
+    /// Without the hold (released, expired), the entry is made.
+    pub(crate) fn report(&self, customer: &str, feature: &str, id: Option<u64>, event: &UsageEvent) {
+        let now = Instant::now();
+        let mut state = self.state();
+        let account_key = keys::compose(&[customer, feature]);
+        let id = id.unwrap_or_else(|| state.new_id());
+        let key = event.idempotency_key.clone();
+        let units = event.data.quantity;
+        let account = state.accounts.entry(account_key.clone()).or_insert_with(|| Account {
+            high: None,
+            entries: Vec::new(),
+            touched: now,
+        });
+        account.touched = now;
+        account.entries.retain(|entry| entry.id != id);
+        account.entries.push(Entry {
+            id,
+            units,
+            state: EntryState::Reported { accepted: None },
+        });
+        state.by_event.insert(key, (account_key, id));
+    }
+
+    /// Releases holds whose request failed or ended without reporting.
+    pub(crate) fn release(&self, customer: &str, features: &[(&str, u64)]) {
+        let mut state = self.state();
+        for (feature, id) in features {
+            if let Some(account) = state.accounts.get_mut(&keys::compose(&[customer, feature])) {
+                account
+                    .entries
+                    .retain(|entry| entry.id != *id || !matches!(entry.state, EntryState::Held { .. }));
+            }
+        }
+    }
+
+    /// Events the platform accepted: their `metering_lag` starts.
+    pub(crate) fn accepted(&self, events: &[UsageEvent]) {
+        self.settled(events, true);
+    }
+
+    /// Events the platform refused: they will never count, so they stop counting here.
+    pub(crate) fn refused(&self, events: &[UsageEvent]) {
+        self.settled(events, false);
+    }
+
+    fn settled(&self, events: &[UsageEvent], accepted: bool) {
+        let mut state = self.state();
+        if state.by_event.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        for event in events {
+            let Some((account_key, id)) = state.by_event.get(&event.idempotency_key).cloned()
+            else {
+                continue;
+            };
+            if !accepted {
+                state.by_event.remove(&event.idempotency_key);
+            }
+            let Some(account) = state.accounts.get_mut(&account_key) else {
+                continue;
+            };
+            if !accepted {
+                account.entries.retain(|entry| entry.id != id);
+                continue;
+            }
+            for entry in account.entries.iter_mut().filter(|entry| entry.id == id) {
+                if let EntryState::Reported { accepted, .. } = &mut entry.state {
+                    *accepted = Some(now);
+                }
+            }
+        }
+    }
+
+    fn sweep(&self, state: &mut State, now: Instant) {
+        if now.duration_since(state.swept) < SWEEP_EVERY {
+            return;
+        }
+        state.swept = now;
+        let lag = self.metering_lag;
+        state.accounts.retain(|_, account| {
+            account.expire(now, lag);
+            !account.entries.is_empty() || now.duration_since(account.touched) < lag
+        });
+        state.forget_removed_keys();
+    }
+
+    /// The units pending per customer and feature, for the health report and tests.
+    #[cfg(test)]
+    fn pending(&self, customer: &str, feature: &str) -> f64 {
+        self.state()
+            .accounts
+            .get(&keys::compose(&[customer, feature]))
+            .map_or(0.0, |account| account.entries.iter().map(|e| e.units).sum())
+    }
+}
+
+impl State {
+    fn new_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn account(&mut self, customer: &str, feature: &str, figure: f64, now: Instant) -> &mut Account {
+        let account = self
+            .accounts
+            .entry(keys::compose(&[customer, feature]))
+            .or_insert_with(|| Account {
+                high: Some(figure),
+                entries: Vec::new(),
+                touched: now,
+            });
+        account.touched = now;
+        account
+    }
+
+    /// Drops index entries of reported entries no account holds any more.
+    fn forget_removed_keys(&mut self) {
+        if self.by_event.is_empty() {
+            return;
+        }
+        let accounts = &self.accounts;
+        self.by_event.retain(|_, (account_key, id)| {
+            accounts
+                .get(account_key)
+                .is_some_and(|account| account.entries.iter().any(|entry| entry.id == *id))
+        });
+    }
+}
+
+impl Account {
+    fn expire(&mut self, now: Instant, lag: Duration) {
+        self.entries.retain(|entry| match &entry.state {
+            EntryState::Held { expires } => *expires > now,
+            EntryState::Reported { accepted, .. } => {
+                accepted.is_none_or(|accepted| now.duration_since(accepted) < lag)
+            }
+        });
+    }
+
+    /// Matches the figure's growth to reported entries, oldest first, and answers the units
+    /// to add to `figure`.
+    fn reconcile(&mut self, figure: f64, now: Instant, lag: Duration) -> f64 {
+        self.expire(now, lag);
+        let high = *self.high.get_or_insert(figure);
+        if figure > high {
+            let mut grown = figure - high;
+            self.high = Some(figure);
+            for entry in &mut self.entries {
+                if grown <= 0.0 {
+                    break;
+                }
+                if matches!(entry.state, EntryState::Reported { .. }) {
+                    let counted = grown.min(entry.units);
+                    entry.units -= counted;
+                    grown -= counted;
+                }
+            }
+            self.entries.retain(|entry| entry.units > 0.0);
+        }
+        (self.high.unwrap_or(figure) - figure) + self.entries.iter().map(|entry| entry.units).sum::<f64>()
+    }
+}
+
+/// Units of quota features a check let through, held until its usage is reported (then
+/// pending until the platform counts it) or released; dropping it releases what is still held.
+/// It knows how to report the usage without the platform: the customer's platform id and each
+/// feature's event name, read at the check.
+#[derive(Debug)]
+pub(crate) struct Hold {
+    ledger: Arc<Ledger>,
+    customer: String,
+    customer_ref: String,
+    features: Vec<HeldFeature>,
+    pub(crate) units: f64,
+}
+
+#[derive(Debug)]
+pub(crate) struct HeldFeature {
+    pub(crate) feature: String,
+    /// The event its usage is reported as; `None` for a feature that reports none.
+    pub(crate) event_name: Option<String>,
+    /// The ledger's hold, for a quota feature.
+    pub(crate) entry: Option<u64>,
+}
+
+impl Hold {
+    pub(crate) fn new(
+        ledger: Arc<Ledger>,
+        customer: &str,
+        customer_ref: &str,
+        features: Vec<HeldFeature>,
+        units: f64,
+    ) -> Self {
+        Self {
+            ledger,
+            customer: customer.to_owned(),
+            customer_ref: customer_ref.to_owned(),
+            features,
+            units,
+        }
+    }
+
+    pub(crate) fn customer(&self) -> &str {
+        &self.customer
+    }
+
+    /// The events reporting `units` of each feature that reports usage; with `key`, the
+    /// event of a single feature carries it, several carry one derived per feature.
+    pub(crate) fn events(&self, units: f64, key: Option<&str>) -> Vec<UsageEvent> {
+        let reported: Vec<(&str, &str)> = self
+            .features
+            .iter()
+            .filter_map(|held| Some((held.feature.as_str(), held.event_name.as_deref()?)))
+            .collect();
+        let several = reported.len() > 1;
+        let generated_at = crate::models::now_iso();
+        reported
+            .into_iter()
+            .map(|(feature, event_name)| UsageEvent {
+                customer_id: self.customer_ref.clone(),
+                event_name: event_name.to_owned(),
+                generated_at: generated_at.clone(),
+                idempotency_key: match key {
+                    Some(key) if several => keys::digest(&[key, feature]),
+                    Some(key) => key.to_owned(),
+                    None => uuid::Uuid::new_v4().to_string(),
+                },
+                data: EventData {
+                    quantity: units,
+                    extra: Default::default(),
+                },
+                extra: Default::default(),
+            })
+            .collect()
+    }
+
+    /// The usage is queued as `events`: each quota feature's hold becomes the pending entry of
+    /// its event.
+    pub(crate) fn reported(mut self, events: &[UsageEvent]) {
+        for held in std::mem::take(&mut self.features) {
+            let event = held
+                .event_name
+                .as_deref()
+                .and_then(|name| events.iter().find(|event| event.event_name == name));
+            match (held.entry, event) {
+                (Some(id), Some(event)) => {
+                    self.ledger
+                        .report(&self.customer, &held.feature, Some(id), event)
+                }
+                (Some(id), None) => self.ledger.release(&self.customer, &[(&held.feature, id)]),
+                (None, _) => {}
+            }
+        }
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let held: Vec<(&str, u64)> = self
+            .features
+            .iter()
+            .filter_map(|held| Some((held.feature.as_str(), held.entry?)))
+            .collect();
+        if !held.is_empty() {
+            self.ledger.release(&self.customer, &held);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(key: &str, units: f64) -> UsageEvent {
+        UsageEvent {
+            customer_id: "cus".into(),
+            event_name: "ent".into(),
+            generated_at: crate::models::now_iso(),
+            idempotency_key: key.into(),
+            data: EventData {
+                quantity: units,
+                extra: Default::default(),
+            },
+            extra: Default::default(),
+        }
+    }
+
+    /// Whether `units` more fit under `max` with the platform at `figure`; held when they do.
+    fn check(ledger: &Ledger, figure: f64, units: f64, max: f64) -> Option<u64> {
+        let (_, held) = ledger.decide("c", &[("f", figure)], Some(units), |extra| {
+            ((), figure + extra[0].1 + units <= max)
+        });
+        held.first().copied()
+    }
+
+    #[test]
+    fn holds_count_until_released_and_one_check_cannot_be_passed_twice() {
+        let ledger = Ledger::new(Duration::from_secs(300), Duration::from_secs(60));
+        let held: Vec<u64> = (0..20).filter_map(|_| check(&ledger, 90.0, 1.0, 100.0)).collect();
+        assert_eq!(held.len(), 10);
+        ledger.release("c", &[("f", held[0])]);
+        assert_eq!(ledger.pending("c", "f"), 9.0);
+        assert!(check(&ledger, 90.0, 1.0, 100.0).is_some());
+        assert!(check(&ledger, 90.0, 1.0, 100.0).is_none());
+    }
+
+    #[test]
+    fn growth_of_the_figure_is_matched_to_reported_entries_once() {
+        let ledger = Ledger::new(Duration::from_secs(300), Duration::from_secs(60));
+        for i in 0..4 {
+            let id = check(&ledger, 0.0, 10.0, 100.0).unwrap();
+            ledger.report("c", "f", Some(id), &event(&format!("k{i}"), 4.0));
+        }
+        assert_eq!(ledger.pending("c", "f"), 16.0);
+        // The platform counted two events: 8 more, and the ledger stops counting them.
+        let (extra, _) = ledger.decide("c", &[("f", 8.0)], None, |extra| (extra[0].1, true));
+        assert_eq!(extra, 8.0);
+        // A request that read the customer before the refresh still sees 16 in all.
+        let (extra, _) = ledger.decide("c", &[("f", 0.0)], None, |extra| (extra[0].1, true));
+        assert_eq!(extra, 16.0);
+        let (extra, _) = ledger.decide("c", &[("f", 16.0)], None, |extra| (extra[0].1, true));
+        assert_eq!(extra, 0.0);
+        assert_eq!(ledger.pending("c", "f"), 0.0);
+    }
+
+    #[test]
+    fn refused_events_stop_counting_and_accepted_ones_leave_after_the_lag() {
+        let ledger = Ledger::new(Duration::from_secs(300), Duration::ZERO);
+        for key in ["a", "b"] {
+            let id = check(&ledger, 0.0, 1.0, 100.0).unwrap();
+            ledger.report("c", "f", Some(id), &event(key, 1.0));
+        }
+        ledger.refused(&[event("a", 1.0)]);
+        assert_eq!(ledger.pending("c", "f"), 1.0);
+        ledger.accepted(&[event("b", 1.0)]);
+        let (extra, _) = ledger.decide("c", &[("f", 0.0)], None, |extra| (extra[0].1, true));
+        assert_eq!(extra, 0.0, "past the lag, an accepted event is taken as counted");
+    }
+
+    #[test]
+    fn holds_expire() {
+        let ledger = Ledger::new(Duration::ZERO, Duration::from_secs(60));
+        assert!(check(&ledger, 0.0, 100.0, 100.0).is_some());
+        assert!(check(&ledger, 0.0, 100.0, 100.0).is_some(), "the first hold expired");
+    }
+}

@@ -1,0 +1,166 @@
+//! Metering, when the data file turns it on (`"metering": {"delayMs": N}`): each stored usage
+//! event is applied N ms after it arrived, as the platform's aggregation would, and the
+//! customer's change is pushed. Without it, usage never moves (the conformance fixtures).
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::{touch, Platform};
+use crate::emulator::reply::json_number;
+use crate::models::{now_iso, PriceKind};
+
+impl Platform {
+    /// Schedules a stored event for aggregation, when metering is on.
+    pub(super) fn meter(&mut self, event: &Value, arrived: Instant) {
+        if let Some(metering) = &self.source.metering {
+            let due = arrived + Duration::from_millis(metering.delay_ms);
+            self.metering.push_back((due, event.clone()));
+        }
+    }
+
+    /// Applies every event due by `now`, in the order they arrived.
+    pub(crate) fn apply_due_usage(&mut self, now: Instant) {
+        while self.metering.front().is_some_and(|(due, _)| *due <= now) {
+            if let Some((_, event)) = self.metering.pop_front() {
+                self.apply_usage(&event);
+            }
+        }
+    }
+
+    /// One event's usage: on the access entry of the subscription that grants the feature
+    /// (usage-based: `currentUsage` grows, `access` ends at `maxUsage`), or off the customer's
+    /// credit balance (credit-based, with its credit usage figures); then the push.
+    fn apply_usage(&mut self, event: &Value) {
+        let (Some(customer_id), Some(event_name), Some(quantity)) = (
+            event["customerId"].as_str(),
+            event["eventName"].as_str(),
+            event["data"]["quantity"].as_f64(),
+        ) else {
+            return;
+        };
+        let Some(at) = self.customers.iter().position(|c| c.id == customer_id) else {
+            tracing::warn!(customer = ?customer_id, "emulator: a usage event for no known customer; not metered");
+            return;
+        };
+        let now = time::OffsetDateTime::now_utc();
+        let customer = &self.customers[at];
+        let granted = customer
+            .active_subscriptions
+            .iter()
+            .filter(|subscription| subscription.is_valid_at(now))
+            .find_map(|subscription| {
+                let plan = self.pricing_model.plan(&subscription.plan_id)?;
+                let grant = plan.entitlements.iter().find(|grant| grant.id == event_name)?;
+                Some((subscription.id.clone(), grant.clone()))
+            });
+        let Some((subscription, grant)) = granted else {
+            tracing::warn!(customer = ?customer_id, event = ?event_name, "emulator: a usage event for a feature no subscription grants; not metered");
+            return;
+        };
+        let stamp = now_iso();
+        let external_id = customer.external_id.clone();
+        let customer = &mut self.customers[at];
+        let credit_unit = grant.custom_pricing_unit_id.as_deref().filter(|unit| !unit.is_empty());
+        match (&grant.price, credit_unit) {
+            (Some(_), Some(unit)) => {
+                customer.spend_credits(unit, quantity);
+                if let Some(usage) = self
+                    .credit_usage
+                    .get_mut(&external_id)
+                    .and_then(|units| units.get_mut(unit))
+                {
+                    for (figure, change) in [("totalUsed", quantity), ("remaining", -quantity)] {
+                        if let Some(value) = usage.extra.get(figure).and_then(|v| v.as_f64()) {
+                            usage.extra.insert(figure, json_number(value + change));
+                        }
+                    }
+                }
+            }
+            (Some(price), None) if matches!(price.kind(), PriceKind::Unit | PriceKind::Tier) => {
+                customer.count_usage(&subscription, &grant.id, grant.max_usage, quantity);
+                if let Some(access) = customer
+                    .conditional_billable_access
+                    .iter_mut()
+                    .find(|a| a.subscription_id == subscription && a.billable_id == grant.id)
+                {
+                    access.extra.insert("updatedAt", json!(stamp));
+                }
+            }
+            _ => return,
+        }
+        touch(customer, &stamp);
+        self.customer_changed(&external_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::emulator::data::{AtlasData, Metering};
+    use crate::models::Push;
+
+    fn platform(metering: Option<Metering>) -> (Platform, tokio::sync::broadcast::Receiver<Push>) {
+        let mut data = AtlasData::sample();
+        data.metering = metering;
+        let (pushes, receiver) = tokio::sync::broadcast::channel(16);
+        (Platform::new(data, "key".into(), pushes), receiver)
+    }
+
+    fn event(customer: &str, event_name: &str, key: &str, quantity: f64) -> Value {
+        json!({"customerId": customer, "eventName": event_name, "idempotencyKey": key,
+            "generatedAt": now_iso(), "data": {"quantity": quantity}})
+    }
+
+    #[test]
+    fn events_move_usage_and_balances_after_the_delay_once_per_key() {
+        let (mut platform, mut pushes) = platform(Some(Metering { delay_ms: 1000 }));
+        let customer = platform.customers[0].clone();
+        let subscription = &customer.active_subscriptions[0];
+        let plan = platform.pricing_model.plan(&subscription.plan_id).unwrap().clone();
+        let usage_grant = plan
+            .entitlements
+            .iter()
+            .find(|g| g.custom_pricing_unit_id.is_none() && g.price.as_ref().is_some_and(|p| matches!(p.kind(), PriceKind::Unit | PriceKind::Tier)))
+            .expect("the sample's first customer has a usage-based feature");
+        let before = customer
+            .conditional_billable_access
+            .iter()
+            .find(|a| a.billable_id == usage_grant.id)
+            .and_then(|a| a.current_usage)
+            .unwrap_or(0.0);
+        let batch = json!([
+            event(&customer.id, &usage_grant.id, "k1", 5.0),
+            event(&customer.id, &usage_grant.id, "k1", 5.0),
+        ]);
+        platform.post_events(Some(batch)).unwrap();
+        let now = Instant::now();
+        platform.apply_due_usage(now);
+        assert!(pushes.try_recv().is_err(), "nothing before the delay");
+        platform.apply_due_usage(now + Duration::from_millis(1001));
+        let after = platform.customers[0]
+            .conditional_billable_access
+            .iter()
+            .find(|a| a.billable_id == usage_grant.id && a.subscription_id == subscription.id)
+            .and_then(|a| a.current_usage)
+            .unwrap();
+        assert_eq!(after, before + 5.0, "one key, counted once");
+        assert_eq!(
+            pushes.try_recv().unwrap(),
+            Push::InvalidateCustomer(customer.external_id.clone())
+        );
+    }
+
+    #[test]
+    fn without_metering_events_change_nothing() {
+        let (mut platform, _pushes) = platform(None);
+        let before = platform.customers.clone();
+        let customer = &before[0];
+        let grant = &platform.pricing_model.plans[0].entitlements[0].id.clone();
+        platform
+            .post_events(Some(json!([event(&customer.id, grant, "k", 1.0)])))
+            .unwrap();
+        platform.apply_due_usage(Instant::now() + Duration::from_secs(3600));
+        assert_eq!(platform.customers, before);
+    }
+}

@@ -1,0 +1,207 @@
+//! Quotas: the features whose use the platform meters against a maximum (a usage-based
+//! feature with a `maxUsage`, a credit-based one that blocks overage), the platform's figure
+//! for each, and the customer as the platform will show it once it has counted usage it has
+//! not counted yet (the client's ledger of pending usage).
+
+use time::OffsetDateTime;
+
+use crate::entitlements::{credit_unit, grants, FeatureType};
+use crate::models::{Customer, PlanEntitlement, PricingModel};
+
+/// A feature the platform meters against a maximum, and where its figure is.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Quota<'a> {
+    /// Usage-based with a maximum: usage grows towards it.
+    Usage,
+    /// Credit-based, blocking overage: the balance of this unit shrinks towards zero.
+    Credits(&'a str),
+}
+
+/// Whether the customer's valid subscriptions meter `feature` against a maximum: the grant
+/// its usage events are reported under (the first, as
+/// [`usage_event_name`](crate::entitlements::usage_event_name) picks) decides.
+pub(crate) fn quota_of<'a>(
+    customer: &'a Customer,
+    model: &'a PricingModel,
+    now: OffsetDateTime,
+    feature: &str,
+) -> Option<Quota<'a>> {
+    let (_, grant, _) =
+        grants(customer, model, now, false).find(|(_, _, slug)| *slug == feature)?;
+    let kind = FeatureType::of(grant);
+    if kind == FeatureType::UsageBased && grant.max_usage.is_some() {
+        return Some(Quota::Usage);
+    }
+    credit_unit(kind, grant)
+        .filter(|_| grant.block_overage.unwrap_or(false))
+        .map(Quota::Credits)
+}
+
+/// How much of a quota the platform counts as used: the usage of every grant of the feature
+/// (usage-based), or the credits spent, as minus the balance (credit-based). It only grows
+/// as the platform counts usage; a new period or a top-up makes it fall.
+pub(crate) fn used(
+    customer: &Customer,
+    model: &PricingModel,
+    now: OffsetDateTime,
+    feature: &str,
+    quota: &Quota<'_>,
+) -> f64 {
+    match quota {
+        Quota::Usage => grants(customer, model, now, false)
+            .filter(|(_, _, slug)| *slug == feature)
+            .filter_map(|(subscription, grant, _)| {
+                crate::entitlements::access(customer, subscription, grant)
+            })
+            .filter_map(|access| access.current_usage)
+            .sum(),
+        Quota::Credits(unit) => -customer.balance(unit),
+    }
+}
+
+/// The customer as the platform will show it once it has counted `extra` more units of each
+/// feature listed: the metered grant's usage grows (and its access ends at the maximum, as the
+/// platform's aggregation does), or the credit balance shrinks. Every rule of the engine then
+/// reads the pending usage as it will read the platform's.
+pub(crate) fn projected(
+    customer: &Customer,
+    model: &PricingModel,
+    now: OffsetDateTime,
+    extra: &[(&str, f64)],
+) -> Customer {
+    let mut projected = customer.clone();
+    for (feature, units) in extra.iter().filter(|(_, units)| *units > 0.0) {
+        let Some((subscription, grant)) = metered_grant(customer, model, now, feature) else {
+            continue;
+        };
+        match quota_of(customer, model, now, feature) {
+            Some(Quota::Usage) => {
+                projected.count_usage(subscription, &grant.id, grant.max_usage, *units);
+            }
+            Some(Quota::Credits(unit)) => {
+                projected.spend_credits(unit, *units);
+            }
+            None => {}
+        }
+    }
+    projected
+}
+
+/// The subscription and grant a feature's usage events are counted under: the first valid
+/// grant of it, as the platform's aggregation (and the emulator's) applies them.
+pub(crate) fn metered_grant<'a>(
+    customer: &'a Customer,
+    model: &'a PricingModel,
+    now: OffsetDateTime,
+    feature: &str,
+) -> Option<(&'a str, &'a PlanEntitlement)> {
+    grants(customer, model, now, false)
+        .find(|(_, _, slug)| *slug == feature)
+        .map(|(subscription, grant, _)| (subscription, grant))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entitlements::{is_allowed, LimitOutcome};
+    use serde_json::json;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-06-01 00:00 UTC);
+
+    fn model() -> PricingModel {
+        serde_json::from_value(json!({
+            "entitlements": [
+                {"id": "ent_tokens", "slug": "tokens"},
+                {"id": "ent_images", "slug": "images"},
+                {"id": "ent_open", "slug": "open"}
+            ],
+            "plans": [{"id": "p", "status": "available", "entitlements": [
+                {"id": "ent_tokens", "included": true, "maxUsage": 100, "price": {"priceType": "unit", "price": 1}},
+                {"id": "ent_images", "included": true, "customPricingUnitId": "cpu", "blockOverage": true,
+                 "price": {"priceType": "unit", "price": 1}},
+                {"id": "ent_open", "included": true, "price": {"priceType": "unit", "price": 1}}
+            ]}]
+        }))
+        .unwrap()
+    }
+
+    fn customer(usage: f64, balance: f64) -> Customer {
+        serde_json::from_value(json!({
+            "id": "cus", "externalId": "c",
+            "activeSubscriptions": [{"id": "s", "planId": "p"}],
+            "conditionalBillableAccess": [{"billableId": "ent_tokens", "subscriptionId": "s",
+                "access": true, "currentUsage": usage}],
+            "customPricingUnits": [{"customPricingUnitId": "cpu", "balance": balance}]
+        }))
+        .unwrap()
+    }
+
+    fn allows(customer: &Customer, feature: &str, quantity: f64) -> bool {
+        is_allowed(
+            customer,
+            &model(),
+            NOW,
+            feature,
+            false,
+            LimitOutcome::NoCallback,
+            quantity,
+        )
+    }
+
+    #[test]
+    fn only_maxima_and_blocked_overage_are_quotas() {
+        let model = model();
+        let customer = customer(0.0, 5.0);
+        assert_eq!(
+            quota_of(&customer, &model, NOW, "tokens"),
+            Some(Quota::Usage)
+        );
+        assert_eq!(
+            quota_of(&customer, &model, NOW, "images"),
+            Some(Quota::Credits("cpu"))
+        );
+        assert_eq!(quota_of(&customer, &model, NOW, "open"), None);
+        assert_eq!(quota_of(&customer, &model, NOW, "missing"), None);
+        assert_eq!(used(&customer, &model, NOW, "tokens", &Quota::Usage), 0.0);
+        assert_eq!(
+            used(&customer, &model, NOW, "images", &Quota::Credits("cpu")),
+            -5.0
+        );
+    }
+
+    #[test]
+    fn pending_usage_is_read_as_the_platform_will_count_it() {
+        let model = model();
+        let customer = customer(90.0, 5.0);
+        let nine = projected(&customer, &model, NOW, &[("tokens", 9.0)]);
+        assert!(allows(&nine, "tokens", 1.0), "99 of 100: one more fits");
+        assert!(!allows(&nine, "tokens", 2.0));
+        let ten = projected(&customer, &model, NOW, &[("tokens", 10.0)]);
+        assert!(!allows(&ten, "tokens", 1.0), "100 of 100");
+        assert_eq!(
+            ten.conditional_billable_access[0].current_usage,
+            Some(100.0)
+        );
+        let four = projected(&customer, &model, NOW, &[("images", 4.0)]);
+        assert!(allows(&four, "images", 1.0));
+        assert!(!allows(&four, "images", 2.0));
+        let five = projected(&customer, &model, NOW, &[("images", 5.0)]);
+        assert!(!allows(&five, "images", 1.0));
+        assert_eq!(five.balance("cpu"), 0.0);
+    }
+
+    #[test]
+    fn a_missing_access_entry_is_made() {
+        let model = model();
+        let mut customer = customer(0.0, 0.0);
+        customer.conditional_billable_access.clear();
+        customer.custom_pricing_units.clear();
+        let used_up = projected(&customer, &model, NOW, &[("tokens", 100.0), ("images", 1.0)]);
+        assert_eq!(
+            used_up.conditional_billable_access[0].access,
+            Some(false)
+        );
+        assert_eq!(used_up.balance("cpu"), -1.0);
+    }
+}
