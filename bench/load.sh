@@ -8,11 +8,15 @@
 # the same behind a limit feature, and the official SDK's check. Under load (CONNECTIONS,
 # default 64) and with one connection. Then the usage route (POST /api/ai/complete, a guard
 # that reports usage) on a second quickstart with the durable spool (ATLAS_EVENT_SPOOL) beside
-# the first without it. Loopback only. Prints a Markdown report.
+# the first without it. Then the quota routes: the usage route for a customer without a maximum
+# and one with (pending usage counted by every check), the reservation route
+# (POST /api/ai/summarise) and the credit route (POST /api/images). The emulator meters (the
+# quickstart's data file), so the platform's figures move during the run. Loopback only.
+# Prints a Markdown report.
 #
 # Environment: DURATION (seconds per run, default 10), ROUNDS (default 2), CONNECTIONS,
-# QUICKSTART (another quickstart binary to measure, for A/B runs), ONLY=usage or ONLY=checks (just
-# that section), SPOOL_DIR (the spool's directory: its disk).
+# QUICKSTART (another quickstart binary to measure, for A/B runs), ONLY=checks, ONLY=usage or
+# ONLY=quotas (just that section), SPOOL_DIR (the spool's directory: its disk).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -22,7 +26,22 @@ source bench/lib.sh
 require wrk
 cargo build --release -q --workspace --all-features --bins --examples
 
-ATLAS_FIXTURE=examples/atlas-data.json PORT=0 RUST_LOG=warn target/release/atlas-emulator >"$tmp/emulator.log" 2>&1 &
+# The quickstart's data, metering on, with room for a benchmark's worth of quota: Erin's Pro
+# maximum of AI tokens far away and a large image credit balance.
+python3 - "$tmp/atlas-data.json" <<'PY'
+import json, sys
+data = json.load(open("examples/atlas-data.json"))
+for plan in data["pricingModel"]["plans"]:
+    if plan["id"] == "plan_pro":
+        text = json.dumps(plan).replace('"maxUsage": 1000000', '"maxUsage": 1000000000000')
+        plan.clear(); plan.update(json.loads(text))
+for customer in data["customers"]:
+    if customer["externalId"] == "user_erin":
+        customer["conditionalBillableAccess"][0]["currentUsage"] = 0
+        customer["customPricingUnits"][0]["balance"] = 1e12
+json.dump(data, open(sys.argv[1], "w"))
+PY
+ATLAS_FIXTURE="$tmp/atlas-data.json" PORT=0 RUST_LOG=warn target/release/atlas-emulator >"$tmp/emulator.log" 2>&1 &
 pids+=($!)
 emulator="http://127.0.0.1:$(listening "$tmp/emulator.log")"
 key="$(python3 -c 'import json; print(json.load(open("examples/atlas-data.json"))["apiKey"])')"
@@ -39,9 +58,11 @@ ATLAS_API_KEY="$key" ATLAS_HOST="$emulator" PORT=0 node bench/node-baseline.mjs 
 pids+=($!)
 node="$(listening "$tmp/node.log")"
 
-alice() { curl -s "$1/demo/tokens" | python3 -c 'import json, sys; print(json.load(sys.stdin)["Alice"])'; }
+demo_token() { curl -s "$1/demo/tokens" | python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$2"; }
+alice() { demo_token "$1" Alice; }
 token="$(alice "$app")"
+token_quota="$(demo_token "$app" "Erin Pro")"
 # Each quickstart signs its demo tokens with its own key.
 token_spool="$(alice "$spooled")"
 
-APP="$app" APP_SPOOL="$spooled" TOKEN_SPOOL="$token_spool" NODE="$node" TOKEN="$token" python3 bench/measure.py
+TOKEN_QUOTA="$token_quota" APP="$app" APP_SPOOL="$spooled" TOKEN_SPOOL="$token_spool" NODE="$node" TOKEN="$token" python3 bench/measure.py

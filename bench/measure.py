@@ -8,11 +8,12 @@ import urllib.request
 
 APP, NODE, TOKEN = os.environ["APP"], os.environ["NODE"], os.environ["TOKEN"]
 APP_SPOOL, TOKEN_SPOOL = os.environ["APP_SPOOL"], os.environ["TOKEN_SPOOL"]
+TOKEN_QUOTA = os.environ["TOKEN_QUOTA"]  # Erin's: Pro, a maximum of AI tokens and image credits
 POST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "post.lua")
 DURATION = int(os.environ.get("DURATION", "10"))
 ROUNDS = int(os.environ.get("ROUNDS", "2"))
 CONNECTIONS = int(os.environ.get("CONNECTIONS", "64"))
-ONLY = os.environ.get("ONLY", "")  # "usage" or "checks": just that section
+ONLY = os.environ.get("ONLY", "")  # "checks", "usage" or "quotas": just that section
 CUSTOMER = "org_standard_corp"  # Alice's organisation: her token resolves to it
 
 TARGETS = [
@@ -28,17 +29,30 @@ USAGE_TARGETS = [
     ("usage route, durable spool", f"{APP_SPOOL}/api/ai/complete", f"Authorization: Bearer {TOKEN_SPOOL}"),
 ]
 
+PROMPT = '{"prompt":"hello there"}'
+SUMMARY = '{"text":"four words of text","maxTokens":10}'
+IMAGE = '{"prompt":"a lighthouse"}'
 
-def warm(url, header, post=False):
+# The quota routes, each with the body it takes: the same usage route for a customer without a
+# maximum (Alice's Team) and one with (Erin's Pro: every check counts the pending usage), the
+# reservation route and the credit route.
+QUOTA_TARGETS = [
+    ("usage route, no maximum", f"{APP}/api/ai/complete", f"Authorization: Bearer {TOKEN}", PROMPT),
+    ("usage route, maximum (pending usage counted)", f"{APP}/api/ai/complete", f"Authorization: Bearer {TOKEN_QUOTA}", PROMPT),
+    ("reservation route (reserve 10, commit 4)", f"{APP}/api/ai/summarise", f"Authorization: Bearer {TOKEN_QUOTA}", SUMMARY),
+    ("credit route (1 credit, blockOverage)", f"{APP}/api/images", f"Authorization: Bearer {TOKEN_QUOTA}", IMAGE),
+]
+
+
+def warm(url, header, body=None):
     name, value = header.split(": ", 1)
     for _ in range(50):
         request = urllib.request.Request(url, headers={name: value})
-        if post:
+        if body is not None:
             request = urllib.request.Request(
-                url, data=b'{"prompt":"hello there"}',
-                headers={name: value, "Content-Type": "application/json"})
+                url, data=body.encode(), headers={name: value, "Content-Type": "application/json"})
         with urllib.request.urlopen(request) as response:
-            assert response.status == 200, (url, response.status)
+            assert 200 <= response.status < 300, (url, response.status)
 
 
 def seconds(text):
@@ -46,12 +60,12 @@ def seconds(text):
     return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0}[unit]
 
 
-def wrk(url, header, connections, post=False):
+def wrk(url, header, connections, body=None):
     threads = 1 if connections == 1 else 2
-    script = ["-s", POST] if post else []
+    script = ["-s", POST] if body is not None else []
     output = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{DURATION}s", "--latency", *script, "-H", header, url],
-        check=True, capture_output=True, text=True,
+        check=True, capture_output=True, text=True, env={**os.environ, "BODY": body or ""},
     ).stdout
     if "Non-2xx" in output or "Socket errors" in output:
         raise SystemExit(f"errors under load at {url}:\n{output}")
@@ -65,18 +79,26 @@ def micros(value):
     return f"{value * 1e6:.0f} µs"
 
 
-for _, url, header in TARGETS:
-    warm(url, header)
-for _, url, header in USAGE_TARGETS if ONLY != "checks" else ():
-    warm(url, header, post=True)
+def sections(*names):
+    return not ONLY or ONLY in names
 
-def measure(targets, connections, title, post=False):
-    """Runs wrk on each target, alternating, ROUNDS times; prints the table and returns the
-    means (requests/s, p50, p99) in the targets' order."""
-    results = {name: [] for name, _, _ in targets}
+
+for _, url, header in TARGETS if sections("checks") else ():
+    warm(url, header)
+for _, url, header in USAGE_TARGETS if sections("usage") else ():
+    warm(url, header, PROMPT)
+for _, url, header, body in QUOTA_TARGETS if sections("quotas") else ():
+    warm(url, header, body)
+
+
+def measure(targets, connections, title):
+    """Runs wrk on each target (name, url, header and, for a POST, its body), alternating,
+    ROUNDS times; prints the table and returns the means (requests/s, p50, p99) in the
+    targets' order."""
+    results = {target[0]: [] for target in targets}
     for _ in range(ROUNDS):
-        for name, url, header in targets:
-            results[name].append(wrk(url, header, connections, post=post))
+        for name, url, header, *body in targets:
+            results[name].append(wrk(url, header, connections, *body))
     mean = {name: tuple(statistics.mean(run[i] for run in runs) for i in range(3)) for name, runs in results.items()}
     label = "one connection" if connections == 1 else f"{connections} connections, 2 wrk threads"
     print(f"\n### {title}{label} ({ROUNDS} alternating rounds of {DURATION} s, means)\n")
@@ -85,16 +107,23 @@ def measure(targets, connections, title, post=False):
     for name, (rps, p50, p99) in mean.items():
         print(f"| {name} | {rps:,.0f} | {micros(p50)} | {micros(p99)} |")
     print()
-    return [mean[name] for name, _, _ in targets]
+    return [mean[target[0]] for target in targets]
 
 
-for connections in (CONNECTIONS, 1) if ONLY != "usage" else ():
+for connections in (CONNECTIONS, 1) if sections("checks") else ():
     unguarded, boolean, limit, node = measure(TARGETS, connections, "")
     print(f"- guarded (boolean) / unguarded throughput: {boolean[0] / unguarded[0]:.2f}")
     print(f"- guarded (limit) / unguarded throughput: {limit[0] / unguarded[0]:.2f}")
     print(f"- guarded (boolean) / official SDK throughput: {boolean[0] / node[0]:.2f}")
     print(f"- guarded (boolean) p99 / official SDK p99: {boolean[2] / node[2]:.2f}")
 
-for connections in (CONNECTIONS, 1) if ONLY != "checks" else ():
-    plain, spooled = measure(USAGE_TARGETS, connections, "usage route, ", post=True)
+USAGE_POSTS = [(name, url, header, PROMPT) for name, url, header in USAGE_TARGETS]
+for connections in (CONNECTIONS, 1) if sections("usage") else ():
+    plain, spooled = measure(USAGE_POSTS, connections, "usage route, ")
     print(f"- usage route with the spool / without: {spooled[0] / plain[0]:.2f}")
+
+for connections in (CONNECTIONS, 1) if sections("quotas") else ():
+    unlimited, metered, reserved, credits = measure(QUOTA_TARGETS, connections, "quota routes, ")
+    print(f"- usage route with a maximum / without: {metered[0] / unlimited[0]:.2f}")
+    print(f"- reservation route / usage route without a maximum: {reserved[0] / unlimited[0]:.2f}")
+    print(f"- credit route / usage route without a maximum: {credits[0] / unlimited[0]:.2f}")

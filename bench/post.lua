@@ -1,4 +1,4 @@
--- wrk script for the usage route: a JSON POST, as the quickstart's AI completion expects.
+-- wrk script for the POST routes: a JSON body (BODY, default the AI completion's prompt).
 wrk.method = "POST"
-wrk.body = '{"prompt":"hello there"}'
+wrk.body = os.getenv("BODY") or '{"prompt":"hello there"}'
 wrk.headers["Content-Type"] = "application/json"

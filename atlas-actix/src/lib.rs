@@ -107,10 +107,11 @@ pub use auth::clerk::{ClerkAuth, ClerkError, ClerkSession};
 pub use auth::{contact_headers, ResolveFuture, UserResolver};
 pub use client::limits::{IntoUsage, LimitError};
 pub use client::outage::{OutagePolicy, ParseOutagePolicyError, DEFAULT_STALE_AGE};
+pub use client::reservation::Reservation;
 pub use client::settings::{DEFAULT_HOLD_TTL, DEFAULT_METERING_LAG, DEFAULT_PLATFORM_URL};
 pub use client::telemetry::health::{Health, LinkHealth, TierHealth};
 pub use client::{
-    Allowed, AtlasClient, BillingCadence, CancelType, ChangeOptions, Pagination, PushLink, Reservation, Status,
+    Allowed, AtlasClient, BillingCadence, CancelType, ChangeOptions, Pagination, PushLink, Status,
     SubscribeRequest, UsageOptions,
 };
 pub use entitlements::findings::Finding;

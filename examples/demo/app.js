@@ -150,6 +150,16 @@ const actions = {
     body: { prompt: "Write a haiku about pricing" },
     headers: { "Idempotency-Key": crypto.randomUUID() },
   }),
+  summarise: () => api("/api/ai/summarise", {
+    method: "POST",
+    body: { text: "Pricing pages that hold their quotas make customers trust the bill", maxTokens: 50 },
+    headers: { "Idempotency-Key": crypto.randomUUID() },
+  }),
+  image: () => api("/api/images", {
+    method: "POST",
+    body: { prompt: "a lighthouse at dawn" },
+    headers: { "Idempotency-Key": crypto.randomUUID() },
+  }),
 };
 
 async function subscribe(planId) {

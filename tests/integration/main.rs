@@ -16,6 +16,7 @@ mod misconfiguration;
 mod observability;
 mod outage;
 mod push;
+mod quotas;
 mod reasons;
 mod redis_server;
 mod scope;

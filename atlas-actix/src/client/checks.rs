@@ -10,15 +10,15 @@ use time::OffsetDateTime;
 use tracing::Instrument;
 
 use crate::client::fleet::FleetKey;
+use crate::client::ledger::{HeldFeature, Hold};
 use crate::client::outage::OutagePolicy;
 use crate::client::telemetry::{self, CheckResult};
 use crate::client::{check_id, Allowed, AtlasClient};
-use crate::entitlements::reasons::{denial_reason, DenialReason};
-use crate::client::ledger::{HeldFeature, Hold};
 use crate::entitlements::quota::{projected, quota_of, used};
+use crate::entitlements::reasons::{denial_reason, DenialReason};
 use crate::entitlements::{
-    customer_features, is_allowed, is_limited, limited_features, usage_event_name,
-    CustomerFeature, LimitOutcome,
+    customer_features, is_allowed, is_limited, limited_features, usage_event_name, CustomerFeature,
+    LimitOutcome,
 };
 use crate::error::AtlasError;
 use crate::models::{Customer, CustomerInfo, PricingModel};
@@ -230,14 +230,25 @@ impl AtlasClient {
         model: &PricingModel,
         now: OffsetDateTime,
     ) -> Option<Customer> {
-        let figures = quota_figures(customer, model, now, model.entitlements.iter().map(|e| e.slug.as_str()));
+        let figures = quota_figures(
+            customer,
+            model,
+            now,
+            model.entitlements.iter().map(|e| e.slug.as_str()),
+        );
         if figures.is_empty() {
             return None;
         }
-        let (projected, _) = self.inner.ledger.decide(customer_id, &figures, None, |extra| {
-            let pending = extra.iter().any(|(_, units)| *units > 0.0);
-            (pending.then(|| projected(customer, model, now, extra)), true)
-        });
+        let (projected, _) = self
+            .inner
+            .ledger
+            .decide(customer_id, &figures, None, |extra| {
+                let pending = extra.iter().any(|(_, units)| *units > 0.0);
+                (
+                    pending.then(|| projected(customer, model, now, extra)),
+                    true,
+                )
+            });
         projected
     }
 
@@ -354,7 +365,10 @@ impl AtlasClient {
         quantity: f64,
         hold: Option<f64>,
     ) -> Result<Decision, AtlasError> {
-        if !quantity.is_finite() || quantity <= 0.0 || hold.is_some_and(|h| !h.is_finite() || h <= 0.0) {
+        if !quantity.is_finite()
+            || quantity <= 0.0
+            || hold.is_some_and(|h| !h.is_finite() || h <= 0.0)
+        {
             return Err(AtlasError::InvalidInput(
                 "the quantity must be a positive number".to_owned(),
             ));
@@ -451,8 +465,11 @@ impl AtlasClient {
                 })
         };
         let hold = hold.filter(|_| reasons.is_empty()).map(|units| {
-            let entries: Vec<(&str, u64)> =
-                figures.iter().map(|(feature, _)| *feature).zip(held).collect();
+            let entries: Vec<(&str, u64)> = figures
+                .iter()
+                .map(|(feature, _)| *feature)
+                .zip(held)
+                .collect();
             let features = slugs
                 .iter()
                 .map(|slug| HeldFeature {

@@ -109,9 +109,11 @@ impl Ledger {
         let extra: Vec<(&str, f64)> = figures
             .iter()
             .map(|(feature, figure)| {
-                let account = state
-                    .account(customer, feature, *figure, now)
-                    .reconcile(*figure, now, self.metering_lag);
+                let account = state.account(customer, feature, *figure, now).reconcile(
+                    *figure,
+                    now,
+                    self.metering_lag,
+                );
                 (*feature, account)
             })
             .collect();
@@ -138,18 +140,27 @@ impl Ledger {
 
     /// A hold's usage is reported: its entry now counts `units` until the platform does.
     /// Without the hold (released, expired), the entry is made.
-    pub(crate) fn report(&self, customer: &str, feature: &str, id: Option<u64>, event: &UsageEvent) {
+    pub(crate) fn report(
+        &self,
+        customer: &str,
+        feature: &str,
+        id: Option<u64>,
+        event: &UsageEvent,
+    ) {
         let now = Instant::now();
         let mut state = self.state();
         let account_key = keys::compose(&[customer, feature]);
         let id = id.unwrap_or_else(|| state.new_id());
         let key = event.idempotency_key.clone();
         let units = event.data.quantity;
-        let account = state.accounts.entry(account_key.clone()).or_insert_with(|| Account {
-            high: None,
-            entries: Vec::new(),
-            touched: now,
-        });
+        let account = state
+            .accounts
+            .entry(account_key.clone())
+            .or_insert_with(|| Account {
+                high: None,
+                entries: Vec::new(),
+                touched: now,
+            });
         account.touched = now;
         account.entries.retain(|entry| entry.id != id);
         account.entries.push(Entry {
@@ -165,9 +176,9 @@ impl Ledger {
         let mut state = self.state();
         for (feature, id) in features {
             if let Some(account) = state.accounts.get_mut(&keys::compose(&[customer, feature])) {
-                account
-                    .entries
-                    .retain(|entry| entry.id != *id || !matches!(entry.state, EntryState::Held { .. }));
+                account.entries.retain(|entry| {
+                    entry.id != *id || !matches!(entry.state, EntryState::Held { .. })
+                });
             }
         }
     }
@@ -240,7 +251,13 @@ impl State {
         self.next_id
     }
 
-    fn account(&mut self, customer: &str, feature: &str, figure: f64, now: Instant) -> &mut Account {
+    fn account(
+        &mut self,
+        customer: &str,
+        feature: &str,
+        figure: f64,
+        now: Instant,
+    ) -> &mut Account {
         let account = self
             .accounts
             .entry(keys::compose(&[customer, feature]))
@@ -297,7 +314,8 @@ impl Account {
             }
             self.entries.retain(|entry| entry.units > 0.0);
         }
-        (self.high.unwrap_or(figure) - figure) + self.entries.iter().map(|entry| entry.units).sum::<f64>()
+        (self.high.unwrap_or(figure) - figure)
+            + self.entries.iter().map(|entry| entry.units).sum::<f64>()
     }
 }
 
@@ -436,7 +454,9 @@ mod tests {
     #[test]
     fn holds_count_until_released_and_one_check_cannot_be_passed_twice() {
         let ledger = Ledger::new(Duration::from_secs(300), Duration::from_secs(60));
-        let held: Vec<u64> = (0..20).filter_map(|_| check(&ledger, 90.0, 1.0, 100.0)).collect();
+        let held: Vec<u64> = (0..20)
+            .filter_map(|_| check(&ledger, 90.0, 1.0, 100.0))
+            .collect();
         assert_eq!(held.len(), 10);
         ledger.release("c", &[("f", held[0])]);
         assert_eq!(ledger.pending("c", "f"), 9.0);
@@ -474,13 +494,19 @@ mod tests {
         assert_eq!(ledger.pending("c", "f"), 1.0);
         ledger.accepted(&[event("b", 1.0)]);
         let (extra, _) = ledger.decide("c", &[("f", 0.0)], None, |extra| (extra[0].1, true));
-        assert_eq!(extra, 0.0, "past the lag, an accepted event is taken as counted");
+        assert_eq!(
+            extra, 0.0,
+            "past the lag, an accepted event is taken as counted"
+        );
     }
 
     #[test]
     fn holds_expire() {
         let ledger = Ledger::new(Duration::ZERO, Duration::from_secs(60));
         assert!(check(&ledger, 0.0, 100.0, 100.0).is_some());
-        assert!(check(&ledger, 0.0, 100.0, 100.0).is_some(), "the first hold expired");
+        assert!(
+            check(&ledger, 0.0, 100.0, 100.0).is_some(),
+            "the first hold expired"
+        );
     }
 }

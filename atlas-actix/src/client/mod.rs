@@ -20,7 +20,7 @@ pub(crate) mod limits;
 pub(crate) mod outage;
 pub(crate) mod platform;
 pub(crate) mod registration;
-mod reservation;
+pub(crate) mod reservation;
 pub(crate) mod retry;
 pub(crate) mod settings;
 pub(crate) mod telemetry;
@@ -36,7 +36,6 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 
 pub use self::platform::api::Pagination;
-pub use self::reservation::Reservation;
 use self::platform::api::PlatformApi;
 use crate::client::cache::Cache;
 use crate::client::events::EventQueue;

@@ -75,7 +75,12 @@ impl AtlasClient {
 
     /// Usage queued without a check's hold counts against the quota features' pending usage
     /// like held usage does, until the platform counts it.
-    fn count_pending<S: AsRef<str>>(&self, customer_id: &str, features: &[S], events: &[UsageEvent]) {
+    fn count_pending<S: AsRef<str>>(
+        &self,
+        customer_id: &str,
+        features: &[S],
+        events: &[UsageEvent],
+    ) {
         let (Some(customer), Some(model)) = (
             self.inner.customers.latest(&customer_id.to_owned()),
             self.inner.pricing_model.latest(&()),
@@ -88,7 +93,10 @@ impl AtlasClient {
                 continue;
             }
             let name = usage_event_name(&customer, &model, now, feature);
-            if let Some(event) = events.iter().find(|event| Some(event.event_name.as_str()) == name) {
+            if let Some(event) = events
+                .iter()
+                .find(|event| Some(event.event_name.as_str()) == name)
+            {
                 self.inner.ledger.report(customer_id, feature, None, event);
             }
         }

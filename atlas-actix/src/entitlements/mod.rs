@@ -7,8 +7,8 @@
 
 pub(crate) mod findings;
 pub(crate) mod named_in_code;
-pub mod reasons;
 pub(crate) mod quota;
+pub mod reasons;
 pub(crate) mod rules;
 
 use std::collections::HashMap;

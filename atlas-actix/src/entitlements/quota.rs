@@ -197,11 +197,13 @@ mod tests {
         let mut customer = customer(0.0, 0.0);
         customer.conditional_billable_access.clear();
         customer.custom_pricing_units.clear();
-        let used_up = projected(&customer, &model, NOW, &[("tokens", 100.0), ("images", 1.0)]);
-        assert_eq!(
-            used_up.conditional_billable_access[0].access,
-            Some(false)
+        let used_up = projected(
+            &customer,
+            &model,
+            NOW,
+            &[("tokens", 100.0), ("images", 1.0)],
         );
+        assert_eq!(used_up.conditional_billable_access[0].access, Some(false));
         assert_eq!(used_up.balance("cpu"), -1.0);
     }
 }

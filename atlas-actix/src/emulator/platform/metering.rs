@@ -51,7 +51,10 @@ impl Platform {
             .filter(|subscription| subscription.is_valid_at(now))
             .find_map(|subscription| {
                 let plan = self.pricing_model.plan(&subscription.plan_id)?;
-                let grant = plan.entitlements.iter().find(|grant| grant.id == event_name)?;
+                let grant = plan
+                    .entitlements
+                    .iter()
+                    .find(|grant| grant.id == event_name)?;
                 Some((subscription.id.clone(), grant.clone()))
             });
         let Some((subscription, grant)) = granted else {
@@ -61,7 +64,10 @@ impl Platform {
         let stamp = now_iso();
         let external_id = customer.external_id.clone();
         let customer = &mut self.customers[at];
-        let credit_unit = grant.custom_pricing_unit_id.as_deref().filter(|unit| !unit.is_empty());
+        let credit_unit = grant
+            .custom_pricing_unit_id
+            .as_deref()
+            .filter(|unit| !unit.is_empty());
         match (&grant.price, credit_unit) {
             (Some(_), Some(unit)) => {
                 customer.spend_credits(unit, quantity);
@@ -117,11 +123,20 @@ mod tests {
         let (mut platform, mut pushes) = platform(Some(Metering { delay_ms: 1000 }));
         let customer = platform.customers[0].clone();
         let subscription = &customer.active_subscriptions[0];
-        let plan = platform.pricing_model.plan(&subscription.plan_id).unwrap().clone();
+        let plan = platform
+            .pricing_model
+            .plan(&subscription.plan_id)
+            .unwrap()
+            .clone();
         let usage_grant = plan
             .entitlements
             .iter()
-            .find(|g| g.custom_pricing_unit_id.is_none() && g.price.as_ref().is_some_and(|p| matches!(p.kind(), PriceKind::Unit | PriceKind::Tier)))
+            .find(|g| {
+                g.custom_pricing_unit_id.is_none()
+                    && g.price
+                        .as_ref()
+                        .is_some_and(|p| matches!(p.kind(), PriceKind::Unit | PriceKind::Tier))
+            })
             .expect("the sample's first customer has a usage-based feature");
         let before = customer
             .conditional_billable_access

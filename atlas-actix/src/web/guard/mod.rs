@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
 use crate::client::keys;
+use crate::client::ledger::Hold;
 use crate::client::telemetry;
 use crate::client::UsageOptions;
 use crate::error::AtlasError;
@@ -29,7 +30,6 @@ use crate::web::csrf::check_origin;
 use crate::web::error_response::RequestError;
 use crate::web::guard::denial::Denial;
 use crate::web::guard::exclusive::Lease;
-use crate::client::ledger::Hold;
 use crate::web::guard::idempotency::{Claim, Fingerprint, Ticket};
 use crate::web::guard::reserved::{ReservationSlot, SlotGuard};
 use crate::web::guard::unrecordable::UnrecordableUsage;
@@ -291,7 +291,13 @@ pub(crate) async fn check(
                 Err(denied) => Ok(denied),
             }),
         None => atlas
-            .decide_features(&customer, features, options.quantity, options.shadow, options.usage)
+            .decide_features(
+                &customer,
+                features,
+                options.quantity,
+                options.shadow,
+                options.usage,
+            )
             .await
             .map(Ok),
     };

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 
-use crate::client::Reservation;
+use crate::client::reservation::Reservation;
 use crate::error::AtlasError;
 
 /// The reservation a guard took for the request, shared between the guard (which releases it

@@ -15,135 +15,39 @@
 //! Redis tier with the app's other instances (cache and usage events); `ATLAS_OUTAGE_POLICY`
 //! (`fail-closed`, the default, `serve-stale` or `fail-open`) says what checks do while the
 //! platform is down, and `ATLAS_UNRECORDABLE_USAGE` (`refuse`, the default, or `serve`) what a
-//! billed route does when its usage cannot be recorded. `/healthz` and `/readyz` (no figures) are on the app's port; `/metrics`
+//! billed route does when its usage cannot be recorded. `QUICKSTART_DB` is the SQLite file
+//! that holds the seats (default in memory; several quickstarts may share one), and
+//! `ATLAS_HOLD_TTL` the seconds before an uncommitted reservation expires (default 300).
+//! `/healthz` and `/readyz` (no figures) are on the app's port; `/metrics`
 //! and `/health` (the full report) on `METRICS_BIND` (default 127.0.0.1:9464) alone.
 //!
 //! Every defence is on: state changes refuse cross-site requests (allowed origins), tokens
 //! must name this app (`azp`) and, with `CLERK_ISSUER`, the Clerk instance (`iss`); only an
 //! organisation's `org:admin` members change its billing; adding seats is `exclusive`, so the
-//! plan's seat limit holds under concurrent requests. Demo mode hands out tokens to anyone who
+//! plan's seat limit holds under concurrent requests; the AI routes and the image route hold
+//! their quotas (metered usage, a reservation, credits) between the platform's updates. Demo mode hands out tokens to anyone who
 //! asks, so it refuses to listen beyond loopback unless `ATLAS_DEMO_PUBLIC=1`, and answers only
 //! requests whose `Host` names this machine (DNS rebinding).
 
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+mod demo;
+mod seats;
 
 use actix_cors::Cors;
 use actix_web::{get, http, post, web, App, HttpResponse, HttpServer, Responder};
 use atlas_actix::emulator::{AtlasData, Emulator, EmulatorHandle};
-use atlas_actix::{limit, requires_feature, Atlas, ClerkAuth, OutagePolicy, UnrecordableUsage};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
-use rsa::Generate;
+use atlas_actix::{
+    limit, requires_feature, Atlas, ClerkAuth, OutagePolicy, Reserved, UnrecordableUsage,
+};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::demo::{
+    demo_asset, demo_auth, demo_host_allowed, demo_page, demo_tokens_route, demo_users, print_demo,
+};
+use crate::seats::Seats;
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
-}
-
-/// The app's own data: who holds a seat in each customer's account.
-#[derive(Default)]
-struct Seats(Mutex<HashMap<String, Vec<String>>>);
-
-impl Seats {
-    fn count(&self, customer: &str) -> usize {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(customer)
-            .map_or(0, Vec::len)
-    }
-
-    fn add(&self, customer: &str, member: String) -> usize {
-        let mut seats = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let taken = seats.entry(customer.to_owned()).or_default();
-        taken.push(member);
-        taken.len()
-    }
-}
-
-/// A demo user: a customer of the data file, or a member of an organisation customer.
-struct DemoUser {
-    name: String,
-    user_id: String,
-    /// The organisation, and the member's role in it.
-    organization: Option<(String, String)>,
-}
-
-/// Demo users from the data file: each customer, and the `demoMembers` of organisations.
-fn demo_users(data: &AtlasData) -> Vec<DemoUser> {
-    let mut users = Vec::new();
-    for customer in &data.customers {
-        let members = customer.extra.get("demoMembers");
-        match members.as_ref().and_then(|m| m.as_array()) {
-            Some(members) => users.extend(members.iter().filter_map(|member| {
-                let role = member.get("role").and_then(|r| r.as_str());
-                Some(DemoUser {
-                    name: member.get("name")?.as_str()?.to_owned(),
-                    user_id: member.get("id")?.as_str()?.to_owned(),
-                    organization: Some((
-                        customer.external_id.clone(),
-                        role.unwrap_or("org:member").to_owned(),
-                    )),
-                })
-            })),
-            None => users.push(DemoUser {
-                name: customer
-                    .name
-                    .clone()
-                    .unwrap_or_else(|| customer.external_id.clone()),
-                user_id: customer.external_id.clone(),
-                organization: None,
-            }),
-        }
-    }
-    users
-}
-
-/// Each demo user's name and session token.
-type DemoTokens = Vec<(String, String)>;
-
-/// The issuer of the demo's tokens.
-const DEMO_ISSUER: &str = "https://demo.clerk.invalid";
-
-/// Demo mode: an RSA key pair made now, Clerk-shaped tokens signed with it for the app at
-/// `origin`, verified by the very `ClerkAuth` code path a real Clerk setup uses.
-fn demo_auth(
-    users: &[DemoUser],
-    origin: &str,
-) -> Result<(ClerkAuth, DemoTokens), Box<dyn std::error::Error>> {
-    let private_key = rsa::PrivateKey::generate();
-    let public_pem = private_key
-        .to_public_key()
-        .to_public_key_pem(LineEnding::LF)?;
-    let private_pem = private_key.to_pkcs8_pem(LineEnding::LF)?;
-    let signing = EncodingKey::from_rsa_pem(private_pem.as_bytes())?;
-    let now = jsonwebtoken::get_current_timestamp();
-    let mut tokens = Vec::new();
-    for user in users {
-        let mut claims = json!({
-            "sub": user.user_id,
-            "sid": format!("sess_demo_{}", user.user_id),
-            "iss": DEMO_ISSUER,
-            "azp": origin,
-            "iat": now,
-            "nbf": now,
-            "exp": now + 24 * 3600,
-            "v": 2,
-        });
-        if let Some((organization, role)) = &user.organization {
-            // v2 tokens carry the role without its `org:` prefix.
-            let role = role.strip_prefix("org:").unwrap_or(role);
-            claims["o"] = json!({"id": organization, "rol": role, "slg": organization});
-        }
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &signing)?;
-        tokens.push((user.name.clone(), token));
-    }
-    Ok((
-        ClerkAuth::from_pem(&public_pem)?.issuer(DEMO_ISSUER),
-        tokens,
-    ))
 }
 
 /// The report the data explorer serves.
@@ -188,8 +92,15 @@ async fn add_seat(
     seats: web::Data<Seats>,
     body: web::Json<NewSeat>,
 ) -> impl Responder {
-    let taken = seats.add(&entitlements.customer_id, body.into_inner().email);
-    HttpResponse::Created().json(json!({ "seats": taken }))
+    match seats.add(&entitlements.customer_id, &body.email) {
+        Ok(taken) => HttpResponse::Created().json(json!({ "seats": taken })),
+        Err(err) => database_error(&err),
+    }
+}
+
+fn database_error(err: &rusqlite::Error) -> HttpResponse {
+    tracing::error!(%err, "the seats database failed");
+    HttpResponse::ServiceUnavailable().json(json!({ "error": "the seats database is unavailable" }))
 }
 
 #[derive(Deserialize)]
@@ -207,8 +118,11 @@ async fn add_seats(
     body: web::Json<NewSeats>,
 ) -> impl Responder {
     let mut taken = 0;
-    for email in body.into_inner().emails {
-        taken = seats.add(&entitlements.customer_id, email);
+    for email in &body.emails {
+        match seats.add(&entitlements.customer_id, email) {
+            Ok(now) => taken = now,
+            Err(err) => return database_error(&err),
+        }
     }
     HttpResponse::Created().json(json!({ "seats": taken }))
 }
@@ -225,6 +139,79 @@ struct Prompt {
 async fn ai_complete(body: web::Json<Prompt>) -> impl Responder {
     let words = body.prompt.split_whitespace().count();
     HttpResponse::Ok().json(json!({ "completion": format!("You wrote {words} words. Here is more of them."), "tokens": words }))
+}
+
+/// `POST /api/ai/summarise`: `maxTokens` must be a whole number from 1 to 100,000 (default 100).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Summarise {
+    text: String,
+    #[serde(default = "default_max_tokens")]
+    max_tokens: f64,
+}
+
+fn default_max_tokens() -> f64 {
+    100.0
+}
+
+/// Reads the body and refuses a bad one (400) before any check or reservation.
+fn valid_summarise(body: web::Json<Summarise>) -> Result<web::Json<Summarise>, actix_web::Error> {
+    let max = body.max_tokens;
+    if max.fract() != 0.0 || !(1.0..=100_000.0).contains(&max) {
+        let answer = HttpResponse::BadRequest()
+            .json(json!({ "error": "maxTokens must be a whole number from 1 to 100000" }));
+        return Err(actix_web::error::InternalError::from_response("maxTokens", answer).into());
+    }
+    Ok(body)
+}
+
+/// An AI summary, whose cost is known only once it is made: the guard reserves `maxTokens` of
+/// `ai-tokens` (403 when they do not fit what is left of the quota), the handler commits the
+/// tokens it used (here, one per word of the text) and the rest of the reservation is freed.
+/// A summary that used more than reserved is billed in full.
+#[post("/api/ai/summarise")]
+#[requires_feature("ai-tokens", reserve = body.max_tokens)]
+async fn ai_summarise(body: ValidSummarise, reserved: Reserved) -> impl Responder {
+    let words: Vec<&str> = body.0.text.split_whitespace().collect();
+    let tokens = words.len();
+    let summary = words.iter().take(8).copied().collect::<Vec<_>>().join(" ");
+    match reserved.commit(tokens as f64).await {
+        Ok(()) => HttpResponse::Ok().json(json!({ "summary": summary, "tokens": tokens })),
+        Err(err) => actix_web::ResponseError::error_response(&err),
+    }
+}
+
+/// The summarise body, validated as it is extracted.
+struct ValidSummarise(web::Json<Summarise>);
+
+impl actix_web::FromRequest for ValidSummarise {
+    type Error = actix_web::Error;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(
+        request: &actix_web::HttpRequest,
+        payload: &mut actix_web::dev::Payload,
+    ) -> Self::Future {
+        let body = web::Json::<Summarise>::from_request(request, payload);
+        Box::pin(async move { valid_summarise(body.await?).map(ValidSummarise) })
+    }
+}
+
+impl std::ops::Deref for ValidSummarise {
+    type Target = Summarise;
+
+    fn deref(&self) -> &Summarise {
+        &self.0
+    }
+}
+
+/// An image, paid with one image credit (403 `insufficientCredits` when none are left).
+#[post("/api/images")]
+// `quantity = 1`, one image, is read after the arguments: a bad body is a 400 before the check.
+#[requires_feature("image-generation", usage = 1, quantity = 1)]
+async fn create_image(body: web::Json<Prompt>) -> impl Responder {
+    HttpResponse::Created()
+        .json(json!({ "image": format!("an image of {:?}", body.prompt), "credits": 1 }))
 }
 
 #[actix_web::main]
@@ -300,20 +287,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let clerk = clerk.organizations(true).billing_roles(["org:admin"]);
 
-    let seats = web::Data::new(Seats::default());
+    let seats = web::Data::new(Seats::open(env("QUICKSTART_DB").as_deref())?);
     for user in demo_users(&data) {
         seats.add(
             user.organization
                 .as_ref()
                 .map_or(&user.user_id, |(organization, _)| organization),
-            user.user_id.clone(),
-        );
+            &user.user_id,
+        )?;
     }
     let counted = seats.clone();
     builder = limit!(builder, "seats", move |customer| {
         let seats = counted.clone();
         async move { seats.count(&customer) }
     });
+    if let Some(seconds) = env("ATLAS_HOLD_TTL") {
+        let seconds: u64 = seconds
+            .parse()
+            .map_err(|err| format!("ATLAS_HOLD_TTL: {err}"))?;
+        builder = builder.hold_ttl(std::time::Duration::from_secs(seconds));
+    }
     if let Some(spool) = env("ATLAS_EVENT_SPOOL") {
         builder = builder.event_spool(spool);
     }
@@ -380,7 +373,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .service(limited_data_explorer)
             .service(add_seat)
             .service(add_seats)
-            .service(ai_complete);
+            .service(ai_complete)
+            .service(ai_summarise)
+            .service(create_image);
         if demo {
             // Only for the app's own host names: a page of another site whose name resolves to
             // this machine (DNS rebinding) must not read the tokens.
@@ -446,82 +441,4 @@ async fn metrics_route(
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(handle.render())
-}
-
-/// The demo page's files, in the binary: no build step, nothing fetched from elsewhere.
-const DEMO_PAGE: &str = include_str!("demo/index.html");
-const DEMO_SCRIPT: &str = include_str!("demo/app.js");
-const DEMO_STYLE: &str = include_str!("demo/style.css");
-
-/// Whether a `Host` header names this machine (`localhost`, `127.x.y.z`, `[::1]`, with any
-/// port) or one of the public demo's hosts.
-fn demo_host_allowed(host: &str, public: &[String]) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(v6) => v6.split_once(']').map_or(v6, |(address, _)| address),
-        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
-    };
-    let loopback = name.eq_ignore_ascii_case("localhost")
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    loopback
-        || public
-            .iter()
-            .any(|allowed| allowed.eq_ignore_ascii_case(host))
-}
-
-/// The page may run its own script and style only: a value an answer carries can never run,
-/// nor can a `<base>`, a form or a plug-in send it elsewhere.
-fn demo_answer(content_type: &str, body: &'static str) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type(content_type)
-        .insert_header((
-            http::header::CONTENT_SECURITY_POLICY,
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'",
-        ))
-        .insert_header((http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .body(body)
-}
-
-/// `GET /`: the demo page (demo mode only).
-async fn demo_page() -> HttpResponse {
-    demo_answer("text/html; charset=utf-8", DEMO_PAGE)
-}
-
-async fn demo_asset(asset: web::Path<String>) -> HttpResponse {
-    match asset.as_str() {
-        "app.js" => demo_answer("text/javascript; charset=utf-8", DEMO_SCRIPT),
-        "style.css" => demo_answer("text/css; charset=utf-8", DEMO_STYLE),
-        _ => HttpResponse::NotFound().json(json!({ "error": "no such file" })),
-    }
-}
-
-async fn demo_tokens_route(tokens: web::Data<DemoTokens>) -> impl Responder {
-    let tokens: serde_json::Map<String, serde_json::Value> = tokens
-        .iter()
-        .map(|(name, token)| (name.clone(), json!(token)))
-        .collect();
-    HttpResponse::Ok().json(tokens)
-}
-
-fn print_demo(base: &str, tokens: &DemoTokens) {
-    println!("\nDemo mode (no CLERK_JWT_KEY or CLERK_JWKS_URL): tokens for the data file's users, valid 24 hours.");
-    println!("The demo page: open {base}/ in a browser.");
-    println!("All of them: curl {base}/demo/tokens\n");
-    for (name, token) in tokens {
-        println!("{name}:\n  TOKEN={token}");
-    }
-    if let Some((name, _)) = tokens.first() {
-        println!("\nTry, with TOKEN set to {name}'s:");
-    }
-    for line in [
-        "curl -H \"Authorization: Bearer $TOKEN\" BASE/atlas-api/features",
-        "curl -H \"Authorization: Bearer $TOKEN\" BASE/api/data-explorer",
-        "curl -X POST -H \"Authorization: Bearer $TOKEN\" -H 'content-type: application/json' -d '{\"email\":\"new@example.com\"}' BASE/api/seats",
-        "curl -X POST -H \"Authorization: Bearer $TOKEN\" -H 'content-type: application/json' -d '{\"prompt\":\"hello there\"}' BASE/api/ai/complete",
-        "curl BASE/atlas-api/pricing-model",
-    ] {
-        println!("  {}", line.replace("BASE", base));
-    }
-    println!();
 }
