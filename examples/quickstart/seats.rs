@@ -38,11 +38,12 @@ impl Seats {
 
     /// Seats the customer has.
     pub(crate) fn count(&self, customer: &str) -> rusqlite::Result<u64> {
-        self.connection().query_row(
-            "SELECT COUNT(*) FROM seats WHERE customer = ?1",
-            params![customer],
-            |row| row.get(0),
-        )
+        // Cached: the limit callback runs at every check of the feature.
+        let connection = self.connection();
+        let seats = connection
+            .prepare_cached("SELECT COUNT(*) FROM seats WHERE customer = ?1")?
+            .query_row(params![customer], |row| row.get(0));
+        seats
     }
 
     /// Gives `member` a seat (once: a member already seated keeps one), and answers the
@@ -53,10 +54,9 @@ impl Seats {
             "INSERT OR IGNORE INTO seats (customer, member) VALUES (?1, ?2)",
             params![customer, member],
         )?;
-        connection.query_row(
-            "SELECT COUNT(*) FROM seats WHERE customer = ?1",
-            params![customer],
-            |row| row.get(0),
-        )
+        let seats = connection
+            .prepare_cached("SELECT COUNT(*) FROM seats WHERE customer = ?1")?
+            .query_row(params![customer], |row| row.get(0));
+        seats
     }
 }

@@ -22,14 +22,14 @@
 //! request that read the customer before a refresh cannot count the matched units as neither
 //! pending nor counted.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::client::keys;
 use crate::models::{EventData, UsageEvent};
 
-/// How often the ledger forgets expired holds and idle accounts of customers not checked.
+/// How often the ledger forgets the accounts of customers no longer checked.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
@@ -42,32 +42,44 @@ pub(crate) struct Ledger {
 #[derive(Debug)]
 struct State {
     accounts: HashMap<String, Account>,
-    /// Reported entries by their event's idempotency key: which account holds each.
+    /// Reported entries by their event's idempotency key: which account holds each. An entry
+    /// leaving its account leaves this index in the same step.
     by_event: HashMap<String, (String, u64)>,
     next_id: u64,
     swept: Instant,
 }
 
+/// One customer's pending usage of one feature. Every operation a request makes on it is
+/// O(log n) in its entries (a check at tens of thousands of pending events stays cheap); the
+/// O(n) pass that expires entries runs only once the earliest deadline has passed.
 #[derive(Debug)]
 struct Account {
     /// The highest platform figure seen (usage, or credits spent); none yet for an account
     /// opened by a report.
     high: Option<f64>,
-    entries: Vec<Entry>,
+    /// By id, so by the time of their check: expiry in order.
+    held: BTreeMap<u64, Held>,
+    /// By id: the oldest is matched first when the platform's figure grows.
+    reported: BTreeMap<u64, Reported>,
+    /// The units of `held` and `reported`, kept as they change (set to zero when both are
+    /// empty, so rounding never accumulates).
+    pending: f64,
+    /// No entry expires before it.
+    next_deadline: Option<Instant>,
     touched: Instant,
 }
 
 #[derive(Debug)]
-struct Entry {
-    id: u64,
+struct Held {
     units: f64,
-    state: EntryState,
+    expires: Instant,
 }
 
 #[derive(Debug)]
-enum EntryState {
-    Held { expires: Instant },
-    Reported { accepted: Option<Instant> },
+struct Reported {
+    units: f64,
+    key: String,
+    accepted: Option<Instant>,
 }
 
 /// One quota feature of a check: its id and the platform's figure for it, as
@@ -105,16 +117,17 @@ impl Ledger {
     ) -> (T, Vec<u64>) {
         let now = Instant::now();
         let mut state = self.state();
-        self.sweep(&mut state, now);
+        let state = &mut *state;
+        self.sweep(state, now);
         let extra: Vec<(&str, f64)> = figures
             .iter()
             .map(|(feature, figure)| {
-                let account = state.account(customer, feature, *figure, now).reconcile(
-                    *figure,
-                    now,
-                    self.metering_lag,
-                );
-                (*feature, account)
+                let account = state.accounts.entry(keys::compose(&[customer, feature]));
+                let account = account.or_insert_with(|| Account::new(Some(*figure), now));
+                account.touched = now;
+                account.expire(now, self.metering_lag, &mut state.by_event);
+                let units = account.reconcile(*figure, &mut state.by_event);
+                (*feature, units)
             })
             .collect();
         let (answer, allowed) = decide(&extra);
@@ -122,24 +135,24 @@ impl Ledger {
         if let Some(units) = hold.filter(|_| allowed) {
             let expires = now + self.hold_ttl;
             for (feature, figure) in figures {
-                let id = state.new_id();
-                state
-                    .account(customer, feature, *figure, now)
-                    .entries
-                    .push(Entry {
-                        id,
-                        units,
-                        state: EntryState::Held { expires },
-                    });
+                state.next_id += 1;
+                let id = state.next_id;
+                let account = state
+                    .accounts
+                    .entry(keys::compose(&[customer, feature]))
+                    .or_insert_with(|| Account::new(Some(*figure), now));
+                account.held.insert(id, Held { units, expires });
+                account.pending += units;
+                account.deadline(expires);
                 held.push(id);
             }
         }
-        state.forget_removed_keys();
         (answer, held)
     }
 
-    /// A hold's usage is reported: its entry now counts `units` until the platform does.
-    /// Without the hold (released, expired), the entry is made.
+    /// A hold's usage is reported: its entry now counts the event's units until the platform
+    /// does. Without the hold (released, expired), the entry is made. An event whose
+    /// idempotency key is pending already adds nothing: the platform counts it once.
     pub(crate) fn report(
         &self,
         customer: &str,
@@ -149,26 +162,34 @@ impl Ledger {
     ) {
         let now = Instant::now();
         let mut state = self.state();
+        let state = &mut *state;
         let account_key = keys::compose(&[customer, feature]);
-        let id = id.unwrap_or_else(|| state.new_id());
-        let key = event.idempotency_key.clone();
-        let units = event.data.quantity;
+        let id = id.unwrap_or_else(|| {
+            state.next_id += 1;
+            state.next_id
+        });
         let account = state
             .accounts
             .entry(account_key.clone())
-            .or_insert_with(|| Account {
-                high: None,
-                entries: Vec::new(),
-                touched: now,
-            });
+            .or_insert_with(|| Account::new(None, now));
         account.touched = now;
-        account.entries.retain(|entry| entry.id != id);
-        account.entries.push(Entry {
+        account.release(id);
+        if state.by_event.contains_key(&event.idempotency_key) {
+            return;
+        }
+        let units = event.data.quantity;
+        account.reported.insert(
             id,
-            units,
-            state: EntryState::Reported { accepted: None },
-        });
-        state.by_event.insert(key, (account_key, id));
+            Reported {
+                units,
+                key: event.idempotency_key.clone(),
+                accepted: None,
+            },
+        );
+        account.pending += units;
+        state
+            .by_event
+            .insert(event.idempotency_key.clone(), (account_key, id));
     }
 
     /// Releases holds whose request failed or ended without reporting.
@@ -176,9 +197,7 @@ impl Ledger {
         let mut state = self.state();
         for (feature, id) in features {
             if let Some(account) = state.accounts.get_mut(&keys::compose(&[customer, feature])) {
-                account.entries.retain(|entry| {
-                    entry.id != *id || !matches!(entry.state, EntryState::Held { .. })
-                });
+                account.release(*id);
             }
         }
     }
@@ -188,134 +207,161 @@ impl Ledger {
         self.settled(events, true);
     }
 
-    /// Events the platform refused: they will never count, so they stop counting here.
+    /// Events the platform refused (or that could not be queued): they will never count, so
+    /// they stop counting here.
     pub(crate) fn refused(&self, events: &[UsageEvent]) {
         self.settled(events, false);
     }
 
     fn settled(&self, events: &[UsageEvent], accepted: bool) {
         let mut state = self.state();
+        let state = &mut *state;
         if state.by_event.is_empty() {
             return;
         }
         let now = Instant::now();
+        let lag = self.metering_lag;
         for event in events {
-            let Some((account_key, id)) = state.by_event.get(&event.idempotency_key).cloned()
-            else {
+            let Some((account_key, id)) = state.by_event.get(&event.idempotency_key) else {
                 continue;
             };
-            if !accepted {
+            let Some(account) = state.accounts.get_mut(account_key) else {
                 state.by_event.remove(&event.idempotency_key);
-            }
-            let Some(account) = state.accounts.get_mut(&account_key) else {
                 continue;
             };
-            if !accepted {
-                account.entries.retain(|entry| entry.id != id);
-                continue;
-            }
-            for entry in account.entries.iter_mut().filter(|entry| entry.id == id) {
-                if let EntryState::Reported { accepted, .. } = &mut entry.state {
-                    *accepted = Some(now);
+            if accepted {
+                if let Some(entry) = account.reported.get_mut(id) {
+                    entry.accepted.get_or_insert(now);
+                    account.deadline(now + lag);
                 }
+            } else {
+                let id = *id;
+                account.forget_reported(id);
+                state.by_event.remove(&event.idempotency_key);
             }
         }
     }
 
+    /// Forgets the accounts of customers not checked for a while whose entries are gone.
     fn sweep(&self, state: &mut State, now: Instant) {
         if now.duration_since(state.swept) < SWEEP_EVERY {
             return;
         }
         state.swept = now;
         let lag = self.metering_lag;
+        let by_event = &mut state.by_event;
         state.accounts.retain(|_, account| {
-            account.expire(now, lag);
-            !account.entries.is_empty() || now.duration_since(account.touched) < lag
+            account.expire(now, lag, by_event);
+            !account.is_empty() || now.duration_since(account.touched) < lag
         });
-        state.forget_removed_keys();
     }
 
-    /// The units pending per customer and feature, for the health report and tests.
+    /// The units pending per customer and feature, for tests.
     #[cfg(test)]
     fn pending(&self, customer: &str, feature: &str) -> f64 {
         self.state()
             .accounts
             .get(&keys::compose(&[customer, feature]))
-            .map_or(0.0, |account| account.entries.iter().map(|e| e.units).sum())
-    }
-}
-
-impl State {
-    fn new_id(&mut self) -> u64 {
-        self.next_id += 1;
-        self.next_id
-    }
-
-    fn account(
-        &mut self,
-        customer: &str,
-        feature: &str,
-        figure: f64,
-        now: Instant,
-    ) -> &mut Account {
-        let account = self
-            .accounts
-            .entry(keys::compose(&[customer, feature]))
-            .or_insert_with(|| Account {
-                high: Some(figure),
-                entries: Vec::new(),
-                touched: now,
-            });
-        account.touched = now;
-        account
-    }
-
-    /// Drops index entries of reported entries no account holds any more.
-    fn forget_removed_keys(&mut self) {
-        if self.by_event.is_empty() {
-            return;
-        }
-        let accounts = &self.accounts;
-        self.by_event.retain(|_, (account_key, id)| {
-            accounts
-                .get(account_key)
-                .is_some_and(|account| account.entries.iter().any(|entry| entry.id == *id))
-        });
+            .map_or(0.0, |account| account.pending)
     }
 }
 
 impl Account {
-    fn expire(&mut self, now: Instant, lag: Duration) {
-        self.entries.retain(|entry| match &entry.state {
-            EntryState::Held { expires } => *expires > now,
-            EntryState::Reported { accepted, .. } => {
-                accepted.is_none_or(|accepted| now.duration_since(accepted) < lag)
+    fn new(high: Option<f64>, now: Instant) -> Self {
+        Self {
+            high,
+            held: BTreeMap::new(),
+            reported: BTreeMap::new(),
+            pending: 0.0,
+            next_deadline: None,
+            touched: now,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.held.is_empty() && self.reported.is_empty()
+    }
+
+    fn deadline(&mut self, at: Instant) {
+        if self.next_deadline.is_none_or(|next| at < next) {
+            self.next_deadline = Some(at);
+        }
+    }
+
+    fn settle_pending(&mut self, units: f64) {
+        self.pending -= units;
+        if self.is_empty() {
+            self.pending = 0.0;
+        }
+    }
+
+    fn release(&mut self, id: u64) {
+        if let Some(held) = self.held.remove(&id) {
+            self.settle_pending(held.units);
+        }
+    }
+
+    fn forget_reported(&mut self, id: u64) {
+        if let Some(entry) = self.reported.remove(&id) {
+            self.settle_pending(entry.units);
+        }
+    }
+
+    /// Drops expired holds and reported entries past the lag, once a deadline has passed.
+    fn expire(
+        &mut self,
+        now: Instant,
+        lag: Duration,
+        by_event: &mut HashMap<String, (String, u64)>,
+    ) {
+        if self.next_deadline.is_none_or(|next| next > now) {
+            return;
+        }
+        self.held.retain(|_, held| held.expires > now);
+        self.reported.retain(|_, entry| {
+            let live = entry
+                .accepted
+                .is_none_or(|accepted| now.duration_since(accepted) < lag);
+            if !live {
+                by_event.remove(&entry.key);
             }
+            live
         });
+        let holds = self.held.values().map(|held| held.expires);
+        let lags = self
+            .reported
+            .values()
+            .filter_map(|entry| Some(entry.accepted? + lag));
+        self.next_deadline = holds.chain(lags).min();
+        // Recounted exactly, so the running sum's rounding never outlives a pass.
+        self.pending = self.held.values().map(|held| held.units).sum::<f64>()
+            + self.reported.values().map(|entry| entry.units).sum::<f64>();
     }
 
     /// Matches the figure's growth to reported entries, oldest first, and answers the units
     /// to add to `figure`.
-    fn reconcile(&mut self, figure: f64, now: Instant, lag: Duration) -> f64 {
-        self.expire(now, lag);
+    fn reconcile(&mut self, figure: f64, by_event: &mut HashMap<String, (String, u64)>) -> f64 {
         let high = *self.high.get_or_insert(figure);
         if figure > high {
             let mut grown = figure - high;
             self.high = Some(figure);
-            for entry in &mut self.entries {
-                if grown <= 0.0 {
+            while grown > 0.0 {
+                let Some(mut oldest) = self.reported.first_entry() else {
                     break;
-                }
-                if matches!(entry.state, EntryState::Reported { .. }) {
-                    let counted = grown.min(entry.units);
-                    entry.units -= counted;
-                    grown -= counted;
+                };
+                let counted = grown.min(oldest.get().units);
+                grown -= counted;
+                if counted >= oldest.get().units {
+                    let entry = oldest.remove();
+                    by_event.remove(&entry.key);
+                    self.settle_pending(entry.units);
+                } else {
+                    oldest.get_mut().units -= counted;
+                    self.settle_pending(counted);
                 }
             }
-            self.entries.retain(|entry| entry.units > 0.0);
         }
-        (self.high.unwrap_or(figure) - figure)
-            + self.entries.iter().map(|entry| entry.units).sum::<f64>()
+        (self.high.unwrap_or(figure) - figure) + self.pending
     }
 }
 
@@ -498,6 +544,18 @@ mod tests {
             extra, 0.0,
             "past the lag, an accepted event is taken as counted"
         );
+    }
+
+    #[test]
+    fn an_idempotency_key_already_pending_counts_once() {
+        let ledger = Ledger::new(Duration::from_secs(300), Duration::from_secs(60));
+        for _ in 0..3 {
+            let id = check(&ledger, 0.0, 5.0, 100.0).unwrap();
+            ledger.report("c", "f", Some(id), &event("retried", 5.0));
+        }
+        assert_eq!(ledger.pending("c", "f"), 5.0, "the platform stores it once");
+        let (extra, _) = ledger.decide("c", &[("f", 5.0)], None, |extra| (extra[0].1, true));
+        assert_eq!(extra, 0.0);
     }
 
     #[test]

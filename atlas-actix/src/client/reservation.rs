@@ -124,12 +124,12 @@ impl Reservation {
         } = self;
         let events = hold.events(actual, idempotency_key.as_deref());
         let customer = hold.customer().to_owned();
+        // Pending before it is queued, so that the platform's acceptance finds it.
+        hold.reported(&events);
         match client.queue_usage(&customer, events.clone()).await {
-            Ok(()) => {
-                hold.reported(&events);
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(err) => {
+                client.forget_pending(&events);
                 tracing::error!(customer = ?customer, %err, events = %serde_json::to_string(&events).unwrap_or_default(), "could not queue the usage of a committed reservation");
                 Err(err)
             }

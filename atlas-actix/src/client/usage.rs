@@ -68,9 +68,16 @@ impl AtlasClient {
     {
         let feature_ids: Vec<S> = feature_ids.into_iter().collect();
         let events = self.usage_events(customer_id, &feature_ids, &usage).await?;
-        self.queue_usage(customer_id, events.clone()).await?;
+        // Counted before it is queued, so that the platform's acceptance finds it.
         self.count_pending(customer_id, &feature_ids, &events);
-        Ok(())
+        self.queue_usage(customer_id, events.clone())
+            .await
+            .inspect_err(|_| self.forget_pending(&events))
+    }
+
+    /// Usage counted as pending that could not be queued: it will never be counted.
+    pub(crate) fn forget_pending(&self, events: &[UsageEvent]) {
+        self.inner.ledger.refused(events);
     }
 
     /// Usage queued without a check's hold counts against the quota features' pending usage

@@ -154,14 +154,15 @@ impl Granted {
                 .first()
                 .map(|event| event.customer_id.clone())
                 .unwrap_or_default();
+            // Pending before it is queued, so that the platform's acceptance finds it.
+            if let Some(hold) = hold {
+                hold.reported(&events);
+            }
             match atlas.queue_usage(&customer, events.clone()).await {
-                Ok(()) => {
-                    if let Some(hold) = hold {
-                        hold.reported(&events);
-                    }
-                }
+                Ok(()) => {}
                 // Only a queue that filled since the check: the events are in this line.
                 Err(err) => {
+                    atlas.forget_pending(&events);
                     tracing::error!(customer = ?customer, %err, events = %serde_json::to_string(&events).unwrap_or_default(), "could not queue the usage of a guarded handler");
                 }
             }
