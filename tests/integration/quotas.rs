@@ -329,6 +329,12 @@ mod in_process {
         HttpResponse::InternalServerError().finish()
     }
 
+    /// Reserves the whole quota and answers 200 without committing.
+    #[requires_feature("ai-tokens", reserve = 7_500)]
+    async fn forgets(_reserved: Reserved) -> HttpResponse {
+        HttpResponse::Ok().finish()
+    }
+
     #[requires_feature("ai-tokens", reserve = 7_500)]
     async fn commits(reserved: Reserved) -> HttpResponse {
         match reserved.commit(3.0).await {
@@ -338,7 +344,7 @@ mod in_process {
     }
 
     #[actix_rt::test]
-    async fn a_failed_handler_releases_its_hold_and_a_commit_frees_the_rest() {
+    async fn a_failed_or_uncommitted_handler_releases_its_hold_and_a_commit_frees_the_rest() {
         let emulator = start_emulator();
         let atlas = builder(&emulator)
             .user_resolver(header_user)
@@ -348,6 +354,7 @@ mod in_process {
             App::new()
                 .configure(atlas.configure())
                 .route("/fails", web::post().to(fails))
+                .route("/forgets", web::post().to(forgets))
                 .route("/commits", web::post().to(commits)),
         )
         .await;
@@ -363,6 +370,11 @@ mod in_process {
                 test::call_service(&app, request("/fails")).await.status(),
                 500
             );
+        }
+        // A success that commits nothing reports nothing, and frees the hold too.
+        for _ in 0..3 {
+            let answer = test::call_service(&app, request("/forgets")).await;
+            assert_eq!(answer.status(), 200);
         }
         assert_eq!(
             test::call_service(&app, request("/commits")).await.status(),
