@@ -7,7 +7,7 @@ use std::sync::Arc;
 ///
 /// The HTTP answer of each variant, when a handler returns it, is in the table of
 /// [`ResponseError for AtlasError`](#impl-ResponseError-for-AtlasError).
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AtlasError {
     /// The platform refused the API key (401 or 403 on the merchant check). Every call returns
@@ -127,7 +127,7 @@ impl PartialEq for PlatformUnavailable {
 }
 
 /// The client could not be built: its configuration is incomplete or invalid.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
     /// No API key was given and `ATLAS_API_KEY` is not set.
@@ -163,3 +163,18 @@ pub enum BuildError {
     #[error("could not start the Atlas I/O thread: {0}")]
     Io(#[from] std::io::Error),
 }
+
+/// `Debug` prints the message: `main` returning one of these errors shows what to fix
+/// (`Error: no Atlas API key: set ATLAS_API_KEY ...`) rather than the variant's name.
+macro_rules! debug_as_display {
+    ($($error:ty),+) => {$(
+        impl std::fmt::Debug for $error {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                std::fmt::Display::fmt(self, f)
+            }
+        }
+    )+};
+}
+pub(crate) use debug_as_display;
+
+debug_as_display!(AtlasError, BuildError);

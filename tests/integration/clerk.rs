@@ -410,6 +410,22 @@ async fn jwks_keys_are_fetched_and_refreshed_for_unknown_key_ids() {
     ));
 }
 
+#[test]
+fn a_private_key_where_the_public_one_goes_is_refused_and_says_so() {
+    let private = rsa::PrivateKey::generate();
+    for pem in [
+        private.to_pkcs8_pem(LineEnding::LF).unwrap().to_string(),
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAK\n-----END RSA PRIVATE KEY-----\n"
+            .to_owned(),
+    ] {
+        let err = ClerkAuth::from_pem(&pem).unwrap_err();
+        assert!(err.to_string().contains("this is a private key"), "{err}");
+        // `main` returning it prints Debug: the message, not the variant.
+        assert_eq!(format!("{err:?}"), err.to_string());
+    }
+    assert!(ClerkAuth::from_pem(&keys().0.public_pem).is_ok());
+}
+
 /// A JWKS endpoint that serves `kid_1`, fails its first `fail_first` answers and, while
 /// `failing` is set, every answer; it counts fetches and the most served at once.
 struct FlakyJwks {

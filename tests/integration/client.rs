@@ -689,6 +689,12 @@ fn the_builder_needs_a_key() {
             missing,
             Err(atlas_actix::BuildError::MissingApiKey)
         ));
+        // What `main` returning the error prints (`Error: {:?}`): the fix, not the variant.
+        let printed = format!("{:?}", missing.unwrap_err());
+        assert_eq!(
+            printed,
+            "no Atlas API key: set ATLAS_API_KEY or call AtlasBuilder::api_key"
+        );
         return;
     }
     let child = std::process::Command::new(std::env::current_exe().unwrap())

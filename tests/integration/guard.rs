@@ -399,11 +399,82 @@ async fn a_missing_client_is_an_opaque_500() {
     for route in ["/area", "/profile", "/reports"] {
         assert!(
             logs.lines().any(|line| line.contains("ERROR")
-                && line.contains("no Atlas client in the app data: add `.app_data(web::Data::new(atlas.clone()))` to the App")
+                && line.contains("no Atlas client in the app data: add `.configure(atlas.configure())` to the App")
                 && line.contains(&format!("route=\"{route}\""))),
             "no log line naming the fix for {route}: {logs}"
         );
     }
+}
+
+#[actix_rt::test]
+async fn a_preflight_reaching_a_guard_is_logged_with_the_fix() {
+    captured_logs();
+    let emulator = start_emulator();
+    let cors = || {
+        actix_cors::Cors::default()
+            .allowed_origin("https://app.example.com")
+            .allowed_methods(["GET"])
+    };
+    let atlas = atlas_for(&emulator);
+    let app = test::init_service(
+        App::new()
+            .app_data(web::Data::new(atlas.clone()))
+            .service(
+                // The wrong order: the last wrap runs first, so the guard sees the preflight.
+                web::scope("/wrong-order")
+                    .wrap(cors())
+                    .wrap(RequireFeatures::new(["data-explorer"]))
+                    .route("", web::get().to(plain)),
+            )
+            .service(
+                web::scope("/right-order")
+                    .wrap(RequireFeatures::new(["data-explorer"]))
+                    .wrap(cors())
+                    .route("", web::get().to(plain)),
+            ),
+    )
+    .await;
+    let preflight = |path: &str| {
+        TestRequest::default()
+            .method(actix_web::http::Method::OPTIONS)
+            .uri(path)
+            .insert_header((header::ORIGIN, "https://app.example.com"))
+            .insert_header((header::ACCESS_CONTROL_REQUEST_METHOD, "GET"))
+            .to_request()
+    };
+    let right = test::call_service(&app, preflight("/right-order")).await;
+    assert_eq!(right.status(), 200, "CORS answers the preflight itself");
+    for _ in 0..3 {
+        let wrong = test::call_service(&app, preflight("/wrong-order")).await;
+        assert_eq!(wrong.status(), 401);
+        assert!(wrong
+            .headers()
+            .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+            .is_none());
+    }
+    let logs = String::from_utf8_lossy(&captured_logs().lock().unwrap()).into_owned();
+    let warnings: Vec<&str> = logs
+        .lines()
+        .filter(|line| line.contains("a CORS preflight reached an Atlas guard"))
+        .collect();
+    assert!(
+        warnings.iter().any(|line| line.contains("WARN")
+            && line.contains("route=\"/wrong-order\"")
+            && line.contains("`.wrap(RequireFeatures::new(..)).wrap(cors)`")),
+        "{logs}"
+    );
+    assert!(
+        !warnings.iter().any(|line| line.contains("/right-order")),
+        "{logs}"
+    );
+    assert_eq!(
+        warnings
+            .iter()
+            .filter(|line| line.contains("/wrong-order"))
+            .count(),
+        1,
+        "once per client: {logs}"
+    );
 }
 
 #[actix_rt::test]
@@ -626,7 +697,7 @@ async fn one_call_wires_the_app_and_a_bare_client_is_named_in_the_log() {
     assert_eq!(response.status(), 500);
     let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
     assert!(
-        text.contains("the Atlas client is in the app data without web::Data: write `.configure(atlas.configure())`"),
+        text.contains("the Atlas client is in the app data without web::Data: write `App::new().configure(atlas.configure())` instead"),
         "{text}"
     );
 }

@@ -52,6 +52,8 @@ pub(crate) struct WebOptions {
     pub(crate) unrecordable_usage: UnrecordableUsage,
     pub(crate) idempotency: Arc<IdempotencyRecords>,
     pub(crate) absent: AbsentLookups,
+    /// Whether a CORS preflight that reached a guard has been logged (once).
+    pub(crate) preflight_warned: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Atlas {
@@ -120,6 +122,23 @@ impl Atlas {
         self.web.body_limit
     }
 
+    /// A CORS preflight reached a guard: the CORS middleware runs after it (or not at all),
+    /// so the browser gets a 401 without CORS headers and the real request is never sent.
+    /// Logged once per client, with the fix.
+    pub(crate) fn warn_preflight(&self, request: &actix_web::HttpRequest) {
+        use std::sync::atomic::Ordering;
+        let preflight = request.method() == actix_web::http::Method::OPTIONS
+            && request
+                .headers()
+                .contains_key(actix_web::http::header::ACCESS_CONTROL_REQUEST_METHOD);
+        if preflight && !self.web.preflight_warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                route = ?request.path(),
+                "a CORS preflight reached an Atlas guard, which answers it without CORS headers: the CORS middleware must run before the guard. The last `.wrap` runs first: write `.wrap(RequireFeatures::new(..)).wrap(cors)`, or wrap the App with CORS"
+            );
+        }
+    }
+
     pub(crate) fn allowed_origins(&self) -> &AllowedOrigins {
         &self.web.allowed_origins
     }
@@ -183,6 +202,7 @@ impl AtlasBuilder {
             unrecordable_usage: self.unrecordable_usage,
             idempotency: IdempotencyRecords::new(self.idempotency_ttl),
             absent: AbsentLookups::default(),
+            preflight_warned: std::sync::atomic::AtomicBool::new(false),
         };
         Ok(Atlas::new(self.client.start()?, web))
     }

@@ -30,7 +30,7 @@ use crate::models::CustomerInfo;
 const VERIFIED_CAPACITY: usize = 100_000;
 
 /// Why a [`ClerkAuth`] could not be set up.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum ClerkError {
     /// The PEM key cannot be read.
@@ -40,6 +40,8 @@ pub enum ClerkError {
     #[error("invalid Clerk JWKS URL {0:?}")]
     InvalidUrl(String),
 }
+
+crate::error::debug_as_display!(ClerkError);
 
 /// A verified Clerk session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,8 +168,22 @@ impl ClerkAuth {
     }
 
     /// Verifies with the PEM public key of the Clerk instance (the dashboard's "JWT public
-    /// key", `CLERK_JWT_KEY`): no network needed.
+    /// key", `CLERK_JWT_KEY`): no network needed. A private key, or anything else that is
+    /// not a PEM public key, is [`ClerkError::InvalidKey`] saying so.
     pub fn from_pem(pem: &str) -> Result<Self, ClerkError> {
+        if pem.contains("PRIVATE KEY") {
+            // A private key would parse, and then no token would verify.
+            return Err(ClerkError::InvalidKey(
+                "this is a private key; give the instance's PEM public key (Clerk dashboard, API keys, \"JWT public key\")".to_owned(),
+            ));
+        }
+        if !pem.contains("-----BEGIN PUBLIC KEY-----")
+            && !pem.contains("-----BEGIN RSA PUBLIC KEY-----")
+        {
+            return Err(ClerkError::InvalidKey(
+                "not a PEM public key (it starts with -----BEGIN PUBLIC KEY-----); give the instance's \"JWT public key\" from the Clerk dashboard".to_owned(),
+            ));
+        }
         let key = DecodingKey::from_rsa_pem(pem.as_bytes())
             .map_err(|err| ClerkError::InvalidKey(err.to_string()))?;
         Ok(Self::with_keys(Keys::Pem(key)))

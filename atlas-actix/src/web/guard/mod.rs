@@ -216,7 +216,7 @@ pub(crate) fn atlas_of(request: &HttpRequest) -> Result<&Atlas, RequestError> {
         None if request.app_data::<Atlas>().is_some() => {
             tracing::error!(
                 route = ?request.path(),
-                "the Atlas client is in the app data without web::Data: write `.configure(atlas.configure())` (or `.app_data(web::Data::new(atlas.clone()))`)"
+                "the Atlas client is in the app data without web::Data: write `App::new().configure(atlas.configure())` instead, which registers it as web::Data and mounts the Atlas scope"
             );
             Err(RequestError::Misconfigured(
                 "the Atlas client is not in web::Data",
@@ -225,7 +225,7 @@ pub(crate) fn atlas_of(request: &HttpRequest) -> Result<&Atlas, RequestError> {
         None => {
             tracing::error!(
                 route = ?request.path(),
-                "no Atlas client in the app data: add `.app_data(web::Data::new(atlas.clone()))` to the App"
+                "no Atlas client in the app data: add `.configure(atlas.configure())` to the App (it registers the client and mounts the /atlas-api scope)"
             );
             Err(RequestError::Misconfigured(
                 "no Atlas client in the app data",
@@ -242,6 +242,7 @@ pub(crate) async fn check(
     fingerprint: Option<Fingerprint>,
 ) -> Result<Granted, HttpResponse> {
     let atlas = atlas_of(request).map_err(|err| err.error_response())?;
+    atlas.warn_preflight(request);
     atlas.revalidate_if_needed();
     let idempotency_key = if options.reports_usage() {
         // Reporting usage bills the customer: a cross-site request must not do it.
