@@ -175,6 +175,4 @@ macro_rules! debug_as_display {
         }
     )+};
 }
-pub(crate) use debug_as_display;
-
 debug_as_display!(AtlasError, BuildError);

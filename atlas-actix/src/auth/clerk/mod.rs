@@ -41,7 +41,12 @@ pub enum ClerkError {
     InvalidUrl(String),
 }
 
-crate::error::debug_as_display!(ClerkError);
+/// The message, as for [`AtlasError`](crate::AtlasError): `main` returning it shows the fix.
+impl std::fmt::Debug for ClerkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
 
 /// A verified Clerk session.
 #[derive(Debug, Clone, PartialEq, Eq)]
