@@ -141,6 +141,47 @@ async fn bad_tokens_are_refused() {
 }
 
 #[actix_rt::test]
+async fn each_cause_of_refusal_is_logged_once_with_why() {
+    crate::common::captured_logs();
+    let (good, other) = keys();
+    let mut expired = claims("u");
+    expired["exp"] = json!(now() - 3600);
+    let auth = clerk();
+    for _ in 0..3 {
+        for token in [
+            sign(&expired, good, None),
+            sign(&claims("u"), other, None),
+            "garbage".to_owned(),
+        ] {
+            assert!(auth.verify(&token).await.is_none());
+        }
+    }
+    let logs =
+        String::from_utf8_lossy(&crate::common::captured_logs().lock().unwrap()).into_owned();
+    let refusals = |cause: &str| {
+        logs.lines()
+            .filter(|line| {
+                line.contains("DEBUG")
+                    && line.contains("a Clerk session token was refused")
+                    && line.contains(&format!("cause=\"{cause}\""))
+            })
+            .count()
+    };
+    // Other tests refuse tokens with clients of their own: at least this client's one line.
+    for cause in ["expired", "bad_signature", "malformed"] {
+        assert!(refusals(cause) >= 1, "no {cause} line: {logs}");
+    }
+    assert!(
+        logs.contains("the frontend should refresh its session token"),
+        "{logs}"
+    );
+    assert!(
+        !logs.contains(&sign(&expired, good, None)),
+        "a token in the logs"
+    );
+}
+
+#[actix_rt::test]
 async fn authorized_parties_are_checked() {
     let (good, _) = keys();
     let token = sign(&claims("user_alice"), good, None);

@@ -71,6 +71,10 @@ async fn the_metrics_count_what_happened() {
     for _ in 0..3 {
         assert_eq!(quickstart.complete(&erin).await, 200);
     }
+    assert_eq!(
+        get(&quickstart, "/api/data-explorer", "not-a-token").await,
+        401
+    );
 
     // The usage is sent within the flush interval (3 s).
     let text = eventually(
@@ -104,6 +108,15 @@ async fn the_metrics_count_what_happened() {
     assert_eq!(
         metric(&text, "atlas_events_sent_total", &[]),
         Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "atlas_clerk_refusals_total",
+            &[("cause", "malformed")]
+        ),
+        Some(1.0),
         "{text}"
     );
     assert_eq!(metric(&text, "atlas_events_queued", &[]), Some(0.0));

@@ -15,6 +15,7 @@
 
 mod jwks;
 
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ use serde::Deserialize;
 
 use crate::auth::clerk::jwks::JwksKeys;
 use crate::auth::{bearer_token, contact_headers, is_email, is_name, ResolveFuture, UserResolver};
+use crate::client::telemetry;
 use crate::models::CustomerInfo;
 
 /// The most verified tokens remembered.
@@ -109,6 +111,69 @@ enum Keys {
 struct State {
     keys: Keys,
     verified: quick_cache::sync::Cache<String, Arc<ClerkSession>>,
+    /// The causes of refusal logged so far, one bit each.
+    logged: AtomicU16,
+}
+
+/// Why a session token was refused.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    Malformed,
+    Algorithm,
+    UnknownKey,
+    Expired,
+    NotYetValid,
+    Signature,
+    Issuer,
+    Claims,
+    Pending,
+    Party,
+}
+
+impl Refusal {
+    fn of(err: &jsonwebtoken::errors::Error) -> Self {
+        use jsonwebtoken::errors::ErrorKind;
+        match err.kind() {
+            ErrorKind::ExpiredSignature => Self::Expired,
+            ErrorKind::ImmatureSignature => Self::NotYetValid,
+            ErrorKind::InvalidSignature => Self::Signature,
+            ErrorKind::InvalidIssuer => Self::Issuer,
+            ErrorKind::InvalidAlgorithm => Self::Algorithm,
+            ErrorKind::MissingRequiredClaim(_) | ErrorKind::Json(_) => Self::Claims,
+            _ => Self::Malformed,
+        }
+    }
+
+    /// The `cause` label of `atlas_clerk_refusals_total`.
+    fn cause(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::Algorithm => "algorithm",
+            Self::UnknownKey => "unknown_key",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::Signature => "bad_signature",
+            Self::Issuer => "wrong_issuer",
+            Self::Claims => "claims",
+            Self::Pending => "pending_session",
+            Self::Party => "wrong_azp",
+        }
+    }
+
+    fn explanation(self) -> &'static str {
+        match self {
+            Self::Malformed => "not a JWT",
+            Self::Algorithm => "not signed with RS256, as Clerk signs",
+            Self::UnknownKey => "signed with a key the instance's JWKS does not have (another Clerk instance?)",
+            Self::Expired => "expired: the frontend should refresh its session token",
+            Self::NotYetValid => "not valid yet (nbf in the future: is this machine's clock right?)",
+            Self::Signature => "its signature does not verify with the configured key (another Clerk instance's token, or a forged one)",
+            Self::Issuer => "issued by another Clerk instance than CLERK_ISSUER / ClerkAuth::issuer",
+            Self::Claims => "a required claim (sub, exp, iss) is missing or mistyped",
+            Self::Pending => "the session is pending (sts: pending), not active yet",
+            Self::Party => "its azp is not one of the authorized parties",
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -161,6 +226,7 @@ impl ClerkAuth {
             state: Arc::new(State {
                 keys,
                 verified: quick_cache::sync::Cache::new(VERIFIED_CAPACITY),
+                logged: AtomicU16::new(0),
             }),
             options: Arc::new(Options {
                 authorized_parties: Vec::new(),
@@ -273,19 +339,44 @@ impl ClerkAuth {
     }
 
     async fn verified(&self, token: &str) -> Option<Arc<ClerkSession>> {
+        self.session(token)
+            .await
+            .inspect_err(|refusal| self.refused(*refusal))
+            .ok()
+    }
+
+    /// Logs a refusal's cause, once per cause (a flood of bad tokens is one line each), and
+    /// counts it: a silent 401 is the hardest failure of an auth set-up to diagnose.
+    fn refused(&self, refusal: Refusal) {
+        telemetry::clerk_refusal(refusal.cause());
+        let bit = 1 << refusal as u16;
+        if self.state.logged.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
+            tracing::debug!(
+                cause = refusal.cause(),
+                "a Clerk session token was refused ({}); later refusals for this cause are counted in atlas_clerk_refusals_total, not logged",
+                refusal.explanation()
+            );
+        }
+    }
+
+    async fn session(&self, token: &str) -> Result<Arc<ClerkSession>, Refusal> {
         let now = jsonwebtoken::get_current_timestamp();
         if let Some(session) = self.state.verified.get(token) {
             return (now
                 <= session
                     .expires_at
                     .saturating_add(self.options.leeway.as_secs()))
-            .then_some(session);
+            .then_some(session)
+            .ok_or(Refusal::Expired);
         }
-        let header = jsonwebtoken::decode_header(token).ok()?;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| Refusal::Malformed)?;
         if header.alg != Algorithm::RS256 {
-            return None;
+            return Err(Refusal::Algorithm);
         }
-        let key = self.key(header.kid.as_deref()).await?;
+        let key = self
+            .key(header.kid.as_deref())
+            .await
+            .ok_or(Refusal::UnknownKey)?;
         let mut validation = Validation::new(Algorithm::RS256);
         validation.leeway = self.options.leeway.as_secs();
         validation.validate_nbf = true;
@@ -298,15 +389,15 @@ impl ClerkAuth {
             None => validation.set_required_spec_claims(&["exp", "sub"]),
         }
         let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
-            .ok()?
+            .map_err(|err| Refusal::of(&err))?
             .claims;
         if claims.sts.as_deref() == Some("pending") {
-            return None;
+            return Err(Refusal::Pending);
         }
         let parties = &self.options.authorized_parties;
         if !parties.is_empty() && !claims.azp.as_ref().is_some_and(|azp| parties.contains(azp)) {
             tracing::debug!(azp = ?claims.azp, "a Clerk token for another party, or none, was refused");
-            return None;
+            return Err(Refusal::Party);
         }
         let (v2_id, v2_role) = claims.o.map_or((None, None), |o| (o.id, o.rol));
         let session = Arc::new(ClerkSession {
@@ -330,7 +421,7 @@ impl ClerkAuth {
         self.state
             .verified
             .insert(token.to_owned(), Arc::clone(&session));
-        Some(session)
+        Ok(session)
     }
 
     async fn key(&self, kid: Option<&str>) -> Option<DecodingKey> {

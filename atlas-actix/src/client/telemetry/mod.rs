@@ -37,6 +37,7 @@ pub(crate) const USAGE_UNRECORDED: &str = "atlas_usage_unrecorded_total";
 pub(crate) const PUSH_CONNECTED: &str = "atlas_push_connected";
 pub(crate) const LAST_PLATFORM_SUCCESS: &str = "atlas_last_platform_success_timestamp_seconds";
 pub(crate) const OUTAGE_DECISIONS: &str = "atlas_outage_decisions_total";
+pub(crate) const CLERK_REFUSALS: &str = "atlas_clerk_refusals_total";
 
 /// Describes every series to the recorder, with its unit.
 pub(crate) fn describe() {
@@ -94,6 +95,10 @@ pub(crate) fn describe() {
     metrics::describe_counter!(
         OUTAGE_DECISIONS,
         "checks decided by an outage policy, by policy and decision"
+    );
+    metrics::describe_counter!(
+        CLERK_REFUSALS,
+        "Clerk session tokens refused, by cause (expired, bad_signature, unknown_key, ...)"
     );
 }
 
@@ -374,6 +379,11 @@ pub(crate) fn events_set_aside(count: usize) {
 
 pub(crate) fn events_unspooled(count: usize) {
     counter!(EVENTS_UNSPOOLED).increment(count as u64);
+}
+
+#[cfg(feature = "clerk")]
+pub(crate) fn clerk_refusal(cause: &'static str) {
+    counter!(CLERK_REFUSALS, "cause" => cause).increment(1);
 }
 
 pub(crate) fn usage_unrecorded() {
