@@ -152,7 +152,9 @@ const _: fn(AtlasClient) = |client| {
 };
 
 /// Registers the usage callback of a limited feature on an [`AtlasBuilder`] and returns the
-/// builder; the same as [`AtlasBuilder::limit`], with the feature id checked at compile time.
+/// builder; the same as [`AtlasBuilder::limit`], with the feature id's form checked at compile
+/// time (a string of the characters feature ids are made of). Whether the pricing model has
+/// the feature is checked when it loads: a [`Finding`] at start-up, not a compile error.
 ///
 /// ```no_run
 /// use atlas_actix::{limit, Atlas};
