@@ -366,13 +366,16 @@ impl UsageOptions {
                 "quantity must be a positive number".to_owned(),
             ));
         }
-        if let Some(key) = &self.idempotency_key {
-            if key.is_empty() || key.len() > 255 {
-                return Err(AtlasError::InvalidInput(
-                    "the idempotency key must be 1 to 255 characters".to_owned(),
-                ));
-            }
-        }
-        Ok(())
+        check_idempotency_key(self.idempotency_key.as_deref())
+    }
+}
+
+/// A caller's idempotency key: 1 to 255 characters, as the platform takes them.
+pub(crate) fn check_idempotency_key(key: Option<&str>) -> Result<(), AtlasError> {
+    match key {
+        Some(key) if key.is_empty() || key.len() > 255 => Err(AtlasError::InvalidInput(
+            "the idempotency key must be 1 to 255 characters".to_owned(),
+        )),
+        _ => Ok(()),
     }
 }

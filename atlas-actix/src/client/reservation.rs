@@ -3,7 +3,7 @@
 
 use crate::client::checks::Decision;
 use crate::client::ledger::Hold;
-use crate::client::AtlasClient;
+use crate::client::{check_idempotency_key, AtlasClient};
 use crate::error::AtlasError;
 
 /// Units of a feature held for one piece of work: what [`AtlasClient::reserve`] answers.
@@ -107,13 +107,7 @@ impl Reservation {
                 "the actual usage must be a finite number, zero or more".to_owned(),
             ));
         }
-        if let Some(key) = &self.idempotency_key {
-            if key.is_empty() || key.len() > 255 {
-                return Err(AtlasError::InvalidInput(
-                    "the idempotency key must be 1 to 255 characters".to_owned(),
-                ));
-            }
-        }
+        check_idempotency_key(self.idempotency_key.as_deref())?;
         if actual == 0.0 {
             return Ok(());
         }
