@@ -10,6 +10,7 @@ mod crash;
 mod demo_page;
 mod emulator;
 mod fleet;
+mod fleet_limits;
 mod guard;
 mod layers;
 mod misconfiguration;

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::common::{call, eventually, example_data, quickstart_command, Quickstart};
 
 /// The quickstart's data, metered, with `customer`'s usage or balances set as `changes` say.
-fn metered_data(customer: &str, changes: Value) -> (AtlasData, PathBuf) {
+pub(crate) fn metered_data(customer: &str, changes: Value) -> (AtlasData, PathBuf) {
     let mut data = serde_json::to_value(example_data()).unwrap();
     data["metering"] = json!({"delayMs": 1000});
     let customers = data["customers"].as_array_mut().unwrap();
@@ -65,7 +65,7 @@ async fn concurrently(
 }
 
 /// The platform's own state of a customer.
-async fn platform_customer(emulator: &EmulatorHandle, customer: &str) -> Value {
+pub(crate) async fn platform_customer(emulator: &EmulatorHandle, customer: &str) -> Value {
     let customers = call(
         emulator.url(),
         None,
@@ -84,7 +84,7 @@ async fn platform_customer(emulator: &EmulatorHandle, customer: &str) -> Value {
         .unwrap()
 }
 
-fn usage_of(customer: &Value, billable: &str) -> f64 {
+pub(crate) fn usage_of(customer: &Value, billable: &str) -> f64 {
     customer["conditionalBillableAccess"]
         .as_array()
         .into_iter()

@@ -10,11 +10,11 @@ use time::OffsetDateTime;
 use tracing::Instrument;
 
 use crate::client::fleet::FleetKey;
-use crate::client::ledger::{HeldFeature, Hold};
 use crate::client::outage::OutagePolicy;
+use crate::client::pending::{Entry, HeldFeature, Hold};
 use crate::client::telemetry::{self, CheckResult};
 use crate::client::{check_id, Allowed, AtlasClient};
-use crate::entitlements::quota::{projected, quota_of, used};
+use crate::entitlements::quota::{headroom, projected, quota_of, used};
 use crate::entitlements::reasons::{denial_reason, DenialReason};
 use crate::entitlements::{
     customer_features, is_allowed, is_limited, limited_features, usage_event_name, CustomerFeature,
@@ -211,7 +211,7 @@ impl AtlasClient {
             .into_iter()
             .filter(|slug| only.is_none_or(|only| only.contains(slug)));
         let outcomes = self.inner.limits.outcomes(customer_id, limited).await;
-        let projected = self.with_pending(customer_id, customer, model, now);
+        let projected = self.with_pending(customer_id, customer, model, now).await;
         customer_features(
             projected.as_ref().unwrap_or(customer),
             model,
@@ -223,7 +223,7 @@ impl AtlasClient {
 
     /// The customer as the platform will show it once it counts the usage pending in the
     /// ledger; `None` when nothing is pending (or it has no quota).
-    fn with_pending(
+    async fn with_pending(
         &self,
         customer_id: &str,
         customer: &Customer,
@@ -241,14 +241,21 @@ impl AtlasClient {
         }
         let (projected, _) = self
             .inner
-            .ledger
-            .decide(customer_id, &figures, None, |extra| {
-                let pending = extra.iter().any(|(_, units)| *units > 0.0);
-                (
-                    pending.then(|| projected(customer, model, now, extra)),
-                    true,
-                )
-            });
+            .pending
+            .decide(
+                customer_id,
+                &figures,
+                None,
+                |extra| extra.iter().map(|(_, units)| *units).collect(),
+                |extra| {
+                    let pending = extra.iter().any(|(_, units)| *units > 0.0);
+                    (
+                        pending.then(|| projected(customer, model, now, extra)),
+                        true,
+                    )
+                },
+            )
+            .await;
         projected
     }
 
@@ -449,23 +456,39 @@ impl AtlasClient {
                 .collect();
             (flags, reasons)
         };
+        let evaluate_pending = |extra: &[(&str, f64)]| {
+            let decided = if extra.iter().any(|(_, units)| *units > 0.0) {
+                evaluate(&projected(customer, model, now, extra))
+            } else {
+                evaluate(customer)
+            };
+            let allowed = decided.1.is_empty();
+            (decided, allowed)
+        };
+        // The most pending units the answer at `extra` still allows: what each quota has
+        // left past `wanted`, when the rules agree; else `extra` itself.
+        let room = |extra: &[(&str, f64)]| -> Vec<f64> {
+            let at = projected(customer, model, now, extra);
+            let widened: Vec<(&str, f64)> = extra
+                .iter()
+                .map(|(feature, units)| {
+                    (*feature, units + headroom(&at, model, now, feature, wanted))
+                })
+                .collect();
+            let verified = evaluate_pending(&widened).1;
+            let chosen = if verified { &widened } else { extra };
+            chosen.iter().map(|(_, units)| *units).collect()
+        };
         let ((flags, reasons), held) = if figures.is_empty() {
             (evaluate(customer), Vec::new())
         } else {
             self.inner
-                .ledger
-                .decide(customer_id, &figures, hold, |extra| {
-                    let decided = if extra.iter().any(|(_, units)| *units > 0.0) {
-                        evaluate(&projected(customer, model, now, extra))
-                    } else {
-                        evaluate(customer)
-                    };
-                    let allowed = decided.1.is_empty();
-                    (decided, allowed)
-                })
+                .pending
+                .decide(customer_id, &figures, hold, room, evaluate_pending)
+                .await
         };
         let hold = hold.filter(|_| reasons.is_empty()).map(|units| {
-            let entries: Vec<(&str, u64)> = figures
+            let entries: Vec<(&str, Entry)> = figures
                 .iter()
                 .map(|(feature, _)| *feature)
                 .zip(held)
@@ -478,11 +501,11 @@ impl AtlasClient {
                     entry: entries
                         .iter()
                         .find(|(feature, _)| feature == slug)
-                        .map(|(_, id)| *id),
+                        .map(|(_, entry)| entry.clone()),
                 })
                 .collect();
             Hold::new(
-                Arc::clone(&self.inner.ledger),
+                Arc::clone(&self.inner.pending),
                 customer_id,
                 &customer.id,
                 features,

@@ -23,11 +23,11 @@
 //! pending nor counted.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::client::keys;
-use crate::models::{EventData, UsageEvent};
+use crate::models::UsageEvent;
 
 /// How often the ledger forgets the accounts of customers no longer checked.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
@@ -365,115 +365,10 @@ impl Account {
     }
 }
 
-/// Units of quota features a check let through, held until its usage is reported (then
-/// pending until the platform counts it) or released; dropping it releases what is still held.
-/// It knows how to report the usage without the platform: the customer's platform id and each
-/// feature's event name, read at the check.
-#[derive(Debug)]
-pub(crate) struct Hold {
-    ledger: Arc<Ledger>,
-    customer: String,
-    customer_ref: String,
-    features: Vec<HeldFeature>,
-    pub(crate) units: f64,
-}
-
-#[derive(Debug)]
-pub(crate) struct HeldFeature {
-    pub(crate) feature: String,
-    /// The event its usage is reported as; `None` for a feature that reports none.
-    pub(crate) event_name: Option<String>,
-    /// The ledger's hold, for a quota feature.
-    pub(crate) entry: Option<u64>,
-}
-
-impl Hold {
-    pub(crate) fn new(
-        ledger: Arc<Ledger>,
-        customer: &str,
-        customer_ref: &str,
-        features: Vec<HeldFeature>,
-        units: f64,
-    ) -> Self {
-        Self {
-            ledger,
-            customer: customer.to_owned(),
-            customer_ref: customer_ref.to_owned(),
-            features,
-            units,
-        }
-    }
-
-    pub(crate) fn customer(&self) -> &str {
-        &self.customer
-    }
-
-    /// The events reporting `units` of each feature that reports usage; with `key`, the
-    /// event of a single feature carries it, several carry one derived per feature.
-    pub(crate) fn events(&self, units: f64, key: Option<&str>) -> Vec<UsageEvent> {
-        let reported: Vec<(&str, &str)> = self
-            .features
-            .iter()
-            .filter_map(|held| Some((held.feature.as_str(), held.event_name.as_deref()?)))
-            .collect();
-        let several = reported.len() > 1;
-        let generated_at = crate::models::now_iso();
-        reported
-            .into_iter()
-            .map(|(feature, event_name)| UsageEvent {
-                customer_id: self.customer_ref.clone(),
-                event_name: event_name.to_owned(),
-                generated_at: generated_at.clone(),
-                idempotency_key: match key {
-                    Some(key) if several => keys::digest(&[key, feature]),
-                    Some(key) => key.to_owned(),
-                    None => uuid::Uuid::new_v4().to_string(),
-                },
-                data: EventData {
-                    quantity: units,
-                    extra: Default::default(),
-                },
-                extra: Default::default(),
-            })
-            .collect()
-    }
-
-    /// The usage is queued as `events`: each quota feature's hold becomes the pending entry of
-    /// its event.
-    pub(crate) fn reported(mut self, events: &[UsageEvent]) {
-        for held in std::mem::take(&mut self.features) {
-            let event = held
-                .event_name
-                .as_deref()
-                .and_then(|name| events.iter().find(|event| event.event_name == name));
-            match (held.entry, event) {
-                (Some(id), Some(event)) => {
-                    self.ledger
-                        .report(&self.customer, &held.feature, Some(id), event)
-                }
-                (Some(id), None) => self.ledger.release(&self.customer, &[(&held.feature, id)]),
-                (None, _) => {}
-            }
-        }
-    }
-}
-
-impl Drop for Hold {
-    fn drop(&mut self) {
-        let held: Vec<(&str, u64)> = self
-            .features
-            .iter()
-            .filter_map(|held| Some((held.feature.as_str(), held.entry?)))
-            .collect();
-        if !held.is_empty() {
-            self.ledger.release(&self.customer, &held);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::EventData;
 
     fn event(key: &str, units: f64) -> UsageEvent {
         UsageEvent {

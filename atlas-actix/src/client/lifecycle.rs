@@ -13,8 +13,8 @@ use crate::client::cache::Cache;
 use crate::client::events::spool::Spool;
 use crate::client::events::EventQueue;
 use crate::client::fleet::{FleetKey, FleetTier};
-use crate::client::ledger::Ledger;
 use crate::client::limits::Limits;
+use crate::client::pending::PendingUsage;
 use crate::client::platform::api::PlatformApi;
 use crate::client::platform::push;
 use crate::client::platform::transport::{ApiKey, Transport, TransportConfig};
@@ -73,6 +73,7 @@ impl AtlasClient {
                 })
             })
             .transpose()?;
+        let fleet = Arc::new(fleet);
         let inner = Arc::new(Inner {
             base_url,
             api: Arc::new(PlatformApi::new(transport)),
@@ -96,8 +97,12 @@ impl AtlasClient {
                 config.events_flush_interval,
                 spool,
             ),
-            fleet: Arc::new(fleet),
-            ledger: Arc::new(Ledger::new(config.hold_ttl, config.metering_lag)),
+            pending: Arc::new(PendingUsage::new(
+                config.hold_ttl,
+                config.metering_lag,
+                &fleet,
+            )),
+            fleet,
             registrations: Registrations::new(config.registration_debounce),
             init: watch::Sender::new(InitState::Pending),
             sdk_versions: Mutex::new(HashSet::new()),

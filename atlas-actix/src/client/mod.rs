@@ -18,6 +18,7 @@ pub(crate) mod ledger;
 mod lifecycle;
 pub(crate) mod limits;
 pub(crate) mod outage;
+pub(crate) mod pending;
 pub(crate) mod platform;
 pub(crate) mod registration;
 pub(crate) mod reservation;
@@ -263,7 +264,7 @@ pub(crate) struct Inner {
     /// What the fleet's instances share (the Redis tier), if anything.
     fleet: Arc<fleet::FleetTier>,
     /// Usage taken on that the platform's figures do not count yet.
-    ledger: Arc<ledger::Ledger>,
+    pending: Arc<pending::PendingUsage>,
     registrations: Registrations,
     init: watch::Sender<InitState>,
     sdk_versions: Mutex<HashSet<(String, String)>>,
@@ -291,6 +292,13 @@ impl Inner {
         self.ready
             .store(matches!(state, InitState::Ready(_)), Ordering::Release);
         self.init.send_replace(state);
+    }
+}
+
+impl AtlasClient {
+    /// What the fleet's instances share, for the web layer's exclusive guards.
+    pub(crate) fn fleet(&self) -> &fleet::FleetTier {
+        &self.inner.fleet
     }
 }
 

@@ -2,7 +2,7 @@
 //! call used), checked and held before the work, committed at its actual cost after it.
 
 use crate::client::checks::Decision;
-use crate::client::ledger::Hold;
+use crate::client::pending::Hold;
 use crate::client::{check_idempotency_key, AtlasClient};
 use crate::error::AtlasError;
 
@@ -119,11 +119,11 @@ impl Reservation {
         let events = hold.events(actual, idempotency_key.as_deref());
         let customer = hold.customer().to_owned();
         // Pending before it is queued, so that the platform's acceptance finds it.
-        hold.reported(&events);
+        hold.reported(&events).await;
         match client.queue_usage(&customer, events.clone()).await {
             Ok(()) => Ok(()),
             Err(err) => {
-                client.forget_pending(&events);
+                client.forget_pending(&events).await;
                 tracing::error!(customer = ?customer, %err, events = %serde_json::to_string(&events).unwrap_or_default(), "could not queue the usage of a committed reservation");
                 Err(err)
             }

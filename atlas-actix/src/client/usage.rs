@@ -69,20 +69,22 @@ impl AtlasClient {
         let feature_ids: Vec<S> = feature_ids.into_iter().collect();
         let events = self.usage_events(customer_id, &feature_ids, &usage).await?;
         // Counted before it is queued, so that the platform's acceptance finds it.
-        self.count_pending(customer_id, &feature_ids, &events);
-        self.queue_usage(customer_id, events.clone())
-            .await
-            .inspect_err(|_| self.forget_pending(&events))
+        self.count_pending(customer_id, &feature_ids, &events).await;
+        let queued = self.queue_usage(customer_id, events.clone()).await;
+        if queued.is_err() {
+            self.forget_pending(&events).await;
+        }
+        queued
     }
 
     /// Usage counted as pending that could not be queued: it will never be counted.
-    pub(crate) fn forget_pending(&self, events: &[UsageEvent]) {
-        self.inner.ledger.refused(events);
+    pub(crate) async fn forget_pending(&self, events: &[UsageEvent]) {
+        self.inner.pending.refused(events).await;
     }
 
     /// Usage queued without a check's hold counts against the quota features' pending usage
     /// like held usage does, until the platform counts it.
-    fn count_pending<S: AsRef<str>>(
+    async fn count_pending<S: AsRef<str>>(
         &self,
         customer_id: &str,
         features: &[S],
@@ -104,7 +106,10 @@ impl AtlasClient {
                 .iter()
                 .find(|event| Some(event.event_name.as_str()) == name)
             {
-                self.inner.ledger.report(customer_id, feature, None, event);
+                self.inner
+                    .pending
+                    .report(customer_id, feature, None, event)
+                    .await;
             }
         }
     }
@@ -188,7 +193,7 @@ impl AtlasClient {
         }
         if self.inner.fleet.append_events(&events).await {
             // On the fleet's stream, the events are as good as sent.
-            self.inner.ledger.accepted(&events);
+            self.inner.pending.accepted(&events).await;
             return Ok(());
         }
         let count = events.len();
@@ -203,7 +208,7 @@ impl AtlasClient {
     pub async fn flush(&self) -> Result<(), AtlasError> {
         let api = &self.inner.api;
         let shared = &self.inner.fleet;
-        let ledger = &self.inner.ledger;
+        let pending = &self.inner.pending;
         self.inner
             .events
             .flush(|batch| async move {
@@ -213,9 +218,11 @@ impl AtlasClient {
                     api.send_events(&batch).await
                 };
                 match &sent {
-                    Ok(()) => ledger.accepted(&batch),
+                    Ok(()) => pending.accepted(&batch).await,
                     // A refused event alone is set aside: it will never count.
-                    Err(AtlasError::Rejected { .. }) if batch.len() == 1 => ledger.refused(&batch),
+                    Err(AtlasError::Rejected { .. }) if batch.len() == 1 => {
+                        pending.refused(&batch).await
+                    }
                     Err(_) => {}
                 }
                 sent

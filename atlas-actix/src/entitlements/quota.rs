@@ -87,6 +87,32 @@ pub(crate) fn projected(
     projected
 }
 
+/// What a quota has left once `wanted` more units are used: the metered grant's maximum
+/// less its usage (usage-based), or the credit balance (credit-based); zero when nothing is
+/// left or the feature has no quota. A figure for the fleet's ledger, which the caller checks
+/// against the rules (another grant may allow more).
+pub(crate) fn headroom(
+    customer: &Customer,
+    model: &PricingModel,
+    now: OffsetDateTime,
+    feature: &str,
+    wanted: f64,
+) -> f64 {
+    let left = match quota_of(customer, model, now, feature) {
+        Some(Quota::Usage) => {
+            metered_grant(customer, model, now, feature).and_then(|(subscription, grant)| {
+                let used = crate::entitlements::access(customer, subscription, grant)
+                    .and_then(|access| access.current_usage)
+                    .unwrap_or(0.0);
+                Some(grant.max_usage? - used)
+            })
+        }
+        Some(Quota::Credits(unit)) => Some(customer.balance(unit)),
+        None => None,
+    };
+    left.map_or(0.0, |left| (left - wanted).max(0.0))
+}
+
 /// The subscription and grant a feature's usage events are counted under: the first valid
 /// grant of it, as the platform's aggregation (and the emulator's) applies them.
 pub(crate) fn metered_grant<'a>(

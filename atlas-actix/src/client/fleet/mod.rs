@@ -49,6 +49,18 @@ impl FleetKey {
     }
 }
 
+/// An exclusive guard's hold on the fleet: the Redis lock, or none (no tier, or Redis
+/// unavailable: the guard's lock in its process is all there is).
+#[derive(Debug)]
+pub(crate) enum FleetLock {
+    Alone,
+    #[cfg(feature = "redis")]
+    /// Kept until the guard's handler answered: dropping it releases the lock.
+    Held {
+        _lease: redis::lock::FleetLease,
+    },
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct FleetTier {
     #[cfg(feature = "redis")]
@@ -152,6 +164,21 @@ impl FleetTier {
         }
         let _ = (api, rounds);
         Ok(0)
+    }
+
+    /// Waits at most `wait` for the fleet's lock of `parts`; `None` when another instance
+    /// held it all that time.
+    pub(crate) async fn lock(&self, parts: &[&str], wait: Duration) -> Option<FleetLock> {
+        #[cfg(feature = "redis")]
+        if let Some(fleet) = &self.redis {
+            return match fleet.lock(parts, wait).await {
+                redis::lock::Locked::Held(lease) => Some(FleetLock::Held { _lease: lease }),
+                redis::lock::Locked::Busy => None,
+                redis::lock::Locked::Unavailable => Some(FleetLock::Alone),
+            };
+        }
+        let _ = (parts, wait);
+        Some(FleetLock::Alone)
     }
 
     /// The tier's state for health: `None` without one.

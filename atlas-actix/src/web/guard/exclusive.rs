@@ -8,14 +8,20 @@
 //! has answered, so the next request's check counts what the previous one added. Requests of
 //! other customers, and other features, do not wait.
 //!
-//! The lock holds within one process. Apps that count in their own database and run several
-//! instances hold the limit there too: insert and count in one transaction, or a constraint.
+//! With the Redis tier (`AtlasBuilder::redis_url`), the lock is the fleet's: once a request
+//! holds its process's lock, it takes the customer and features' lock in Redis (see
+//! `client::fleet::redis::lock` for the lease and its renewal), within the same wait. Redis
+//! unavailable, the process's lock is all there is (the tier logs it): a fleet of N may then
+//! run N such handlers of one customer at once. An app that needs a guarantee no lease can
+//! give holds the limit in its database too: insert and count in one transaction, or a
+//! constraint.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
+use crate::client::fleet::{FleetLock, FleetTier};
 use crate::client::keys;
 
 /// The locks, by key; an entry lives while someone holds or waits for it.
@@ -32,6 +38,8 @@ pub(crate) struct Lease {
     key: String,
     guard: Option<OwnedMutexGuard<()>>,
     locks: Arc<Mutex<HashMap<String, Arc<AsyncMutex<()>>>>>,
+    /// The fleet's lock, taken once the process's is: released first.
+    fleet: Option<FleetLock>,
 }
 
 impl ExclusiveLocks {
@@ -42,9 +50,26 @@ impl ExclusiveLocks {
         }
     }
 
-    /// Waits for the lock of `customer` and `features`, at most the configured wait; `None`
-    /// when another request held it all that time.
-    pub(crate) async fn acquire(&self, customer: &str, features: &[&str]) -> Option<Lease> {
+    /// Waits for the lock of `customer` and `features`, in this process and then in the fleet,
+    /// at most the configured wait in all; `None` when another request held it all that time.
+    pub(crate) async fn acquire(
+        &self,
+        fleet: &FleetTier,
+        customer: &str,
+        features: &[&str],
+    ) -> Option<Lease> {
+        let started = std::time::Instant::now();
+        let mut lease = self.acquire_here(customer, features).await?;
+        let parts: Vec<&str> = std::iter::once(customer)
+            .chain(features.iter().copied())
+            .collect();
+        let left = self.wait.saturating_sub(started.elapsed());
+        lease.fleet = Some(fleet.lock(&parts, left).await?);
+        Some(lease)
+    }
+
+    /// The process's lock alone.
+    async fn acquire_here(&self, customer: &str, features: &[&str]) -> Option<Lease> {
         let parts: Vec<&str> = std::iter::once(customer)
             .chain(features.iter().copied())
             .collect();
@@ -58,6 +83,7 @@ impl ExclusiveLocks {
             key,
             guard: guard.ok(),
             locks: Arc::clone(&self.locks),
+            fleet: None,
         };
         // Dropped without the lock, the lease still forgets the entry if nobody else has it.
         lease.guard.is_some().then_some(lease)
@@ -74,6 +100,7 @@ impl ExclusiveLocks {
 
 impl Drop for Lease {
     fn drop(&mut self) {
+        self.fleet = None;
         let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
         drop(self.guard.take());
         // Nobody else holds or waits for it (the map's handle is the last): forget it, so
@@ -103,7 +130,10 @@ mod tests {
                 let (locks, inside, most) =
                     (Arc::clone(&locks), Arc::clone(&inside), Arc::clone(&most));
                 actix_rt::spawn(async move {
-                    let _lease = locks.acquire("org_1", &["seats"]).await.expect("the lock");
+                    let _lease = locks
+                        .acquire_here("org_1", &["seats"])
+                        .await
+                        .expect("the lock");
                     let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
                     most.fetch_max(now, Ordering::SeqCst);
                     tokio::time::sleep(Duration::from_millis(1)).await;
@@ -111,7 +141,10 @@ mod tests {
                 })
             })
             .collect();
-        let other = locks.acquire("org_2", &["seats"]).await.expect("the lock");
+        let other = locks
+            .acquire_here("org_2", &["seats"])
+            .await
+            .expect("the lock");
         for task in tasks {
             task.await.unwrap();
         }
@@ -124,18 +157,18 @@ mod tests {
     #[actix_rt::test]
     async fn the_wait_for_a_held_lock_is_bounded() {
         let locks = ExclusiveLocks::new(Duration::from_millis(50));
-        let held = locks.acquire("org_1", &["seats"]).await.expect("free");
+        let held = locks.acquire_here("org_1", &["seats"]).await.expect("free");
         assert!(
-            locks.acquire("org_1", &["seats"]).await.is_none(),
+            locks.acquire_here("org_1", &["seats"]).await.is_none(),
             "held past the wait"
         );
         assert!(
-            locks.acquire("org_2", &["seats"]).await.is_some(),
+            locks.acquire_here("org_2", &["seats"]).await.is_some(),
             "others are free"
         );
         assert_eq!(locks.len(), 1);
         drop(held);
         assert_eq!(locks.len(), 0, "no entry left by the one that gave up");
-        assert!(locks.acquire("org_1", &["seats"]).await.is_some());
+        assert!(locks.acquire_here("org_1", &["seats"]).await.is_some());
     }
 }

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
 use crate::client::keys;
-use crate::client::ledger::Hold;
+use crate::client::pending::Hold;
 use crate::client::telemetry;
 use crate::client::UsageOptions;
 use crate::error::AtlasError;
@@ -156,13 +156,13 @@ impl Granted {
                 .unwrap_or_default();
             // Pending before it is queued, so that the platform's acceptance finds it.
             if let Some(hold) = hold {
-                hold.reported(&events);
+                hold.reported(&events).await;
             }
             match atlas.queue_usage(&customer, events.clone()).await {
                 Ok(()) => {}
                 // Only a queue that filled since the check: the events are in this line.
                 Err(err) => {
-                    atlas.forget_pending(&events);
+                    atlas.forget_pending(&events).await;
                     tracing::error!(customer = ?customer, %err, events = %serde_json::to_string(&events).unwrap_or_default(), "could not queue the usage of a guarded handler");
                 }
             }
@@ -274,7 +274,11 @@ pub(crate) async fn check(
         _ => None,
     };
     let lease = if options.exclusive {
-        match atlas.exclusive_locks().acquire(&customer, features).await {
+        match atlas
+            .exclusive_locks()
+            .acquire(atlas.client().fleet(), &customer, features)
+            .await
+        {
             Some(lease) => Some(lease),
             None => {
                 tracing::warn!(customer = ?customer, features = ?features, "another request of the customer held the exclusive lock past the wait: 503");

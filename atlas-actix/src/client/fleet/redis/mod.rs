@@ -20,6 +20,8 @@
 //! backoff (at most every 10 s). Keys live under `atlas:<fingerprint>`, a SHA-256 of the
 //! platform URL and API key: several apps share one Redis, and no key material is stored.
 
+pub(crate) mod ledger;
+pub(crate) mod lock;
 pub(crate) mod stream;
 
 use std::future::Future;
@@ -160,7 +162,7 @@ impl RedisTier {
                 Err(err) => {
                     self.first_attempt.send_replace(true);
                     if failures == 0 {
-                        tracing::warn!(redis = %self.address, %err, "Redis is unreachable: going on without the fleet tier, and retrying");
+                        tracing::warn!(redis = %self.address, %err, "Redis is unreachable: going on without the fleet tier (exclusive guards and quotas held by each instance alone), and retrying");
                     }
                     actix_rt::time::sleep(RETRY.delay(failures)).await;
                     failures += 1;
@@ -222,7 +224,7 @@ impl RedisTier {
 
     fn failed(&self, gate: &mut Gate, err: &str) {
         if gate.retry_at.is_none() {
-            tracing::warn!(redis = %self.address, err, "the Redis tier failed: going on without it (usage events to the local queue) until it answers again");
+            tracing::warn!(redis = %self.address, err, "the Redis tier failed: going on without it until it answers again (usage events to the local queue; exclusive guards and quotas held by each instance alone)");
         }
         gate.retry_at = Some(Instant::now() + RETRY.delay(gate.failures));
         gate.failures = gate.failures.saturating_add(1);
