@@ -88,6 +88,22 @@ def wrk(url, token, connections=32, script=None, duration=DURATION):
     return float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)), requests, int(errors.group(1)) if errors else 0
 
 
+def seconds(text):
+    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0}[unit]
+
+
+def wrk_latency(url, token, body, connections=32):
+    """Requests/s, p50 and p99 (s) of a POST route under wrk."""
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{DURATION}s", "--latency", "-s", os.path.join(HERE, "post.lua"),
+               "-H", f"Authorization: Bearer {token}", url]
+    output = subprocess.run(command, check=True, capture_output=True, text=True, env=dict(os.environ, BODY=body)).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    p50 = seconds(re.search(r"^\s+50%\s+(\S+)", output, re.MULTILINE).group(1))
+    p99 = seconds(re.search(r"^\s+99%\s+(\S+)", output, re.MULTILINE).group(1))
+    return rps, p50, p99
+
+
 def redis(*args):
     return subprocess.run(["redis-cli", "-p", REDIS_PORT, *args], capture_output=True, text=True).stdout
 
@@ -157,6 +173,42 @@ try:
     print(f"- distinct idempotency keys among them: {len(keys):,} (each event sent once; wrk does not count the requests still in flight when it stops)")
     print(f"- end to end: {delivered / (delivered_at - began):,.0f} events/s into the platform")
     print(f"- left in the stream: {redis('--scan', '--pattern', 'atlas:*:events').strip() and redis('XLEN', redis('--scan', '--pattern', 'atlas:*:events').split()[0]).strip()}")
+
+    # 4. The fleet's limits: a quota route and an exclusive route, one instance with the tier
+    # and one without, warm, alternating.
+    fleet, bases, tokens = start_fleet(1, True, "limits-tier")
+    islands, island_bases, island_tokens = start_fleet(1, False, "limits-islands")
+    routes = [
+        ("quota (`usage = 1`, a maximum)", "/api/ai/complete", "Erin Pro", '{"prompt":"hello there"}'),
+        ("exclusive (a seat already held: 201)", "/api/seats", "Alice", '{"email":"bench@standard.example"}'),
+    ]
+    instances = [("with the Redis tier", bases[0], tokens[0]), ("without", island_bases[0], island_tokens[0])]
+    for _, path, user, body in routes:
+        for _, base, token in instances:
+            for _ in range(20):
+                get(f"{base}{path}", {"Authorization": f"Bearer {token[user]}", "Content-Type": "application/json"}, body.encode())
+    results = {}
+    for _ in range(ROUNDS):
+        for route, path, user, body in routes:
+            for name, base, token in instances:
+                results.setdefault((route, name), []).append(wrk_latency(f"{base}{path}", token[user], body))
+    stop(fleet)
+    stop(islands)
+    print(f"\n### The fleet's limits, warm (wrk -t2 -c32, {ROUNDS} alternating rounds of {DURATION} s, means)\n")
+    print("| route | instance | requests/s | p50 | p99 |")
+    print("|---|---|---:|---:|---:|")
+    for route, _, _, _ in routes:
+        for name, _, _ in instances:
+            runs = results[(route, name)]
+            print(f"| {route} | {name} | {statistics.mean(r[0] for r in runs):,.0f} | "
+                  f"{statistics.mean(r[1] for r in runs) * 1e3:.2f} ms | {statistics.mean(r[2] for r in runs) * 1e3:.2f} ms |")
+    print()
+    for route, _, _, _ in routes:
+        on, off = results[(route, "with the Redis tier")], results[(route, "without")]
+        ratio = statistics.mean(r[0] for r in on) / statistics.mean(r[0] for r in off)
+        extra50 = (statistics.mean(r[1] for r in on) - statistics.mean(r[1] for r in off)) * 1e3
+        extra99 = (statistics.mean(r[2] for r in on) - statistics.mean(r[2] for r in off)) * 1e3
+        print(f"- {route}: with / without {ratio:.2f}; the tier adds {extra50:+.2f} ms at p50, {extra99:+.2f} ms at p99")
 finally:
     for process in started:
         if process.poll() is None:

@@ -6,7 +6,9 @@
 # every instance checks every customer at once, with the Redis tier and without; guarded
 # throughput of an instance with the tier against one without (the hot path must not notice
 # it); usage events per second through the shared queue (4 instances under wrk, until the
-# platform has every event). Loopback only. Prints a Markdown report.
+# platform has every event); and the fleet's limits: a quota route (`usage = 1` on a maximum)
+# and an exclusive route with the tier on and off, throughput and p50/p99 (the Redis round
+# trips of the fleet's ledger and lock). Loopback only. Prints a Markdown report.
 #
 # Environment: DURATION (seconds per wrk run, default 8), ROUNDS (default 2).
 set -euo pipefail
@@ -17,7 +19,21 @@ source bench/lib.sh
 require wrk redis-server
 cargo build --release -q --workspace --all-features --bins --examples
 
-ATLAS_FIXTURE=examples/atlas-data.json PORT=0 RUST_LOG=warn target/release/atlas-emulator >"$tmp/emulator.log" 2>&1 &
+# The quickstart's data with room for a benchmark's worth of quota: Erin's Pro maximum of AI
+# tokens far away.
+python3 - "$tmp/atlas-data.json" <<'PY'
+import json, sys
+data = json.load(open("examples/atlas-data.json"))
+for plan in data["pricingModel"]["plans"]:
+    if plan["id"] == "plan_pro":
+        text = json.dumps(plan).replace('"maxUsage": 1000000', '"maxUsage": 1000000000000')
+        plan.clear(); plan.update(json.loads(text))
+for customer in data["customers"]:
+    if customer["externalId"] == "user_erin":
+        customer["conditionalBillableAccess"][0]["currentUsage"] = 0
+json.dump(data, open(sys.argv[1], "w"))
+PY
+ATLAS_FIXTURE="$tmp/atlas-data.json" PORT=0 RUST_LOG=warn target/release/atlas-emulator >"$tmp/emulator.log" 2>&1 &
 pids+=($!)
 emulator="http://127.0.0.1:$(listening "$tmp/emulator.log")"
 key="$(python3 -c 'import json; print(json.load(open("examples/atlas-data.json"))["apiKey"])')"

@@ -152,10 +152,16 @@ async fn two_hundred_seat_requests_over_three_instances_create_exactly_seven() {
     ignore = "redis-server is not installed (.ci/run installs it)"
 )]
 async fn with_redis_down_each_instance_holds_the_limit_alone_and_nothing_fails() {
-    let mut fleet = fleet_of(start_emulator(), None, None);
+    let mut fleet = metered_fleet(
+        "user_dave",
+        json!({"conditionalBillableAccess": [{"billableId": "ent_ai_tokens",
+            "subscriptionId": "sub_dave_free", "access": true, "currentUsage": 9990}]}),
+        None,
+    );
     fleet.redis.kill();
     let answers = add_seats(&fleet).await;
     let created = count(&answers, 201);
+    eprintln!("Redis down: {created} seats created");
     // Each instance's own lock: three checks may see the same count at the last step.
     assert!(
         (7..=9).contains(&created),
@@ -174,7 +180,36 @@ async fn with_redis_down_each_instance_holds_the_limit_alone_and_nothing_fails()
             output.contains("exclusive guards and quotas held by each instance alone"),
             "{output}"
         );
+        assert_eq!(redis_state(instance).await, "down");
     }
+    // Redis back: every instance goes back to the fleet's ledger, and the fleet holds
+    // Dave's last 10 tokens as one app (each instance alone would let 30 through).
+    fleet.redis.restart();
+    for instance in &fleet.instances {
+        eventually("the tier back up", Duration::from_secs(30), || async {
+            (redis_state(instance).await == "up").then_some(())
+        })
+        .await;
+    }
+    let dave = fleet.tokens("Dave Free").await;
+    let answers = fleet
+        .spread(&dave, "/api/ai/complete", 200, |_| json!({"prompt": "one"}))
+        .await;
+    assert_eq!(count(&answers, 200), 10, "{:?}", statuses(&answers));
+}
+
+/// What an instance's health report says of the Redis tier.
+async fn redis_state(instance: &Quickstart) -> String {
+    let report = crate::common::call(
+        &instance.metrics,
+        None,
+        actix_web::http::Method::GET,
+        "/health",
+        None,
+    )
+    .await
+    .body;
+    report["redis"].as_str().unwrap_or_default().to_owned()
 }
 
 #[actix_rt::test]

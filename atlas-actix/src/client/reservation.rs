@@ -33,9 +33,9 @@ pub struct Reservation {
 
 impl AtlasClient {
     /// Checks that `estimate` units of `feature_id` fit the customer's plan (its maximum or
-    /// credit balance, with the usage pending in this process counted) and holds them. Denied
-    /// is [`AtlasError::Denied`] with the reasons; the hold is taken only when allowed, in the
-    /// same step as the check. `estimate` must be finite and above zero.
+    /// credit balance, with the usage pending in this process counted, or in the fleet with the
+    /// Redis tier) and holds them. Denied is [`AtlasError::Denied`] with the reasons; the hold
+    /// is taken only when allowed, in the same step as the check. `estimate` must be finite and above zero.
     pub async fn reserve(
         &self,
         customer_id: &str,

@@ -282,9 +282,12 @@ impl AtlasBuilder {
     /// Shares a Redis tier with the other instances of the app (feature `redis`): a cache under
     /// each instance's own, so a customer is fetched from the platform once for the fleet and
     /// an instance started during an outage still has the last known data; and a durable
-    /// queue of usage events every instance drains, so an instance that dies loses none. Redis
-    /// faults never fail a request: the tier is skipped until Redis answers again. A URL that
-    /// does not parse is refused by [`build`](Self::build).
+    /// queue of usage events every instance drains, so an instance that dies loses none; and
+    /// limits that hold for the fleet: `exclusive` guards take a lock in Redis, and quota
+    /// features' pending usage and reservations are one ledger for every instance. Redis
+    /// faults never fail a request: the tier is skipped until Redis answers again (each
+    /// instance then holds limits alone). A URL that does not parse is refused by
+    /// [`build`](Self::build).
     ///
     /// ```
     /// let builder = atlas_actix::Atlas::builder().redis_url("redis://127.0.0.1:6379/0");
@@ -346,7 +349,8 @@ impl AtlasBuilder {
     /// customer and features holds (default 5 s); past it, the request answers 503 with
     /// `Retry-After: 1` and does nothing. The lock is held while the handler runs, its
     /// extractors (the body) included: a client trickling its body cannot hold the customer's
-    /// other requests longer than this.
+    /// other requests longer than this. With the Redis tier the wait covers the fleet's lock
+    /// too.
     pub fn exclusive_wait(mut self, wait: Duration) -> Self {
         self.exclusive_wait = wait;
         self
