@@ -10,7 +10,8 @@
 # and an exclusive route with the tier on and off, throughput and p50/p99 (the Redis round
 # trips of the fleet's ledger and lock). Loopback only. Prints a Markdown report.
 #
-# Environment: DURATION (seconds per wrk run, default 8), ROUNDS (default 2).
+# Environment: DURATION (seconds per wrk run, default 8), ROUNDS (default 2), ONLY=limits
+# (the last section alone).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"

@@ -30,10 +30,10 @@ pub(crate) struct PendingUsage {
     tier: Option<Arc<crate::client::fleet::redis::RedisTier>>,
     #[cfg(feature = "redis")]
     lifetimes: crate::client::fleet::redis::ledger::Lifetimes,
-    /// Events reported to the fleet's ledger whose fate (accepted, refused) it is still to be
-    /// told: only those cost a Redis call when they settle.
+    /// Events reported to the fleet's ledger not yet accepted or refused: only those cost a
+    /// Redis call when refused. (The fleet's lag starts when they are reported.)
     #[cfg(feature = "redis")]
-    in_fleet: Mutex<std::collections::HashSet<String>>,
+    in_fleet: Mutex<std::collections::HashMap<String, (String, String)>>,
 }
 
 /// Where one feature's hold is.
@@ -222,7 +222,10 @@ impl PendingUsage {
             self.in_fleet
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .insert(event.idempotency_key.clone());
+                .insert(
+                    event.idempotency_key.clone(),
+                    (customer.to_owned(), feature.to_owned()),
+                );
         } else {
             // The fleet's hold (if any) stops counting at its expiry.
             self.local.report(customer, feature, None, event);
@@ -273,19 +276,25 @@ impl PendingUsage {
         let Some(tier) = &self.tier else {
             return;
         };
-        let keys: Vec<&str> = {
+        let refused: Vec<(String, String, &str)> = {
             let mut in_fleet = self.in_fleet.lock().unwrap_or_else(PoisonError::into_inner);
             if in_fleet.is_empty() {
                 return;
             }
             events
                 .iter()
-                .filter(|event| in_fleet.remove(&event.idempotency_key))
-                .map(|event| event.idempotency_key.as_str())
+                .filter_map(|event| {
+                    let (customer, feature) = in_fleet.remove(&event.idempotency_key)?;
+                    (!accepted).then_some((customer, feature, event.idempotency_key.as_str()))
+                })
                 .collect()
         };
-        if !keys.is_empty() {
-            tier.settle(self.lifetimes, &keys, accepted).await;
+        if !refused.is_empty() {
+            let refused: Vec<(&str, &str, &str)> = refused
+                .iter()
+                .map(|(customer, feature, key)| (customer.as_str(), feature.as_str(), *key))
+                .collect();
+            tier.refuse(self.lifetimes, &refused).await;
         }
     }
 }

@@ -57,8 +57,28 @@ pub(crate) enum FleetLock {
     #[cfg(feature = "redis")]
     /// Kept until the guard's handler answered: dropping it releases the lock.
     Held {
-        _lease: redis::lock::FleetLease,
+        lease: redis::lock::FleetLease,
     },
+}
+
+impl FleetLock {
+    /// Gives the lock back; the handle ends once the fleet has it back.
+    pub(crate) fn release(self) -> Option<tokio::task::JoinHandle<()>> {
+        match self {
+            Self::Alone => None,
+            #[cfg(feature = "redis")]
+            Self::Held { lease } => lease.release(),
+        }
+    }
+
+    /// Whether it still holds the fleet's lock (its lease was renewed in time).
+    pub(crate) fn is_live(&self) -> bool {
+        match self {
+            Self::Alone => false,
+            #[cfg(feature = "redis")]
+            Self::Held { lease } => lease.is_live(),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -172,7 +192,7 @@ impl FleetTier {
         #[cfg(feature = "redis")]
         if let Some(fleet) = &self.redis {
             return match fleet.lock(parts, wait).await {
-                redis::lock::Locked::Held(lease) => Some(FleetLock::Held { _lease: lease }),
+                redis::lock::Locked::Held(lease) => Some(FleetLock::Held { lease }),
                 redis::lock::Locked::Busy => None,
                 redis::lock::Locked::Unavailable => Some(FleetLock::Alone),
             };

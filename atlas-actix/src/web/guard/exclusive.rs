@@ -12,7 +12,10 @@
 //! holds its process's lock, it takes the customer and features' lock in Redis (see
 //! `client::fleet::redis::lock` for the lease and its renewal), within the same wait. Redis
 //! unavailable, the process's lock is all there is (the tier logs it): a fleet of N may then
-//! run N such handlers of one customer at once. An app that needs a guarantee no lease can
+//! run N such handlers of one customer at once. A request that ends while others of its
+//! process wait for the same lock hands them the fleet's lease rather than a round trip to
+//! Redis each (a customer's requests to one instance would otherwise queue behind Redis), at
+//! most [`HANDOVERS`] times in a row, so that other instances get their turn. An app that needs a guarantee no lease can
 //! give holds the limit in its database too: insert and count in one transaction, or a
 //! constraint.
 
@@ -24,22 +27,36 @@ use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 use crate::client::fleet::{FleetLock, FleetTier};
 use crate::client::keys;
 
+/// How many requests of one process in a row may use a fleet lease without giving it back.
+const HANDOVERS: u32 = 16;
+
+type Locks = Arc<Mutex<HashMap<String, Arc<AsyncMutex<Slot>>>>>;
+
 /// The locks, by key; an entry lives while someone holds or waits for it.
 #[derive(Debug)]
 pub(crate) struct ExclusiveLocks {
     /// The longest a request waits for a lock.
     wait: std::time::Duration,
-    locks: Arc<Mutex<HashMap<String, Arc<AsyncMutex<()>>>>>,
+    locks: Locks,
+}
+
+/// What the process's lock of a key guards: the fleet's lease, while handed from request to
+/// request.
+#[derive(Debug, Default)]
+struct Slot {
+    fleet: Option<FleetLock>,
+    handed: u32,
+    /// A lease given back after its handovers: the next request waits until Redis has it, so
+    /// its own attempt is not refused by the lease it follows.
+    releasing: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// A held lock; dropping it lets the next request of the same customer and features in.
 #[derive(Debug)]
 pub(crate) struct Lease {
     key: String,
-    guard: Option<OwnedMutexGuard<()>>,
-    locks: Arc<Mutex<HashMap<String, Arc<AsyncMutex<()>>>>>,
-    /// The fleet's lock, taken once the process's is: released first.
-    fleet: Option<FleetLock>,
+    guard: Option<OwnedMutexGuard<Slot>>,
+    locks: Locks,
 }
 
 impl ExclusiveLocks {
@@ -60,11 +77,20 @@ impl ExclusiveLocks {
     ) -> Option<Lease> {
         let started = std::time::Instant::now();
         let mut lease = self.acquire_here(customer, features).await?;
+        let slot = lease.guard.as_mut()?;
+        if slot.fleet.as_ref().is_some_and(FleetLock::is_live) {
+            return Some(lease);
+        }
+        slot.fleet = None;
+        slot.handed = 0;
+        if let Some(released) = slot.releasing.take() {
+            let _ = released.await;
+        }
         let parts: Vec<&str> = std::iter::once(customer)
             .chain(features.iter().copied())
             .collect();
         let left = self.wait.saturating_sub(started.elapsed());
-        lease.fleet = Some(fleet.lock(&parts, left).await?);
+        slot.fleet = Some(fleet.lock(&parts, left).await?);
         Some(lease)
     }
 
@@ -83,7 +109,6 @@ impl ExclusiveLocks {
             key,
             guard: guard.ok(),
             locks: Arc::clone(&self.locks),
-            fleet: None,
         };
         // Dropped without the lock, the lease still forgets the entry if nobody else has it.
         lease.guard.is_some().then_some(lease)
@@ -100,9 +125,18 @@ impl ExclusiveLocks {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.fleet = None;
         let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
-        drop(self.guard.take());
+        if let Some(mut slot) = self.guard.take() {
+            // The map's handle and this guard's, and one more per request waiting.
+            let waiting = locks
+                .get(&self.key)
+                .is_some_and(|lock| Arc::strong_count(lock) > 2);
+            if waiting && slot.handed < HANDOVERS {
+                slot.handed += 1;
+            } else {
+                slot.releasing = slot.fleet.take().and_then(FleetLock::release);
+            }
+        }
         // Nobody else holds or waits for it (the map's handle is the last): forget it, so
         // the map stays as small as the requests under way.
         if locks

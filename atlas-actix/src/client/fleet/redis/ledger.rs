@@ -9,12 +9,13 @@
 //! the script takes is one the check allowed; when another instance took units in between,
 //! the script answers the new figures and the check decides again.
 //!
-//! An account is five keys under `<namespace>:ledger:<customer, feature>`: a hash (`high`, the
-//! highest platform figure seen; `pending`, the units held and reported; `seq`), the holds by
-//! expiry (`:h`), reported events in order (`:r`), the accepted ones by the end of their
-//! metering lag (`:d`), and each entry's units (`:u`). Every script ends by setting the
-//! account's expiry, so the account of a customer nobody checks leaves Redis by itself, and
-//! the holds of a dead instance stop counting at their expiry. Times are Redis's own clock.
+//! An account is four keys under `<namespace>:ledger:<customer, feature>`: a hash (`high`, the
+//! highest platform figure seen; `pending`, the units held and reported), the holds by expiry
+//! (`:h`), reported events by the time they were reported (`:r`; their metering lag starts
+//! then: on the fleet's stream, an event is as good as accepted), and each entry's units
+//! (`:u`). Every key a script writes gets the account's lifetime again, so the account of a
+//! customer nobody checks leaves Redis by itself, and the holds of a dead instance stop
+//! counting at their expiry. Times are Redis's own clock.
 //! Scripts name keys derived from the account's, so the tier needs one Redis server (not a
 //! cluster), as its cache does.
 
@@ -25,17 +26,18 @@ use super::RedisTier;
 use crate::client::keys;
 
 /// Shared by the scripts: the time, and the operations on an account's entries.
-/// `ARGV[1]` is always the prefix of the event index, `ARGV[2]` the accounts' lifetime (ms).
+/// `ARGV[1]` is always the accounts' lifetime (ms), `ARGV[2]` the metering lag (ms).
 const PRELUDE: &str = r"
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local index_prefix, keep = ARGV[1], tonumber(ARGV[2])
+local keep, lag = tonumber(ARGV[1]), tonumber(ARGV[2])
 local function fmt(x) return string.format('%.17g', x) end
-local function index(key) return index_prefix .. #key .. ':' .. key end
 local function add(base, by)
-  local pending = tonumber(redis.call('HGET', base, 'pending') or '0') + by
-  if redis.call('ZCARD', base .. ':h') + redis.call('ZCARD', base .. ':r') == 0 then pending = 0 end
-  redis.call('HSET', base, 'pending', fmt(pending))
+  local pending = tonumber(redis.call('HINCRBYFLOAT', base, 'pending', fmt(by)))
+  -- With no entry left the sum is zero, so rounding never outlives the entries.
+  if by < 0 and pending < 1e-6 and redis.call('ZCARD', base .. ':h') + redis.call('ZCARD', base .. ':r') == 0 then
+    redis.call('HSET', base, 'pending', '0')
+  end
 end
 local function drop_hold(base, id)
   local units = redis.call('HGET', base .. ':u', 'h' .. id)
@@ -48,84 +50,112 @@ end
 local function drop_reported(base, key)
   local units = redis.call('HGET', base .. ':u', 'e' .. key)
   redis.call('ZREM', base .. ':r', key)
-  redis.call('ZREM', base .. ':d', key)
-  redis.call('DEL', index(key))
   if units then
     redis.call('HDEL', base .. ':u', 'e' .. key)
     add(base, -tonumber(units))
   end
 end
-local function touch(base)
-  for _, suffix in ipairs({'', ':h', ':r', ':d', ':u'}) do
-    redis.call('PEXPIRE', base .. suffix, keep)
-  end
+-- Drops entries of one kind (`set` ':h' or ':r', fields `prefix` 'h' or 'e') in one call
+-- per command, whatever their number.
+local function drop_many(base, set, prefix, members)
+  if #members == 0 then return end
+  local fields = {}
+  for i, member in ipairs(members) do fields[i] = prefix .. member end
+  local units = redis.call('HMGET', base .. ':u', unpack(fields))
+  local total = 0
+  for _, each in ipairs(units) do total = total + (tonumber(each) or 0) end
+  redis.call('ZREM', base .. set, unpack(members))
+  redis.call('HDEL', base .. ':u', unpack(fields))
+  add(base, -total)
+end
+-- Drops the entries of `set` scored up to `score`, a bounded batch at a time.
+local function expire(base, set, prefix, score)
+  repeat
+    local due = redis.call('ZRANGEBYSCORE', base .. set, '-inf', score, 'LIMIT', 0, 256)
+    drop_many(base, set, prefix, due)
+  until #due < 256
+end
+local function touch(base, suffixes)
+  for _, suffix in ipairs(suffixes) do redis.call('PEXPIRE', base .. suffix, keep) end
 end
 ";
 
-/// Per account (`KEYS`): expired holds and reported entries past their lag leave; the
-/// platform's figure (`ARGV[3 + 2i]`) grew since the highest seen: the growth is matched to
+/// Per account (`KEYS`): expired holds and reported entries past the lag leave; the
+/// platform's figure (`ARGV[4 + 2i]`) grew since the highest seen: the growth is matched to
 /// reported entries, oldest first. Answers `{held, extra...}`: the units to add to each figure.
 /// With units to hold (`ARGV[3]`, and the hold's id `ARGV[4]`, its lifetime `ARGV[5]`), they
-/// are held in every account when each one's extra is at most its limit (`ARGV[4 + 2i]`).
+/// are held in every account when each one's extra is at most its limit (`ARGV[5 + 2i]`).
 const DECIDE: &str = r"
 local units = tonumber(ARGV[3])
 local fits = units ~= nil
 local extras = {}
 for i, base in ipairs(KEYS) do
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', base .. ':h', '-inf', now)) do drop_hold(base, id) end
-  for _, key in ipairs(redis.call('ZRANGEBYSCORE', base .. ':d', '-inf', now)) do drop_reported(base, key) end
+  expire(base, ':h', 'h', now)
+  expire(base, ':r', 'e', now - lag)
   local figure = tonumber(ARGV[4 + 2 * i])
-  local high = tonumber(redis.call('HGET', base, 'high'))
+  local state = redis.call('HMGET', base, 'high', 'pending')
+  local high, pending = tonumber(state[1]), tonumber(state[2] or '0')
   if high and figure > high then
     local grown = figure - high
     while grown > 0 do
-      local oldest = redis.call('ZRANGE', base .. ':r', 0, 0)[1]
-      if not oldest then break end
-      local left = tonumber(redis.call('HGET', base .. ':u', 'e' .. oldest) or '0')
-      local counted = math.min(grown, left)
-      grown = grown - counted
-      if counted >= left then
-        drop_reported(base, oldest)
-      else
-        redis.call('HSET', base .. ':u', 'e' .. oldest, fmt(left - counted))
-        add(base, -counted)
+      local oldest = redis.call('ZRANGE', base .. ':r', 0, 63)
+      if #oldest == 0 then break end
+      local fields = {}
+      for j, key in ipairs(oldest) do fields[j] = 'e' .. key end
+      local lefts = redis.call('HMGET', base .. ':u', unpack(fields))
+      local counted = {}
+      for j, key in ipairs(oldest) do
+        if grown <= 0 then break end
+        local left = tonumber(lefts[j]) or 0
+        local part = math.min(grown, left)
+        grown = grown - part
+        if part >= left then
+          counted[#counted + 1] = key
+        else
+          redis.call('HSET', base .. ':u', fields[j], fmt(left - part))
+          add(base, -part)
+        end
       end
+      drop_many(base, ':r', 'e', counted)
     end
+    pending = tonumber(redis.call('HGET', base, 'pending') or '0')
   end
   if (not high) or figure > high then
     high = figure
     redis.call('HSET', base, 'high', fmt(figure))
   end
-  local extra = (high - figure) + tonumber(redis.call('HGET', base, 'pending') or '0')
+  local extra = (high - figure) + pending
   extras[i] = fmt(extra)
   local limit = ARGV[5 + 2 * i]
   if limit ~= 'inf' and extra > tonumber(limit) then fits = false end
 end
-if fits then
-  for _, base in ipairs(KEYS) do
+for _, base in ipairs(KEYS) do
+  if fits then
     redis.call('ZADD', base .. ':h', now + tonumber(ARGV[5]), ARGV[4])
     redis.call('HSET', base .. ':u', 'h' .. ARGV[4], fmt(units))
     add(base, units)
+    touch(base, {'', ':h', ':u'})
+  else
+    touch(base, {''})
   end
 end
-for _, base in ipairs(KEYS) do touch(base) end
 table.insert(extras, 1, fits and 1 or 0)
 return extras
 ";
 
 /// The hold `ARGV[3]` (if any) of account `KEYS[1]` becomes the reported event `ARGV[4]` of
-/// `ARGV[5]` units, unless that event is pending already (the platform counts a key once).
+/// `ARGV[5]` units, unless that event is pending already (the platform counts a key once). Its
+/// metering lag starts now: with the tier up, the event is on the fleet's stream at once, as
+/// good as accepted, which saves each event a round trip to say so.
 const REPORT: &str = r"
 local base, hold, key = KEYS[1], ARGV[3], ARGV[4]
 if hold ~= '' then drop_hold(base, hold) end
-if redis.call('EXISTS', index(key)) == 0 then
-  local seq = redis.call('HINCRBY', base, 'seq', 1)
-  redis.call('ZADD', base .. ':r', seq, key)
+if redis.call('HEXISTS', base .. ':u', 'e' .. key) == 0 then
+  redis.call('ZADD', base .. ':r', now, key)
   redis.call('HSET', base .. ':u', 'e' .. key, ARGV[5])
   add(base, tonumber(ARGV[5]))
-  redis.call('SET', index(key), base, 'PX', keep)
 end
-touch(base)
+touch(base, {'', ':r', ':u'})
 return 1
 ";
 
@@ -135,21 +165,10 @@ for _, base in ipairs(KEYS) do drop_hold(base, ARGV[3]) end
 return 1
 ";
 
-/// The events `ARGV[5..]` were accepted (`ARGV[3]` is `accepted`: their lag of `ARGV[4]` ms
-/// starts) or refused (they stop counting).
-const SETTLE: &str = r"
-local accepted, lag = ARGV[3] == 'accepted', tonumber(ARGV[4])
-for i = 5, #ARGV do
-  local key = ARGV[i]
-  local base = redis.call('GET', index(key))
-  if base then
-    if not accepted then
-      drop_reported(base, key)
-    elseif redis.call('ZSCORE', base .. ':r', key) then
-      redis.call('ZADD', base .. ':d', 'NX', now + lag, key)
-    end
-  end
-end
+/// The event `ARGV[2 + i]` of account `KEYS[i]` was refused, or could not be queued: it stops
+/// counting.
+const REFUSE: &str = r"
+for i, base in ipairs(KEYS) do drop_reported(base, ARGV[2 + i]) end
 return 1
 ";
 
@@ -160,7 +179,7 @@ fn script(body: &str) -> redis::Script {
 static DECIDE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| script(DECIDE));
 static REPORT_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| script(REPORT));
 static RELEASE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| script(RELEASE));
-static SETTLE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| script(SETTLE));
+static REFUSE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| script(REFUSE));
 
 /// The pending units the fleet's ledger answered, and whether it took the hold.
 #[derive(Debug, Clone, PartialEq)]
@@ -210,17 +229,15 @@ impl RedisTier {
         )
     }
 
-    fn event_index(&self) -> String {
-        format!("{}:ledger:event:", self.namespace)
-    }
-
     fn invocation(
         &self,
         script: &'static redis::Script,
         lifetimes: Lifetimes,
     ) -> redis::ScriptInvocation<'static> {
         let mut invocation = script.prepare_invoke();
-        invocation.arg(self.event_index()).arg(lifetimes.keep_ms());
+        invocation
+            .arg(lifetimes.keep_ms())
+            .arg(lifetimes.metering_lag.as_millis() as u64);
         invocation
     }
 
@@ -303,14 +320,12 @@ impl RedisTier {
         .await;
     }
 
-    /// Events the platform accepted (their lag starts) or refused (they stop counting).
-    pub(crate) async fn settle(&self, lifetimes: Lifetimes, keys: &[&str], accepted: bool) {
-        let mut invocation = self.invocation(&SETTLE_SCRIPT, lifetimes);
-        invocation
-            .arg(if accepted { "accepted" } else { "refused" })
-            .arg(lifetimes.metering_lag.as_millis() as u64);
-        for key in keys {
-            invocation.arg(*key);
+    /// Events refused, or that could not be queued (by customer, feature and idempotency
+    /// key): they stop counting.
+    pub(crate) async fn refuse(&self, lifetimes: Lifetimes, events: &[(&str, &str, &str)]) {
+        let mut invocation = self.invocation(&REFUSE_SCRIPT, lifetimes);
+        for (customer, feature, key) in events {
+            invocation.key(self.account(customer, feature)).arg(*key);
         }
         self.run(
             |mut connection| async move { invocation.invoke_async::<i64>(&mut connection).await },

@@ -111,26 +111,46 @@ async fn renew(tier: Arc<RedisTier>, key: String, token: String) {
     }
 }
 
-impl Drop for FleetLease {
-    fn drop(&mut self) {
+impl FleetLease {
+    /// Whether the lease is still this instance's: its renewal has not given up.
+    pub(crate) fn is_live(&self) -> bool {
+        !self.renewal.is_finished()
+    }
+}
+
+impl FleetLease {
+    /// Releases the lock; the handle ends once Redis has (or the attempt failed). `None`
+    /// outside a runtime (a process ending): the lease then expires by itself.
+    pub(crate) fn release(mut self) -> Option<tokio::task::JoinHandle<()>> {
+        self.unlock()
+    }
+
+    fn unlock(&mut self) -> Option<tokio::task::JoinHandle<()>> {
         self.renewal.abort();
+        if self.key.is_empty() {
+            return None;
+        }
         let (tier, key, token) = (
             Arc::clone(&self.tier),
             std::mem::take(&mut self.key),
             std::mem::take(&mut self.token),
         );
-        // Outside a runtime (a process ending), the lease expires by itself.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                tier.run(|mut connection| async move {
-                    UNLOCK_SCRIPT
-                        .key(key)
-                        .arg(token)
-                        .invoke_async::<i64>(&mut connection)
-                        .await
-                })
-                .await;
-            });
-        }
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        Some(runtime.spawn(async move {
+            tier.run(|mut connection| async move {
+                UNLOCK_SCRIPT
+                    .key(key)
+                    .arg(token)
+                    .invoke_async::<i64>(&mut connection)
+                    .await
+            })
+            .await;
+        }))
+    }
+}
+
+impl Drop for FleetLease {
+    fn drop(&mut self) {
+        self.unlock();
     }
 }
