@@ -46,6 +46,16 @@ use crate::demo::{
 };
 use crate::seats::Seats;
 
+/// The quickstart's own `ATLAS_*` variables: the SDK warns about any other one set.
+const QUICKSTART_VARIABLES: [&str; 6] = [
+    "ATLAS_DEMO_PUBLIC",
+    "ATLAS_HOLD_TTL",
+    "ATLAS_EVENT_SPOOL",
+    "ATLAS_REDIS_URL",
+    "ATLAS_OUTAGE_POLICY",
+    "ATLAS_UNRECORDABLE_USAGE",
+];
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
 }
@@ -333,6 +343,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         });
     }
     let atlas = builder
+        .app_variables(QUICKSTART_VARIABLES)
         .user_resolver(clerk)
         .allowed_origins(&origins)
         .build()?;

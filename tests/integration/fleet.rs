@@ -13,6 +13,7 @@ use crate::common::{
     builder, eventually, quickstart_command, requests, start_emulator, Platform, Quickstart,
     CUSTOMER_ROUTE,
 };
+use crate::observability::{metric, scrape};
 use crate::redis_server::RedisServer;
 
 /// An instance of the app: a client on the shared Redis, connected.
@@ -168,13 +169,19 @@ async fn an_instance_started_during_an_outage_serves_what_the_fleet_knew() {
     assert_eq!(status, 503, "a customer never seen: {body}");
 }
 
-fn pending_in_group(redis: &RedisServer) -> usize {
+/// The fleet's event stream, once an instance made it.
+fn event_stream(redis: &RedisServer) -> Option<String> {
     let keys = redis
         .command(&["--scan", "--pattern", "atlas:*:events"])
         .unwrap_or_default();
-    let Some(stream) = keys.lines().next() else {
+    keys.lines().next().map(str::to_owned)
+}
+
+fn pending_in_group(redis: &RedisServer) -> usize {
+    let Some(stream) = event_stream(redis) else {
         return 0;
     };
+    let stream = stream.as_str();
     let summary = redis
         .command(&["XPENDING", stream, "atlas-actix"])
         .unwrap_or_default();
@@ -250,6 +257,69 @@ async fn an_event_read_by_an_instance_killed_before_sending_it_is_sent_once_by_a
     assert_eq!(events.len(), 1, "exactly once: {events:?}");
     assert_eq!(events[0]["customerId"], "cus_erin");
     assert_eq!(pending_in_group(&redis), 0);
+    // The killed instance's consumer was removed by the one that reclaimed its event, and the
+    // stopped one left: nothing piles up in the group.
+    assert_eq!(consumers_in_group(&redis), Some(0));
+}
+
+/// How many consumers the stream's group has (`XINFO GROUPS`).
+fn consumers_in_group(redis: &RedisServer) -> Option<usize> {
+    let stream = event_stream(redis)?;
+    let info = redis.command(&["XINFO", "GROUPS", &stream])?;
+    let mut lines = info.lines().map(str::trim);
+    lines.find(|line| *line == "consumers")?;
+    lines.next()?.parse().ok()
+}
+
+#[actix_rt::test]
+#[cfg_attr(
+    not(has_redis_server),
+    ignore = "redis-server is not installed (.ci/run installs it)"
+)]
+async fn a_fleet_instance_counts_the_events_it_sent_through_the_stream() {
+    let redis = RedisServer::start();
+    let emulator = start_emulator();
+    let mut command = quickstart_command(&emulator);
+    command.env("ATLAS_REDIS_URL", redis.url());
+    let quickstart = Quickstart::spawn(command);
+    let erin = quickstart.token("Erin Pro").await;
+    for _ in 0..3 {
+        assert_eq!(quickstart.complete(&erin).await, 200);
+    }
+    let text = eventually(
+        "3 events sent through the stream",
+        Duration::from_secs(20),
+        || async {
+            let text = scrape(&quickstart).await;
+            (metric(&text, "atlas_events_sent_total", &[]) == Some(3.0)
+                && metric(&text, "atlas_events_stream_pending", &[]) == Some(0.0))
+            .then_some(text)
+        },
+    )
+    .await;
+    assert_eq!(emulator.events().len(), 3);
+    // The stream is not the spool: this instance has none.
+    assert_eq!(metric(&text, "atlas_events_spooled", &[]), None, "{text}");
+    assert_eq!(metric(&text, "atlas_events_queued", &[]), Some(0.0));
+
+    // The platform refuses events for now: the stream's backlog and the failures show it.
+    Platform {
+        emulator: &emulator,
+    }
+    .inject_fault(json!({"path": "/external/event", "status": 503}))
+    .await;
+    assert_eq!(quickstart.complete(&erin).await, 200);
+    eventually(
+        "a failed send and one event waiting in the stream",
+        Duration::from_secs(20),
+        || async {
+            let text = scrape(&quickstart).await;
+            (metric(&text, "atlas_events_failed_total", &[]).is_some_and(|failed| failed >= 1.0)
+                && metric(&text, "atlas_events_stream_pending", &[]) == Some(1.0))
+            .then_some(())
+        },
+    )
+    .await;
 }
 
 #[actix_rt::test]

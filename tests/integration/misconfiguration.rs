@@ -207,3 +207,58 @@ fn the_quickstart_names_an_unknown_unrecordable_usage_choice() {
         "{stderr}"
     );
 }
+
+#[actix_rt::test]
+async fn a_misspelt_atlas_variable_is_named_and_the_start_up_line_says_what_runs() {
+    let emulator = start_emulator();
+    let mut command = quickstart_command(&emulator);
+    command
+        .env("RUST_LOG", "info")
+        .env("ATLAS_URL", "http://127.0.0.1:9")
+        .env("ATLAS_OUTAGE_POLICY", "serve-stale:600");
+    let quickstart = Quickstart::spawn(command);
+    let output = eventually("the start-up line", Duration::from_secs(10), || async {
+        let output = quickstart.output();
+        output
+            .contains("Atlas client initialised")
+            .then_some(output)
+    })
+    .await;
+    let warning = output
+        .lines()
+        .find(|line| line.contains("WARN") && line.contains("ATLAS_URL"))
+        .unwrap_or_else(|| panic!("no warning about ATLAS_URL:\n{output}"));
+    assert!(warning.contains("did you mean ATLAS_HOST?"), "{warning}");
+    // The quickstart's own variables are not reported.
+    assert!(
+        !output.contains("\"ATLAS_OUTAGE_POLICY\", which nothing reads"),
+        "{output}"
+    );
+    let started = output
+        .lines()
+        .find(|line| line.contains("Atlas client initialised"))
+        .map(without_colours)
+        .unwrap();
+    for field in [
+        format!("platform={}", emulator.url()),
+        "outage_policy=serve-stale:600".to_owned(),
+        "tiers=memory only".to_owned(),
+        "findings=0".to_owned(),
+    ] {
+        assert!(started.contains(&field), "{field} in {started}");
+    }
+}
+
+/// The line without its terminal colour codes (`ESC [ ... m`).
+fn without_colours(line: &str) -> String {
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|c| *c == 'm');
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}

@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::common::{call, eventually, example_data, start_emulator, Platform, Quickstart};
 
 /// The value of the series `name` whose labels are exactly `labels`, in any order.
-fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let mut wanted: Vec<String> = labels
         .iter()
         .map(|(key, value)| format!("{key}=\"{value}\""))
@@ -36,7 +36,7 @@ fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         .next()
 }
 
-async fn scrape(quickstart: &Quickstart) -> String {
+pub(crate) async fn scrape(quickstart: &Quickstart) -> String {
     call(&quickstart.metrics, None, Method::GET, "/metrics", None)
         .await
         .text

@@ -403,3 +403,93 @@ mod in_process {
         assert_eq!(events[0].data.quantity, 3.0);
     }
 }
+
+/// The emulator's test helpers speak the app's ids: usage and balances set by customer and
+/// feature id, events read back the same way.
+#[actix_rt::test]
+async fn the_emulators_helpers_set_usage_and_balances_in_the_apps_ids() {
+    use atlas_actix::emulator::EmulatorError;
+
+    let platform = Emulator::start(AtlasData::sample()).unwrap();
+    // A short metering lag: a usage set below the one last seen counts at once, not after
+    // the default minute the ledger keeps the higher figure as its floor.
+    let atlas = crate::common::builder(&platform)
+        .metering_lag(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    let allowed = |feature: &'static str| {
+        let atlas = atlas.clone();
+        async move { atlas.allowed("user_erin", [feature]).await.unwrap().ok }
+    };
+    let pushed = |atlas: &atlas_actix::Atlas| atlas.invalidate_customer("user_erin");
+
+    // Erin's Pro plan: ai-tokens up to 1,000,000.
+    platform
+        .set_usage("user_erin", "ai-tokens", 1_000_000.0)
+        .unwrap();
+    pushed(&atlas);
+    assert!(!allowed("ai-tokens").await, "at the maximum");
+    platform.set_usage("user_erin", "ai-tokens", 10.0).unwrap();
+    pushed(&atlas);
+    actix_rt::time::sleep(Duration::from_millis(20)).await;
+    assert!(allowed("ai-tokens").await, "below it again");
+
+    // Image credits: none left blocks (blockOverage), five allow.
+    assert!(!allowed("image-generation").await, "Erin starts with 0");
+    platform
+        .set_balance("user_erin", "cpu_image_credits", 5.0)
+        .unwrap();
+    pushed(&atlas);
+    actix_rt::time::sleep(Duration::from_millis(20)).await;
+    assert!(allowed("image-generation").await);
+
+    atlas
+        .enqueue("user_erin", ["ai-tokens", "image-generation"], 2.0)
+        .await
+        .unwrap();
+    atlas.flush().await.unwrap();
+    let mut usage: Vec<(String, String, f64)> = platform
+        .usage()
+        .into_iter()
+        .map(|event| (event.customer, event.feature, event.quantity))
+        .collect();
+    usage.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(
+        usage,
+        [
+            ("user_erin".to_owned(), "ai-tokens".to_owned(), 2.0),
+            ("user_erin".to_owned(), "image-generation".to_owned(), 2.0),
+        ]
+    );
+
+    // What does not exist, or cannot be, is refused and changes nothing.
+    for (refused, kind) in [
+        (
+            platform.set_usage("user_nobody", "ai-tokens", 1.0),
+            "not found",
+        ),
+        (
+            platform.set_usage("user_erin", "ai-tokns", 1.0),
+            "not found",
+        ),
+        (platform.set_usage("user_dave", "sso", 1.0), "not found"),
+        (
+            platform.set_usage("user_erin", "ai-tokens", -1.0),
+            "invalid",
+        ),
+        (
+            platform.set_balance("user_erin", "cpu_nope", 1.0),
+            "not found",
+        ),
+        (
+            platform.set_balance("user_erin", "cpu_image_credits", f64::NAN),
+            "invalid",
+        ),
+    ] {
+        match (refused, kind) {
+            (Err(EmulatorError::NotFound(_)), "not found")
+            | (Err(EmulatorError::InvalidValue(_)), "invalid") => {}
+            (other, kind) => panic!("{kind} expected: {other:?}"),
+        }
+    }
+}

@@ -18,9 +18,11 @@
 //! - at the latest, `metering_lag` after the platform accepted its event (a figure that never
 //!   shows it: a new period, a plan change), and at once when the platform refused it.
 //!
-//! The highest figure seen stays the floor of later checks while the account lives, so a
-//! request that read the customer before a refresh cannot count the matched units as neither
-//! pending nor counted.
+//! The highest figure seen stays the floor of later checks for `metering_lag` after it was
+//! set, so a request that read the customer before a refresh cannot count the matched units as
+//! neither pending nor counted. A lower figure after that is the platform's own (a new
+//! period, usage reset): it becomes the floor, or a customer checked without pause would stay
+//! at the last period's usage for good.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -57,6 +59,9 @@ struct Account {
     /// The highest platform figure seen (usage, or credits spent); none yet for an account
     /// opened by a report.
     high: Option<f64>,
+    /// When `high` was last set: a lower figure is taken as a stale read until `metering_lag`
+    /// after it.
+    high_at: Instant,
     /// By id, so by the time of their check: expiry in order.
     held: BTreeMap<u64, Held>,
     /// By id: the oldest is matched first when the platform's figure grows.
@@ -126,7 +131,7 @@ impl Ledger {
                 let account = account.or_insert_with(|| Account::new(Some(*figure), now));
                 account.touched = now;
                 account.expire(now, self.metering_lag, &mut state.by_event);
-                let units = account.reconcile(*figure, &mut state.by_event);
+                let units = account.reconcile(*figure, now, self.metering_lag, &mut state.by_event);
                 (*feature, units)
             })
             .collect();
@@ -270,6 +275,7 @@ impl Account {
     fn new(high: Option<f64>, now: Instant) -> Self {
         Self {
             high,
+            high_at: now,
             held: BTreeMap::new(),
             reported: BTreeMap::new(),
             pending: 0.0,
@@ -340,11 +346,22 @@ impl Account {
 
     /// Matches the figure's growth to reported entries, oldest first, and answers the units
     /// to add to `figure`.
-    fn reconcile(&mut self, figure: f64, by_event: &mut HashMap<String, (String, u64)>) -> f64 {
+    fn reconcile(
+        &mut self,
+        figure: f64,
+        now: Instant,
+        lag: Duration,
+        by_event: &mut HashMap<String, (String, u64)>,
+    ) -> f64 {
         let high = *self.high.get_or_insert(figure);
+        if figure < high && now.duration_since(self.high_at) >= lag {
+            self.high = Some(figure);
+            self.high_at = now;
+        }
         if figure > high {
             let mut grown = figure - high;
             self.high = Some(figure);
+            self.high_at = now;
             while grown > 0.0 {
                 let Some(mut oldest) = self.reported.first_entry() else {
                     break;
@@ -451,6 +468,23 @@ mod tests {
         assert_eq!(ledger.pending("c", "f"), 5.0, "the platform stores it once");
         let (extra, _) = ledger.decide("c", &[("f", 5.0)], None, |extra| (extra[0].1, true));
         assert_eq!(extra, 0.0);
+    }
+
+    #[test]
+    fn a_lower_figure_past_the_lag_is_a_new_period_not_a_stale_read() {
+        let lag = Duration::from_millis(30);
+        let ledger = Ledger::new(Duration::from_secs(300), lag);
+        let extra = |figure: f64| {
+            ledger
+                .decide("c", &[("f", figure)], None, |extra| (extra[0].1, true))
+                .0
+        };
+        assert_eq!(extra(100.0), 0.0);
+        assert_eq!(extra(0.0), 100.0, "within the lag: a read from before 100");
+        std::thread::sleep(lag * 2);
+        assert_eq!(extra(0.0), 0.0, "past it: the platform's usage was reset");
+        assert_eq!(extra(0.0), 0.0);
+        assert!(check(&ledger, 0.0, 100.0, 100.0).is_some());
     }
 
     #[test]

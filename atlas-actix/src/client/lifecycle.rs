@@ -73,9 +73,11 @@ impl AtlasClient {
                 })
             })
             .transpose()?;
+        let tiers = tiers(config.spool.as_deref(), &fleet);
         let fleet = Arc::new(fleet);
         let inner = Arc::new(Inner {
             base_url,
+            tiers,
             api: Arc::new(PlatformApi::new(transport)),
             allow_unknown_limits: config.allow_unknown_limits,
             limits: Limits::new(config.limits, config.limit_timeout),
@@ -218,7 +220,14 @@ impl AtlasClient {
             let problems: Vec<&str> = findings.iter().map(|f| f.problem.as_str()).collect();
             return Err(AtlasError::Misconfigured(problems.join("; ")));
         }
-        tracing::info!(mode = %merchant.mode, "Atlas client initialised");
+        tracing::info!(
+            platform = %self.inner.base_url,
+            mode = %merchant.mode,
+            outage_policy = %self.inner.outage.summary(),
+            tiers = %self.inner.tiers,
+            findings = findings.len(),
+            "Atlas client initialised"
+        );
         Ok(Status {
             merchant,
             unconfigured_limits,
@@ -387,7 +396,7 @@ impl AtlasClient {
                         Err(err) => Round::Failed(err.to_string()),
                     };
                     if let Some(unsent) = fleet.events.len(fleet).await {
-                        telemetry::events_spooled(unsent);
+                        telemetry::events_stream_pending(unsent);
                     }
                     round
                 },
@@ -451,9 +460,24 @@ impl AtlasClient {
         } else if left > 0 {
             tracing::info!(events = left, "queued usage events sent before shutdown");
         }
+        self.inner.fleet.leave().await;
         self.inner.set_init(InitState::Failed(AtlasError::Shutdown));
         self.transport().stop();
         flushed
+    }
+}
+
+/// The tiers in use besides memory, for the start-up line: `spool <dir>`, `redis <address>`.
+fn tiers(spool: Option<&std::path::Path>, fleet: &FleetTier) -> String {
+    let tiers: Vec<String> = spool
+        .map(|dir| format!("spool {}", dir.display()))
+        .into_iter()
+        .chain(fleet.describe())
+        .collect();
+    if tiers.is_empty() {
+        "memory only".to_owned()
+    } else {
+        tiers.join(", ")
     }
 }
 

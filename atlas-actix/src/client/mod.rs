@@ -11,6 +11,7 @@
 mod billing;
 pub(crate) mod cache;
 mod checks;
+mod environment;
 pub(crate) mod events;
 pub(crate) mod fleet;
 pub(crate) mod keys;
@@ -251,6 +252,8 @@ enum InitState {
 
 pub(crate) struct Inner {
     base_url: String,
+    /// Where usage and shared state go besides memory (spool, Redis), for the start-up line.
+    tiers: String,
     api: Arc<PlatformApi>,
     allow_unknown_limits: bool,
     limits: Limits,
@@ -325,6 +328,34 @@ fn check_id(what: &str, id: &str) -> Result<(), AtlasError> {
 }
 
 /// How a usage report is made ([`AtlasClient::enqueue_with`]).
+///
+/// A background job that may be retried reports with its own idempotency key, so a retry
+/// bills once, and with the time the work happened rather than when it is reported:
+///
+#[cfg_attr(feature = "emulator", doc = "```")]
+#[cfg_attr(not(feature = "emulator"), doc = "```ignore")]
+/// use atlas_actix::emulator::{AtlasData, Emulator};
+/// use atlas_actix::{Atlas, UsageOptions};
+///
+/// # #[actix_web::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let platform = Emulator::start(AtlasData::sample())?;
+/// let atlas = Atlas::builder().base_url(platform.url()).api_key(platform.api_key()).build()?;
+/// let finished = time::OffsetDateTime::now_utc() - time::Duration::minutes(5);
+/// for _attempt in 0..3 {
+///     let usage = UsageOptions::new()
+///         .quantity(1200.0)
+///         .idempotency_key("summarise-job-7f3a")
+///         .at(finished);
+///     atlas.enqueue_with("user_erin", ["ai-tokens"], usage).await?;
+/// }
+/// atlas.flush().await?;
+/// let billed = platform.usage();
+/// assert_eq!(billed.len(), 1, "three reports, one key: billed once");
+/// assert_eq!((billed[0].feature.as_str(), billed[0].quantity), ("ai-tokens", 1200.0));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[must_use = "options do nothing until passed to `enqueue_with`"]
 pub struct UsageOptions {

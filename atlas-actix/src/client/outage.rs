@@ -77,6 +77,18 @@ impl std::str::FromStr for OutagePolicy {
     }
 }
 
+/// The policy's name as [`FromStr`](std::str::FromStr) reads it: `fail-closed`,
+/// `serve-stale:<seconds>`, `fail-open`.
+impl std::fmt::Display for OutagePolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::FailClosed => f.write_str("fail-closed"),
+            Self::ServeStale { max_age } => write!(f, "serve-stale:{}", max_age.as_secs()),
+            Self::FailOpen => f.write_str("fail-open"),
+        }
+    }
+}
+
 /// The policy in force for each feature.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct OutagePolicies {
@@ -94,6 +106,14 @@ impl OutagePolicies {
                 _ => None,
             })
             .max()
+    }
+
+    /// The default, and how many features have their own: for the start-up line.
+    pub(crate) fn summary(&self) -> String {
+        match self.per_feature.len() {
+            0 => self.default.to_string(),
+            n => format!("{} ({n} features with their own)", self.default),
+        }
     }
 
     pub(crate) fn of(&self, feature: &str) -> OutagePolicy {

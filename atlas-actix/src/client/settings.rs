@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::client::environment::warn_unknown_variables;
 #[cfg(feature = "redis")]
 use crate::client::fleet::redis::RedisTier;
 use crate::client::fleet::FleetTier;
@@ -46,6 +47,8 @@ pub(crate) struct ClientConfig {
     pub(crate) strict: bool,
     pub(crate) hold_ttl: Duration,
     pub(crate) metering_lag: Duration,
+    /// The app's own `ATLAS_*` variables, which the start-up check does not report.
+    pub(crate) app_variables: Vec<String>,
     #[cfg(feature = "redis")]
     pub(crate) redis_url: Option<String>,
     #[cfg(feature = "redis")]
@@ -90,6 +93,7 @@ impl Default for ClientConfig {
             strict: false,
             hold_ttl: DEFAULT_HOLD_TTL,
             metering_lag: DEFAULT_METERING_LAG,
+            app_variables: Vec::new(),
             #[cfg(feature = "redis")]
             redis_url: None,
             #[cfg(feature = "redis")]
@@ -106,6 +110,7 @@ fn env(name: &str) -> Option<String> {
 impl ClientConfig {
     /// Checks the options, fills in the environment, and starts the client.
     pub(crate) fn start(self) -> Result<AtlasClient, BuildError> {
+        warn_unknown_variables(&self.app_variables);
         let api_key = self
             .api_key
             .clone()

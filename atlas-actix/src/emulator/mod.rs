@@ -139,6 +139,7 @@
 mod data;
 mod faults;
 mod platform;
+mod recorded;
 mod reply;
 mod router;
 mod server;
@@ -148,4 +149,5 @@ mod state;
 pub use crate::models::Push;
 pub use data::{AtlasData, DataFileError, Metering};
 pub use faults::Fault;
+pub use recorded::RecordedUsage;
 pub use server::{Emulator, EmulatorBuilder, EmulatorError, EmulatorHandle};

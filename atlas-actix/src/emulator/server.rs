@@ -17,6 +17,7 @@ use tokio::sync::broadcast;
 use super::data::{AtlasData, DataFileError};
 use super::faults::Fault;
 use super::platform::{Platform, Query};
+use super::recorded::RecordedUsage;
 use super::reply::{ApiError, Reply};
 use super::router::{is_admin, match_route, Match, Route};
 use super::state::EmulatorState;
@@ -27,9 +28,12 @@ use crate::models::UsageEvent;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum EmulatorError {
-    /// No customer or plan with the id given.
+    /// No customer, plan, feature or credit unit with the id given.
     #[error("{0}")]
     NotFound(String),
+    /// A value the platform cannot hold (a negative usage, a balance that is not a number).
+    #[error("{0}")]
+    InvalidValue(String),
     /// The fault would do nothing or cannot be: its reason.
     #[error("invalid fault: {0}")]
     InvalidFault(String),
@@ -236,6 +240,69 @@ impl EmulatorHandle {
             .collect()
     }
 
+    /// The usage events the platform received, in order, each idempotency key once, in the
+    /// app's ids (`user_erin` and `ai-tokens`, where [`events`](Self::events) has the wire's
+    /// internal `cus_erin` and `ent_ai`).
+    ///
+    /// ```
+    /// use atlas_actix::emulator::{AtlasData, Emulator};
+    ///
+    /// let platform = Emulator::start(AtlasData::sample())?;
+    /// assert!(platform.usage().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn usage(&self) -> Vec<RecordedUsage> {
+        self.state.platform().recorded_usage()
+    }
+
+    /// Sets how much of the usage-based feature `feature` the platform counted for `customer`
+    /// (external ids), on the customer's subscription that grants it, as the platform's
+    /// aggregation would: its access ends at the grant's `maxUsage` and comes back below it.
+    /// Pushes the change to connected clients.
+    ///
+    /// ```
+    /// use atlas_actix::emulator::{AtlasData, Emulator};
+    ///
+    /// let platform = Emulator::start(AtlasData::sample())?;
+    /// // Erin's Pro plan grants ai-tokens up to 1,000,000: all but 10 used.
+    /// platform.set_usage("user_erin", "ai-tokens", 999_990.0)?;
+    /// assert!(platform.set_usage("user_erin", "no-such-feature", 1.0).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_usage(
+        &self,
+        customer: &str,
+        feature: &str,
+        usage: f64,
+    ) -> Result<(), EmulatorError> {
+        self.state
+            .platform()
+            .set_usage(customer, feature, usage)
+            .map_err(handle_error)
+    }
+
+    /// Sets `customer`'s balance of the credit `unit` (an id of the pricing model's
+    /// `customPricingUnits`, which credit-based features spend). Pushes the change.
+    ///
+    /// ```
+    /// use atlas_actix::emulator::{AtlasData, Emulator};
+    ///
+    /// let platform = Emulator::start(AtlasData::sample())?;
+    /// platform.set_balance("user_erin", "cpu_image_credits", 5.0)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_balance(
+        &self,
+        customer: &str,
+        unit: &str,
+        balance: f64,
+    ) -> Result<(), EmulatorError> {
+        self.state
+            .platform()
+            .set_balance(customer, unit, balance)
+            .map_err(handle_error)
+    }
+
     /// The feature ids the SDK registered.
     pub fn registrations(&self) -> Vec<String> {
         self.state.platform().registered_features().to_vec()
@@ -247,7 +314,7 @@ impl EmulatorHandle {
         self.state
             .platform()
             .set_plan(customer, plan_id)
-            .map_err(|err| EmulatorError::NotFound(err.to_string()))
+            .map_err(handle_error)
     }
 
     /// Makes the platform misbehave as `fault` says (answer an error, late, or not JSON).
@@ -296,6 +363,15 @@ impl EmulatorHandle {
                 tracing::error!("the emulator thread panicked");
             }
         }
+    }
+}
+
+/// A handle helper's error: what does not exist, or a value that cannot be.
+fn handle_error(err: ApiError) -> EmulatorError {
+    if err.is_not_found() {
+        EmulatorError::NotFound(err.to_string())
+    } else {
+        EmulatorError::InvalidValue(err.to_string())
     }
 }
 

@@ -65,6 +65,22 @@ impl Customer {
         max_usage: Option<f64>,
         units: f64,
     ) -> f64 {
+        let access = self.access_entry(subscription, billable_id);
+        let usage = access.current_usage.unwrap_or(0.0) + units;
+        access.current_usage = Some(usage);
+        if max_usage.is_some_and(|max| usage >= max) {
+            access.access = Some(false);
+        }
+        usage
+    }
+
+    /// The access entry of `billable_id` in `subscription`, made (with access and no usage)
+    /// when the customer has none yet.
+    pub(crate) fn access_entry(
+        &mut self,
+        subscription: &str,
+        billable_id: &str,
+    ) -> &mut BillableAccess {
         let at = match self
             .conditional_billable_access
             .iter()
@@ -82,36 +98,35 @@ impl Customer {
                 self.conditional_billable_access.len() - 1
             }
         };
-        let access = &mut self.conditional_billable_access[at];
-        let usage = access.current_usage.unwrap_or(0.0) + units;
-        access.current_usage = Some(usage);
-        if max_usage.is_some_and(|max| usage >= max) {
-            access.access = Some(false);
-        }
-        usage
+        &mut self.conditional_billable_access[at]
     }
 
-    /// Takes `units` credits of `unit` from the balance (made when the customer has none); it
-    /// may go below zero, as overage does. Answers the balance left.
+    /// Takes `units` off the balance of credit `unit` (made at zero when the customer has
+    /// none): below zero too, as overage does. Answers the balance left.
     pub(crate) fn spend_credits(&mut self, unit: &str, units: f64) -> f64 {
-        match self
+        let balance = self.balance_entry(unit);
+        balance.balance -= units;
+        balance.balance
+    }
+
+    /// The customer's balance entry of credit `unit`, made at zero when it has none.
+    pub(crate) fn balance_entry(&mut self, unit: &str) -> &mut CustomerBalance {
+        let at = match self
             .custom_pricing_units
-            .iter_mut()
-            .find(|b| b.custom_pricing_unit_id == unit)
+            .iter()
+            .position(|b| b.custom_pricing_unit_id == unit)
         {
-            Some(balance) => {
-                balance.balance -= units;
-                balance.balance
-            }
+            Some(at) => at,
             None => {
                 self.custom_pricing_units.push(CustomerBalance {
                     custom_pricing_unit_id: unit.to_owned(),
-                    balance: -units,
+                    balance: 0.0,
                     extra: Default::default(),
                 });
-                -units
+                self.custom_pricing_units.len() - 1
             }
-        }
+        };
+        &mut self.custom_pricing_units[at]
     }
 
     /// About the bytes this customer holds, for caches bounded in bytes: its own size, its

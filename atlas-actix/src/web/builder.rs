@@ -94,6 +94,26 @@ impl AtlasBuilder {
         self
     }
 
+    /// The `ATLAS_*` environment variables your app reads itself. At build, the client warns
+    /// about every other `ATLAS_*` variable set in the environment, naming the one it most
+    /// likely meant (`ATLAS_URL`: did you mean `ATLAS_HOST`?), since a misspelt variable is
+    /// otherwise ignored without a word. The SDK's own are `ATLAS_API_KEY` and `ATLAS_HOST`.
+    ///
+    /// ```
+    /// let builder = atlas_actix::Atlas::builder()
+    ///     .app_variables(["ATLAS_REDIS_URL", "ATLAS_OUTAGE_POLICY"]);
+    /// ```
+    pub fn app_variables<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.client
+            .app_variables
+            .extend(names.into_iter().map(Into::into));
+        self
+    }
+
     /// The platform's base URL, such as an emulator's. Default: the `ATLAS_HOST` environment
     /// variable, else [`DEFAULT_PLATFORM_URL`](crate::DEFAULT_PLATFORM_URL).
     pub fn base_url(mut self, url: impl Into<String>) -> Self {

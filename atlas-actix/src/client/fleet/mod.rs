@@ -186,6 +186,25 @@ impl FleetTier {
         Ok(0)
     }
 
+    /// Where the fleet's shared state lives, for logs (`redis 127.0.0.1:6379`, never the
+    /// URL's credentials), if anywhere.
+    pub(crate) fn describe(&self) -> Option<String> {
+        #[cfg(feature = "redis")]
+        if let Some(fleet) = &self.redis {
+            return Some(format!("redis {}", fleet.address()));
+        }
+        None
+    }
+
+    /// Leaves the shared queue's group at shutdown (kept while this instance still holds
+    /// entries, which another instance then reclaims).
+    pub(crate) async fn leave(&self) {
+        #[cfg(feature = "redis")]
+        if let Some(fleet) = &self.redis {
+            fleet.events.leave(fleet).await;
+        }
+    }
+
     /// Waits at most `wait` for the fleet's lock of `parts`; `None` when another instance
     /// held it all that time.
     pub(crate) async fn lock(&self, parts: &[&str], wait: Duration) -> Option<FleetLock> {

@@ -31,6 +31,7 @@ pub(crate) const EVENTS_QUEUED: &str = "atlas_events_queued";
 pub(crate) const EVENTS_SENT: &str = "atlas_events_sent_total";
 pub(crate) const EVENTS_FAILED: &str = "atlas_events_failed_total";
 pub(crate) const EVENTS_SPOOLED: &str = "atlas_events_spooled";
+pub(crate) const EVENTS_STREAM_PENDING: &str = "atlas_events_stream_pending";
 pub(crate) const EVENTS_SET_ASIDE: &str = "atlas_events_set_aside_total";
 pub(crate) const EVENTS_UNSPOOLED: &str = "atlas_events_unspooled_total";
 pub(crate) const USAGE_UNRECORDED: &str = "atlas_usage_unrecorded_total";
@@ -82,6 +83,10 @@ pub(crate) fn describe() {
     metrics::describe_gauge!(
         EVENTS_SPOOLED,
         "usage events in the durable spool, not yet accepted"
+    );
+    metrics::describe_gauge!(
+        EVENTS_STREAM_PENDING,
+        "usage events in the fleet's Redis stream, not yet accepted (with redis_url)"
     );
     metrics::describe_gauge!(
         PUSH_CONNECTED,
@@ -359,10 +364,11 @@ impl QueueGauges {
     }
 }
 
-/// Events in the fleet's Redis stream, not yet accepted.
+/// Events in the fleet's Redis stream, not yet accepted: the fleet's backlog, apart from
+/// each instance's spool.
 #[cfg(feature = "redis")]
-pub(crate) fn events_spooled(count: usize) {
-    gauge!(EVENTS_SPOOLED).set(count as f64);
+pub(crate) fn events_stream_pending(count: usize) {
+    gauge!(EVENTS_STREAM_PENDING).set(count as f64);
 }
 
 pub(crate) fn events_sent(count: usize) {

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::{touch, Platform};
 use crate::emulator::reply::json_number;
-use crate::models::{now_iso, PriceKind};
+use crate::models::{now_iso, Customer, PlanEntitlement, PriceKind};
 
 impl Platform {
     /// Schedules a stored event for aggregation, when metering is on.
@@ -28,6 +28,28 @@ impl Platform {
         }
     }
 
+    /// The subscription in force of `customer` whose plan grants the feature `entitlement_id`
+    /// (internal id), with its grant.
+    pub(super) fn grant_in_force(
+        &self,
+        customer: &Customer,
+        entitlement_id: &str,
+    ) -> Option<(String, PlanEntitlement)> {
+        let now = time::OffsetDateTime::now_utc();
+        customer
+            .active_subscriptions
+            .iter()
+            .filter(|subscription| subscription.is_valid_at(now))
+            .find_map(|subscription| {
+                let plan = self.pricing_model.plan(&subscription.plan_id)?;
+                let grant = plan
+                    .entitlements
+                    .iter()
+                    .find(|grant| grant.id == entitlement_id)?;
+                Some((subscription.id.clone(), grant.clone()))
+            })
+    }
+
     /// One event's usage: on the access entry of the subscription that grants the feature
     /// (usage-based: `currentUsage` grows, `access` ends at `maxUsage`), or off the customer's
     /// credit balance (credit-based, with its credit usage figures); then the push.
@@ -43,21 +65,8 @@ impl Platform {
             tracing::warn!(customer = ?customer_id, "emulator: a usage event for no known customer; not metered");
             return;
         };
-        let now = time::OffsetDateTime::now_utc();
         let customer = &self.customers[at];
-        let granted = customer
-            .active_subscriptions
-            .iter()
-            .filter(|subscription| subscription.is_valid_at(now))
-            .find_map(|subscription| {
-                let plan = self.pricing_model.plan(&subscription.plan_id)?;
-                let grant = plan
-                    .entitlements
-                    .iter()
-                    .find(|grant| grant.id == event_name)?;
-                Some((subscription.id.clone(), grant.clone()))
-            });
-        let Some((subscription, grant)) = granted else {
+        let Some((subscription, grant)) = self.grant_in_force(customer, event_name) else {
             tracing::warn!(customer = ?customer_id, event = ?event_name, "emulator: a usage event for a feature no subscription grants; not metered");
             return;
         };

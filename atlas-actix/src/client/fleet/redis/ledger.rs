@@ -10,7 +10,8 @@
 //! the script answers the new figures and the check decides again.
 //!
 //! An account is four keys under `<namespace>:ledger:<customer, feature>`: a hash (`high`, the
-//! highest platform figure seen; `pending`, the units held and reported), the holds by expiry
+//! highest platform figure seen, the floor until `high_at` plus the metering lag; `pending`,
+//! the units held and reported), the holds by expiry
 //! (`:h`), reported events by the time they were reported (`:r`; their metering lag starts
 //! then: on the fleet's stream, an event is as good as accepted), and each entry's units
 //! (`:u`). Every key a script writes gets the account's lifetime again, so the account of a
@@ -93,8 +94,13 @@ for i, base in ipairs(KEYS) do
   expire(base, ':h', 'h', now)
   expire(base, ':r', 'e', now - lag)
   local figure = tonumber(ARGV[4 + 2 * i])
-  local state = redis.call('HMGET', base, 'high', 'pending')
+  local state = redis.call('HMGET', base, 'high', 'pending', 'high_at')
   local high, pending = tonumber(state[1]), tonumber(state[2] or '0')
+  -- Lower than the floor for longer than the lag: the platform's own figure (a new period).
+  if high and figure < high and now - tonumber(state[3] or '0') >= lag then
+    high = figure
+    redis.call('HSET', base, 'high', fmt(figure), 'high_at', fmt(now))
+  end
   if high and figure > high then
     local grown = figure - high
     while grown > 0 do
@@ -122,7 +128,7 @@ for i, base in ipairs(KEYS) do
   end
   if (not high) or figure > high then
     high = figure
-    redis.call('HSET', base, 'high', fmt(figure))
+    redis.call('HSET', base, 'high', fmt(figure), 'high_at', fmt(now))
   end
   local extra = (high - figure) + pending
   extras[i] = fmt(extra)

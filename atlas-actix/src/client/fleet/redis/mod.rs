@@ -108,6 +108,11 @@ impl std::fmt::Debug for RedisTier {
 }
 
 impl RedisTier {
+    /// Where Redis is: its address, without the URL's credentials.
+    pub(crate) fn address(&self) -> &str {
+        &self.address
+    }
+
     /// The tier for the client of `api_key` at `base_url`; it connects in the background
     /// ([`connect`](Self::connect)).
     pub(crate) fn new(

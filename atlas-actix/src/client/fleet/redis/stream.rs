@@ -8,7 +8,12 @@
 //! died) stay pending: the instance retries its own at its next drain, and after
 //! `reclaim_after` of idleness any instance claims them (`XAUTOCLAIM`) and sends them, with
 //! the same keys. Nothing is lost, and the platform counts each key once.
+//!
+//! Consumers do not pile up in the group: an instance that shuts down with nothing pending
+//! leaves it, and the instance that reclaims removes consumers idle past `reclaim_after` that
+//! hold no entries (one script each, so an entry read meanwhile is never orphaned).
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use redis::streams::{
@@ -18,10 +23,34 @@ use redis::AsyncCommands;
 
 use super::RedisTier;
 use crate::client::platform::api::PlatformApi;
+use crate::client::telemetry;
 use crate::error::AtlasError;
 use crate::models::UsageEvent;
 
 const GROUP: &str = "atlas-actix";
+/// Removes the consumer `ARGV[2]` of group `ARGV[1]` unless it holds pending entries: 1 when
+/// removed, 0 when it holds some.
+const LEAVE: &str = r"
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then return 0 end
+redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+return 1";
+static LEAVE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(LEAVE));
+/// Removes the consumers of group `ARGV[1]`, other than `ARGV[2]`, idle for at least `ARGV[3]`
+/// ms and holding no pending entries; their number.
+const REMOVE_IDLE: &str = r"
+local removed = 0
+for _, consumer in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local fields = {}
+  for i = 1, #consumer, 2 do fields[consumer[i]] = consumer[i + 1] end
+  if fields['name'] ~= ARGV[2] and fields['pending'] == 0
+      and fields['idle'] >= tonumber(ARGV[3]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], fields['name'])
+    removed = removed + 1
+  end
+end
+return removed";
+static REMOVE_IDLE_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(REMOVE_IDLE));
 /// At most this many events go in one platform request, as from the local queue.
 pub(crate) const BATCH: usize = 500;
 
@@ -116,8 +145,9 @@ impl EventStream {
             api.send_events(&events).await
         };
         match sent {
-            Ok(()) => {}
+            Ok(()) => telemetry::events_sent(events.len()),
             Err(AtlasError::Rejected { status, message }) => {
+                telemetry::events_set_aside(events.len());
                 tracing::error!(
                     status,
                     reason = %message,
@@ -126,7 +156,10 @@ impl EventStream {
                 );
             }
             // Left pending: retried at the next drain, or by another instance.
-            Err(err) => return Err(err),
+            Err(err) => {
+                telemetry::events_failed(events.len());
+                return Err(err);
+            }
         }
         let key = self.key.clone();
         let done = ids.clone();
@@ -170,6 +203,7 @@ impl EventStream {
                     .await
             })
             .await?;
+        self.remove_idle_consumers(fleet).await;
         if !claimed.claimed.is_empty() {
             tracing::info!(
                 events = claimed.claimed.len(),
@@ -199,7 +233,50 @@ impl EventStream {
         Some(reply.keys.into_iter().flat_map(|key| key.ids).collect())
     }
 
-    /// Entries in the stream, sent or not yet (a gauge for operators).
+    /// Removes the consumers that dead or stopped instances left in the group.
+    async fn remove_idle_consumers(&self, fleet: &RedisTier) {
+        let (key, consumer) = (self.key.clone(), self.consumer.clone());
+        let idle = self.reclaim_after.as_millis() as u64;
+        let removed: Option<usize> = fleet
+            .run(|mut connection| async move {
+                REMOVE_IDLE_SCRIPT
+                    .key(&key)
+                    .arg(GROUP)
+                    .arg(&consumer)
+                    .arg(idle)
+                    .invoke_async(&mut connection)
+                    .await
+            })
+            .await;
+        if let Some(removed @ 1..) = removed {
+            tracing::info!(
+                consumers = removed,
+                "removed idle consumers with nothing pending from the Redis event stream's group"
+            );
+        }
+    }
+
+    /// Leaves the group, unless this instance still holds entries (another instance reclaims
+    /// them after `reclaim_after`, then removes this consumer).
+    pub(crate) async fn leave(&self, fleet: &RedisTier) {
+        let (key, consumer) = (self.key.clone(), self.consumer.clone());
+        let left: Option<usize> = fleet
+            .run(|mut connection| async move {
+                LEAVE_SCRIPT
+                    .key(&key)
+                    .arg(GROUP)
+                    .arg(&consumer)
+                    .invoke_async(&mut connection)
+                    .await
+            })
+            .await;
+        if left == Some(0) {
+            tracing::warn!("this instance leaves usage events pending in the Redis stream: another instance sends them after the reclaim time");
+        }
+    }
+
+    /// Entries in the stream, not yet sent: each is deleted once the platform took it (a
+    /// gauge for operators).
     pub(crate) async fn len(&self, fleet: &RedisTier) -> Option<usize> {
         let key = self.key.clone();
         fleet
