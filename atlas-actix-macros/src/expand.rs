@@ -32,7 +32,9 @@ pub(crate) fn limit(args: LimitArgs) -> TokenStream {
         builder,
         feature,
         mut callback,
+        snapshot,
     } = args;
+    let tracked = snapshot.map(|snapshot| snapshot.tracked());
     // The customer id is a String: say so, so the closure needs no annotation.
     if let Expr::Closure(closure) = &mut callback {
         if let Some(input) = closure.inputs.first_mut() {
@@ -50,9 +52,10 @@ pub(crate) fn limit(args: LimitArgs) -> TokenStream {
     // reported there.
     let at_callback = private_at(callback.span());
     let callback = quote_spanned! {callback.span()=> #at_callback::limit_callback(#callback)};
-    quote! {
+    quote! {{
+        #tracked
         #private::register_limit(#builder, #feature, #callback)
-    }
+    }}
 }
 
 /// Rewrites an async handler so the entitlement check runs first: the new handler takes the
@@ -111,6 +114,13 @@ pub(crate) fn requires_feature(args: RequiresFeatureArgs, handler: Handler) -> T
         None => quote!(::core::option::Option::None),
     };
     let options = quote!(#private::GuardOptions::new(#shadow, #usage, #exclusive));
+    let (tracked, checked_kinds) = match &args.checked {
+        Some(checked) => {
+            let kinds = checked.kinds.iter().map(|kinds| quote!(&[#(#kinds),*]));
+            (Some(checked.snapshot.tracked()), quote!(&[#(#kinds),*]))
+        }
+        None => (None, quote!(&[])),
+    };
     let check = |options: TokenStream| {
         quote! {
             let __atlas_granted = match #private::check_guard(
@@ -177,7 +187,9 @@ pub(crate) fn requires_feature(args: RequiresFeatureArgs, handler: Handler) -> T
                     handler: ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name)),
                     features: &[#(#features),*],
                     reports_usage: #reports_usage,
+                    checked_kinds: #checked_kinds,
                 };
+            #tracked
             async fn __atlas_handler(#inputs) #output #block
             let mut __atlas_payload = __atlas_payload.into_inner();
             // Read only for a request with an `Idempotency-Key` to a guard that bills, to bind

@@ -12,6 +12,7 @@ use proc_macro::TokenStream;
 mod expand;
 mod parse;
 mod rules;
+mod snapshot;
 
 /// Guards an async actix-web handler: the request's user must have every feature named, or
 /// the handler does not run. Without a user the answer is 401; when the plan lacks a feature,
@@ -44,6 +45,10 @@ mod rules;
 /// metered quota for work whose cost is known afterwards, which the handler commits through
 /// its `atlas_actix::Reserved` argument (released if it does not, or answers non-2xx); it
 /// goes with neither `usage`, `quantity` nor `shadow`.
+/// With a pricing-model snapshot (`atlas-snapshot.json` at the crate's root, or the file
+/// `ATLAS_SNAPSHOT` names, written by `cargo atlas pull`), every id must be in it (the error
+/// names the nearest one), `usage` and `reserve` need a metered feature and `quantity` one
+/// with something to count.
 /// It works stacked above or below a route attribute and with `web::resource(..).to(..)`.
 /// The app needs its `Atlas` client where the guards find it: `App::configure(atlas.configure())`.
 #[proc_macro_attribute]
@@ -77,7 +82,9 @@ pub fn requires_feature(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 ///
 /// The feature id must be a non-empty string literal without spaces; the callback takes the
-/// customer id (`String`) and returns a future of a count. See `AtlasBuilder::limit`.
+/// customer id (`String`) and returns a future of a count. See `AtlasBuilder::limit`. With a
+/// pricing-model snapshot (`atlas-snapshot.json` at the crate's root, or the file
+/// `ATLAS_SNAPSHOT` names), the feature must be in it and some plan must give it a limit.
 #[proc_macro]
 pub fn limit(input: TokenStream) -> TokenStream {
     match syn::parse::<parse::LimitArgs>(input) {

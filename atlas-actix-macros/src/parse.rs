@@ -7,6 +7,7 @@ use syn::spanned::Spanned;
 use syn::{Expr, FnArg, ItemFn, LitStr, PatType, Token};
 
 use crate::rules::{feature_id_problem, nearest};
+use crate::snapshot::{Checked, Snapshot};
 
 mod kw {
     syn::custom_keyword!(usage);
@@ -33,6 +34,8 @@ pub(crate) struct LimitArgs {
     pub(crate) builder: Expr,
     pub(crate) feature: LitStr,
     pub(crate) callback: Expr,
+    /// The pricing-model snapshot the feature was checked against, if the crate has one.
+    pub(crate) snapshot: Option<std::sync::Arc<Snapshot>>,
 }
 
 impl Parse for LimitArgs {
@@ -81,10 +84,17 @@ impl Parse for LimitArgs {
         if !input.is_empty() {
             return Err(input.error("unexpected input after the callback; expected `limit!(builder, \"feature-id\", callback)`"));
         }
+        let snapshot = Snapshot::load(feature.span())?;
+        if let Some(snapshot) = &snapshot {
+            snapshot.require(&feature, &["limit"], |id, context| {
+                format!("`limit!` counts `{id}`, but no plan gives it a limit {context}; the callback would never be used")
+            })?;
+        }
         Ok(Self {
             builder,
             feature,
             callback,
+            snapshot,
         })
     }
 }
@@ -99,6 +109,8 @@ pub(crate) struct RequiresFeatureArgs {
     pub(crate) quantity: Option<Expr>,
     /// `reserve = <expr>`: units to hold for the handler to commit.
     pub(crate) reserve: Option<Expr>,
+    /// What the features were checked against, when the crate has a pricing-model snapshot.
+    pub(crate) checked: Option<Checked>,
 }
 
 /// Options as they are read, each at most once.
@@ -249,6 +261,7 @@ impl Parse for RequiresFeatureArgs {
             ));
         }
         options.check_reserve()?;
+        let checked = check_against_snapshot(&features, &options)?;
         Ok(Self {
             features,
             shadow: options.shadow.unwrap_or(false),
@@ -256,8 +269,40 @@ impl Parse for RequiresFeatureArgs {
             exclusive: options.exclusive.unwrap_or(false),
             quantity: options.quantity,
             reserve: options.reserve.map(|(expr, _)| expr),
+            checked,
         })
     }
+}
+
+/// With a pricing-model snapshot, every feature must be in it, and the options must fit what
+/// its plans grant: usage reported only for metered features, a quantity only for features
+/// with something to count.
+fn check_against_snapshot(features: &[LitStr], options: &Options) -> syn::Result<Option<Checked>> {
+    let Some(snapshot) = Snapshot::load(features[0].span())? else {
+        return Ok(None);
+    };
+    let reporting = match (&options.reserve, options.usage) {
+        (Some(_), _) => Some("reserve"),
+        (None, Some(_)) => Some("usage"),
+        (None, None) => None,
+    };
+    let mut kinds = Vec::with_capacity(features.len());
+    for feature in features {
+        kinds.push(snapshot.kinds(feature)?.to_vec());
+        if let Some(option) = reporting {
+            snapshot.require(feature, &["usage", "credit"], |id, context| {
+                format!("`{option}` reports usage of `{id}`, but no plan meters it {context}; no event would be sent")
+            })?;
+        }
+        if options.quantity.is_some() {
+            snapshot.require(feature, &["limit", "usage", "credit"], |id, context| {
+                format!(
+                    "`quantity` asks for units of `{id}`, but there is nothing to count {context}"
+                )
+            })?;
+        }
+    }
+    Ok(Some(Checked { snapshot, kinds }))
 }
 
 /// The error for a word that is no option: a typo of one, or a feature id without quotes.

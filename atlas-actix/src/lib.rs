@@ -44,6 +44,7 @@
 //! | `clerk` | `ClerkAuth`, `ClerkSession`, `ClerkError`: Clerk session tokens verified with a PEM key or the instance's JWKS | `jsonwebtoken` with its RustCrypto back-ends (about 60 more crates) |
 //! | `redis` | `AtlasBuilder::redis_url`: a fleet's shared cache and durable event stream on Redis | `redis` (tokio, connection manager) and `ring` for the key namespace (about 15 more) |
 //! | `emulator` | `atlas_actix::emulator` and the `atlas-emulator` binary: a local Atlas platform for tests and development | `actix-ws`, `tracing-subscriber` (about 15 more) |
+//! | `cli` | `atlas_actix::cli` and the `cargo-atlas` binary: `cargo atlas pull` (the pricing-model snapshot the macros check ids against), `customer`, `check`, `spool inspect`/`drain`, `data check` | `emulator`'s, and `clap` (about 10 more) |
 //!
 //! ```
 //! # #[cfg(feature = "emulator")]
@@ -93,6 +94,9 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 mod auth;
+#[cfg(feature = "cli")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
+pub mod cli;
 mod client;
 pub mod entitlements;
 mod error;
@@ -117,6 +121,7 @@ pub use client::{
 pub use entitlements::findings::Finding;
 pub use entitlements::reasons;
 pub use entitlements::reasons::{CreditShortfall, DenialReason, MaxUsage};
+pub use entitlements::snapshot::{GrantKind, Snapshot, SnapshotFeature};
 pub use entitlements::{CustomerFeature, FeatureType};
 pub use error::{AtlasError, BuildError, PlatformUnavailable};
 pub use models::CustomerInfo;
@@ -153,8 +158,10 @@ const _: fn(AtlasClient) = |client| {
 
 /// Registers the usage callback of a limited feature on an [`AtlasBuilder`] and returns the
 /// builder; the same as [`AtlasBuilder::limit`], with the feature id's form checked at compile
-/// time (a string of the characters feature ids are made of). Whether the pricing model has
-/// the feature is checked when it loads: a [`Finding`] at start-up, not a compile error.
+/// time (a string of the characters feature ids are made of) and, when the crate has a
+/// pricing-model snapshot (`atlas-snapshot.json`, see [`Snapshot`]), that the feature exists
+/// and some plan gives it a limit. Without a snapshot, the pricing model is checked when it
+/// loads: a [`Finding`] at start-up.
 ///
 /// ```no_run
 /// use atlas_actix::{limit, Atlas};

@@ -1,5 +1,5 @@
 //! The codebase's shape, checked: the folders of `atlas-actix/src` are its layers, imports flow
-//! one way (web → auth → client → entitlements → models), no module imports one that imports it
+//! one way (cli → web → auth → client → entitlements → models), no module imports one that imports it
 //! back, and no source file is over 600 lines. ARCHITECTURE.md explains the rule; this keeps it.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 /// The layers, top to bottom, each named by its folder of `src/`: a module may import its own
 /// layer and those below it, never one above. `error.rs`, the crate's error type, is the one
 /// loose file with a layer (the client's: the web layer maps it to HTTP answers).
-const LAYERS: [(&str, &[&str]); 5] = [
+const LAYERS: [(&str, &[&str]); 6] = [
+    ("cli", &["cli"]),
     ("web", &["web"]),
     ("auth", &["auth"]),
     ("client", &["client", "error"]),
@@ -18,6 +19,8 @@ const LAYERS: [(&str, &[&str]); 5] = [
 
 /// The emulator stands apart: a platform of its own that shares only the wire types.
 const APART: &str = "emulator";
+/// The operator's command (`cargo atlas`) reads emulator data files and may run one.
+const USES_THE_EMULATOR: &str = "cli";
 
 /// The layers that know nothing of Actix Web.
 const WITHOUT_ACTIX_WEB: [&str; 3] = ["client", "entitlements", "models"];
@@ -344,7 +347,7 @@ fn layer_breaks(src: &Path) -> Vec<String> {
                 // The emulator speaks the platform's wire format, nothing more.
                 (Place::Apart, Place::Layer(there)) => there == LAYERS.len() - 1,
                 (Place::Apart, Place::Apart) => true,
-                (Place::Layer(_), Place::Apart) => false,
+                (Place::Layer(_), Place::Apart) => top == USES_THE_EMULATOR,
             };
             if !allowed {
                 breaks.push(format!(

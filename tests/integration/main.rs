@@ -3,6 +3,7 @@
 
 mod attacks;
 mod clerk;
+mod cli;
 mod client;
 mod cold_path;
 mod common;

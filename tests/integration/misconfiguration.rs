@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use actix_web::test::{self, TestRequest};
 use actix_web::{web, App, HttpResponse};
-use atlas_actix::{limit, AtlasError, RequireFeatures};
+use atlas_actix::{AtlasError, RequireFeatures};
 use awc::http::Method;
 use serde_json::Value;
 
@@ -19,14 +19,15 @@ use crate::common::{
 async fn typos_limits_and_usage_are_named_with_the_fix() {
     let logs = captured_logs();
     let emulator = start_emulator();
-    let atlas = limit!(
-        limit!(builder(&emulator), "sets", |_| async { 1_u32 }),
-        "data-explorer",
-        |_| async { 1_u32 }
-    )
-    .user_resolver(header_user)
-    .build()
-    .unwrap();
+    // `AtlasBuilder::limit`, not `limit!`: with the repository's pricing-model snapshot, the
+    // macro refuses both mistakes at compile time (its trybuild cases); the runtime names them
+    // for code compiled without a snapshot.
+    let atlas = builder(&emulator)
+        .limit("sets", |_| async { 1_u32 })
+        .limit("data-explorer", |_| async { 1_u32 })
+        .user_resolver(header_user)
+        .build()
+        .unwrap();
     let status = atlas.status().await.unwrap();
     let problems: Vec<&str> = status.findings.iter().map(|f| f.problem.as_str()).collect();
     assert!(
@@ -107,7 +108,8 @@ async fn typos_limits_and_usage_are_named_with_the_fix() {
 #[actix_rt::test]
 async fn strict_mode_refuses_to_run_with_a_finding() {
     let emulator = start_emulator();
-    let atlas = limit!(builder(&emulator), "data-explorer", |_| async { 1_u32 })
+    let atlas = builder(&emulator)
+        .limit("data-explorer", |_| async { 1_u32 })
         .strict(true)
         .build()
         .unwrap();
@@ -261,4 +263,33 @@ fn without_colours(line: &str) -> String {
         }
     }
     plain
+}
+
+/// The handlers of this binary were compiled against the repository's pricing-model snapshot,
+/// where `data-explorer` is on/off. A platform whose model made it a limit since is a finding
+/// that says so, with the fix.
+#[actix_rt::test]
+async fn a_feature_whose_type_changed_since_the_snapshot_is_a_finding() {
+    let mut data = serde_json::to_value(atlas_actix::emulator::AtlasData::sample()).unwrap();
+    for plan in data["pricingModel"]["plans"].as_array_mut().unwrap() {
+        for grant in plan["entitlements"].as_array_mut().unwrap() {
+            if grant["id"] == "ent_data_explorer" {
+                grant["limit"] = serde_json::json!(100);
+            }
+        }
+    }
+    let data: atlas_actix::emulator::AtlasData = serde_json::from_value(data).unwrap();
+    let emulator = atlas_actix::emulator::Emulator::start(data).unwrap();
+    let atlas = builder(&emulator).build().unwrap();
+    let status = atlas.status().await.unwrap();
+    let changed: Vec<&str> = status
+        .findings
+        .iter()
+        .filter(|finding| finding.feature == "data-explorer")
+        .map(|finding| finding.problem.as_str())
+        .collect();
+    assert!(
+        changed.contains(&"`data-explorer` was on-off in the pricing-model snapshot the code was compiled against, and the pricing model now makes it limit: check the code still fits, then run `cargo atlas pull` and rebuild"),
+        "{changed:?}"
+    );
 }

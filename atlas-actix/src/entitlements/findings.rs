@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::entitlements::named_in_code::NamedFeature;
 use crate::entitlements::rules::{feature_id_problem, nearest};
+use crate::entitlements::snapshot::{kinds_of, GrantKind};
 use crate::entitlements::FeatureType;
 use crate::models::PricingModel;
 
@@ -52,6 +53,7 @@ pub(crate) fn findings(
         feature: feature.clone(),
         site: "limit! callback".to_owned(),
         reports_usage: false,
+        checked_kinds: None,
     });
     for name in named.iter().cloned().chain(limit_sites.clone()) {
         if slugs.contains(&name.feature.as_str()) {
@@ -68,9 +70,11 @@ pub(crate) fn findings(
             });
             continue;
         }
-        let hint = nearest(&name.feature, &slugs)
-            .map(|near| format!("; did you mean `{near}`?"))
-            .unwrap_or_default();
+        let hint = match (nearest(&name.feature, &slugs), name.checked_kinds) {
+            (Some(near), _) => format!("; did you mean `{near}`?"),
+            (None, Some(_)) => "; the pricing-model snapshot the code was compiled against has it: it was removed since (run `cargo atlas pull` and rebuild)".to_owned(),
+            (None, None) => String::new(),
+        };
         add(Finding {
             problem: format!(
                 "`{}` is not a feature of the pricing model: every check of it is denied{hint}",
@@ -79,6 +83,37 @@ pub(crate) fn findings(
             feature: name.feature,
             site: name.site,
         });
+    }
+    for name in named {
+        let Some(checked) = name.checked_kinds else {
+            continue;
+        };
+        if !slugs.contains(&name.feature.as_str()) {
+            continue;
+        }
+        let live: Vec<&str> = kinds_of(model, &name.feature)
+            .into_iter()
+            .map(GrantKind::as_str)
+            .collect();
+        if live != checked {
+            let say = |kinds: &[&str]| {
+                if kinds.is_empty() {
+                    "granted by no plan".to_owned()
+                } else {
+                    kinds.join(", ")
+                }
+            };
+            add(Finding {
+                problem: format!(
+                    "`{}` was {} in the pricing-model snapshot the code was compiled against, and the pricing model now makes it {}: check the code still fits, then run `cargo atlas pull` and rebuild",
+                    name.feature,
+                    say(checked),
+                    say(&live)
+                ),
+                feature: name.feature.clone(),
+                site: name.site.clone(),
+            });
+        }
     }
     for name in limit_sites {
         if slugs.contains(&name.feature.as_str())

@@ -10,6 +10,7 @@ pub(crate) mod named_in_code;
 pub(crate) mod quota;
 pub mod reasons;
 pub(crate) mod rules;
+pub(crate) mod snapshot;
 
 use std::collections::HashMap;
 

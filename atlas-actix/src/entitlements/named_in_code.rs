@@ -16,6 +16,9 @@ pub(crate) struct NamedFeature {
     /// The handler or middleware naming it, for the warning.
     pub(crate) site: String,
     pub(crate) reports_usage: bool,
+    /// What the pricing-model snapshot said of the feature when the code was compiled against
+    /// it (its grant kinds), if it was.
+    pub(crate) checked_kinds: Option<&'static [&'static str]>,
 }
 
 /// A `#[requires_feature]` handler, as the macro registers it.
@@ -25,6 +28,9 @@ pub struct GuardSite {
     pub handler: &'static str,
     pub features: &'static [&'static str],
     pub reports_usage: bool,
+    /// Per feature, the grant kinds the pricing-model snapshot gave it at compile time; empty
+    /// when the code was compiled without a snapshot.
+    pub checked_kinds: &'static [&'static [&'static str]],
 }
 
 /// Every `#[requires_feature]` handler linked into the program.
@@ -45,6 +51,7 @@ pub(crate) fn register_middleware(features: &[String], reports_usage: bool) {
             feature: feature.clone(),
             site: "RequireFeatures middleware".to_owned(),
             reports_usage,
+            checked_kinds: None,
         };
         if !named.contains(&name) {
             named.push(name);
@@ -67,11 +74,15 @@ pub(crate) fn named() -> Vec<NamedFeature> {
     let mut named: Vec<NamedFeature> = GUARD_SITES
         .iter()
         .flat_map(|site| {
-            site.features.iter().map(|feature| NamedFeature {
-                feature: (*feature).to_owned(),
-                site: format!("#[requires_feature] on {}", site.handler),
-                reports_usage: site.reports_usage,
-            })
+            site.features
+                .iter()
+                .enumerate()
+                .map(|(at, feature)| NamedFeature {
+                    feature: (*feature).to_owned(),
+                    site: format!("#[requires_feature] on {}", site.handler),
+                    reports_usage: site.reports_usage,
+                    checked_kinds: site.checked_kinds.get(at).copied(),
+                })
         })
         .collect();
     named.extend(

@@ -197,7 +197,8 @@ impl AtlasBuilder {
     /// callback is logged and falls back to
     /// [`allow_unknown_limits`](Self::allow_unknown_limits). It can use application state by
     /// capturing it (a database pool is cheap to clone). The [`limit!`](crate::limit) macro
-    /// writes the same with the feature id checked at compile time.
+    /// writes the same with the feature id checked at compile time (its form; with a
+    /// pricing-model snapshot, that the feature exists and has a limit).
     ///
     /// ```no_run
     /// # #[derive(Clone)] struct Pool;

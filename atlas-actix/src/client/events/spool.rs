@@ -90,12 +90,7 @@ impl Spool {
         segment_size: u64,
     ) -> io::Result<(Self, Vec<UsageEvent>)> {
         let claimed = SpoolDir::claim(dir, shared_dir)?;
-        let mut regions = Vec::new();
-        for (segment, name) in SEGMENTS.iter().enumerate() {
-            if let Some(text) = read_if_present(&dir.join(name))? {
-                regions.push(read_region(&text, segment));
-            }
-        }
+        let mut regions = read_regions(dir)?;
         let newest = regions.iter().max_by_key(|region| region.epoch);
         // Written next: the segment not holding the newest region, so that region stays
         // intact until the other holds all that is pending.
@@ -421,6 +416,28 @@ fn checksum(head: &str, content: &str) -> String {
 enum Record {
     Queued(Box<UsageEvent>),
     Acknowledged(String),
+}
+
+/// The events a spool directory holds that the platform has not accepted, oldest first, read
+/// without taking the directory (an app may hold it): what `cargo atlas spool inspect` shows.
+#[cfg(feature = "cli")]
+pub(crate) fn read_pending(dir: &Path) -> io::Result<Vec<UsageEvent>> {
+    let mut regions = read_regions(dir)?;
+    regions.sort_by_key(|region| region.epoch);
+    Ok(pending(
+        regions.into_iter().flat_map(|region| region.records),
+    ))
+}
+
+/// Each segment's valid region.
+fn read_regions(dir: &Path) -> io::Result<Vec<Region>> {
+    let mut regions = Vec::new();
+    for (segment, name) in SEGMENTS.iter().enumerate() {
+        if let Some(text) = read_if_present(&dir.join(name))? {
+            regions.push(read_region(&text, segment));
+        }
+    }
+    Ok(regions)
 }
 
 struct Region {
