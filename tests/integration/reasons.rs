@@ -429,3 +429,32 @@ async fn registering_a_feature_the_pricing_model_lacks_is_logged() {
         .lines()
         .any(|line| line.contains(warning) && line.contains("\"data-explorer\"")));
 }
+
+/// An end date in a form the platform's JavaScript reads (a date alone, no offset, a basic
+/// offset) ends the plan as it does for the official client; an unreadable one never grants.
+#[actix_rt::test]
+async fn end_dates_in_every_form_end_the_plan_and_unreadable_ones_never_grant() {
+    for (end, granted) in [
+        ("2020-12-31", false),
+        ("2020-06-30T00:00:00", false),
+        ("2021-01-31T23:59:59+0200", false),
+        ("someday", false),
+        ("2099-12-31", true),
+        ("2099-06-30T00:00", true),
+        ("", true),
+    ] {
+        let mut data = serde_json::to_value(atlas_actix::emulator::AtlasData::sample()).unwrap();
+        let erin = data["customers"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|customer| customer["externalId"] == "user_erin")
+            .unwrap();
+        erin["activeSubscriptions"][0]["endDate"] = serde_json::json!(end);
+        let data = serde_json::from_value(data).unwrap();
+        let emulator = atlas_actix::emulator::Emulator::start(data).unwrap();
+        let atlas = builder(&emulator).build().unwrap();
+        let allowed = atlas.allowed("user_erin", ["data-explorer"]).await.unwrap();
+        assert_eq!(allowed.ok, granted, "endDate {end:?}: {allowed:?}");
+    }
+}

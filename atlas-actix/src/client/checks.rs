@@ -57,18 +57,6 @@ impl AtlasClient {
             .await
     }
 
-    /// The customer as the platform has it now, if it has one: never created, never cached
-    /// (what an operator looks up).
-    #[cfg(feature = "cli")]
-    pub(crate) async fn find_customer(
-        &self,
-        customer_id: &str,
-    ) -> Result<Option<Customer>, AtlasError> {
-        check_id("customer id", customer_id)?;
-        self.ensure_ready().await?;
-        self.inner.api.customer(customer_id).await
-    }
-
     pub(super) async fn fetch_pricing_model(&self) -> Result<Arc<PricingModel>, AtlasError> {
         if let Some(model) = self.inner.pricing_model.get_fresh(&()) {
             return Ok(model);

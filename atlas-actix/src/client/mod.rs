@@ -299,6 +299,18 @@ impl Inner {
 }
 
 impl AtlasClient {
+    /// The customer as the platform has it now, if it has one: never created, never cached
+    /// (what an operator looks up).
+    #[cfg(feature = "cli")]
+    pub(crate) async fn find_customer(
+        &self,
+        customer_id: &str,
+    ) -> Result<Option<Customer>, AtlasError> {
+        check_id("customer id", customer_id)?;
+        self.ensure_ready().await?;
+        self.inner.api.customer(customer_id).await
+    }
+
     /// What the fleet's instances share, for the web layer's exclusive guards.
     pub(crate) fn fleet(&self) -> &fleet::FleetTier {
         &self.inner.fleet

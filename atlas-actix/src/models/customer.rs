@@ -216,15 +216,15 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// Whether the subscription is in force at `now`: it has no end date, or one after `now`.
-    /// An end date that cannot be read counts as in force, as it does for the official client.
+    /// Whether the subscription is in force at `now`: it has no end date (absent or empty, as
+    /// the official client's `!endDate`), or one after `now`, read as JavaScript's `Date` reads
+    /// it (dates alone, offsets without a colon, minutes without seconds; a date-time without
+    /// an offset is UTC). An end date that cannot be read is not in force: it never grants
+    /// (`new Date(text) > now` is false for it in the official client too).
     pub fn is_valid_at(&self, now: time::OffsetDateTime) -> bool {
-        let Some(end) = self.end_date.as_deref() else {
-            return true;
-        };
-        match time::OffsetDateTime::parse(end, &time::format_description::well_known::Rfc3339) {
-            Ok(end) => end > now,
-            Err(_) => true,
+        match self.end_date.as_deref() {
+            None | Some("") => true,
+            Some(end) => super::date::parse_instant(end).is_some_and(|end| end > now),
         }
     }
 }

@@ -7,6 +7,7 @@
 
 mod billing;
 mod customer;
+mod date;
 mod event;
 mod extra;
 mod pricing;
