@@ -16,7 +16,8 @@
 #
 # Environment: DURATION (seconds per run, default 10), ROUNDS (default 2), CONNECTIONS,
 # QUICKSTART (another quickstart binary to measure, for A/B runs), ONLY=checks, ONLY=usage or
-# ONLY=quotas (just that section), SPOOL_DIR (the spool's directory: its disk).
+# ONLY=quotas or ONLY=audit (the guarded route with the decision log on beside the same route
+# without a hook) (just that section), SPOOL_DIR (the spool's directory: its disk).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -54,6 +55,11 @@ ATLAS_API_KEY="$key" ATLAS_HOST="$emulator" ATLAS_EVENT_SPOOL="${SPOOL_DIR:-$tmp
 pids+=($!)
 spooled="$(listening "$tmp/quickstart-spool.log")"
 
+# The decision log on (1 % of allowed checks, the default), for the audit section.
+ATLAS_API_KEY="$key" ATLAS_HOST="$emulator" ATLAS_DECISION_LOG="$tmp/decisions.jsonl" PORT=0 RUST_LOG=warn target/release/examples/quickstart >"$tmp/quickstart-log.log" 2>&1 &
+pids+=($!)
+logged="$(listening "$tmp/quickstart-log.log")"
+
 ATLAS_API_KEY="$key" ATLAS_HOST="$emulator" PORT=0 node bench/node-baseline.mjs >"$tmp/node.log" 2>&1 &
 pids+=($!)
 node="$(listening "$tmp/node.log")"
@@ -64,5 +70,6 @@ token="$(alice "$app")"
 token_quota="$(demo_token "$app" "Erin Pro")"
 # Each quickstart signs its demo tokens with its own key.
 token_spool="$(alice "$spooled")"
+token_log="$(alice "$logged")"
 
-TOKEN_QUOTA="$token_quota" APP="$app" APP_SPOOL="$spooled" TOKEN_SPOOL="$token_spool" NODE="$node" TOKEN="$token" python3 bench/measure.py
+APP_LOG="$logged" TOKEN_LOG="$token_log" TOKEN_QUOTA="$token_quota" APP="$app" APP_SPOOL="$spooled" TOKEN_SPOOL="$token_spool" NODE="$node" TOKEN="$token" python3 bench/measure.py

@@ -8,12 +8,13 @@ import urllib.request
 
 APP, NODE, TOKEN = os.environ["APP"], os.environ["NODE"], os.environ["TOKEN"]
 APP_SPOOL, TOKEN_SPOOL = os.environ["APP_SPOOL"], os.environ["TOKEN_SPOOL"]
+APP_LOG, TOKEN_LOG = os.environ["APP_LOG"], os.environ["TOKEN_LOG"]  # the decision log on
 TOKEN_QUOTA = os.environ["TOKEN_QUOTA"]  # Erin's: Pro, a maximum of AI tokens and image credits
 POST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "post.lua")
 DURATION = int(os.environ.get("DURATION", "10"))
 ROUNDS = int(os.environ.get("ROUNDS", "2"))
 CONNECTIONS = int(os.environ.get("CONNECTIONS", "64"))
-ONLY = os.environ.get("ONLY", "")  # "checks", "usage" or "quotas": just that section
+ONLY = os.environ.get("ONLY", "")  # "checks", "usage", "quotas" or "audit": just that section
 CUSTOMER = "org_standard_corp"  # Alice's organisation: her token resolves to it
 
 TARGETS = [
@@ -41,6 +42,14 @@ QUOTA_TARGETS = [
     ("usage route, maximum (pending usage counted)", f"{APP}/api/ai/complete", f"Authorization: Bearer {TOKEN_QUOTA}", PROMPT),
     ("reservation route (reserve 10, commit 4)", f"{APP}/api/ai/summarise", f"Authorization: Bearer {TOKEN_QUOTA}", SUMMARY),
     ("credit route (1 credit, blockOverage)", f"{APP}/api/images", f"Authorization: Bearer {TOKEN_QUOTA}", IMAGE),
+]
+
+# The same guarded route on the quickstart without a hook and on one with the decision log
+# (1 % of allowed checks sampled), beside the unguarded route.
+AUDIT_TARGETS = [
+    ("unguarded", f"{APP}/api/public/data-explorer", f"Authorization: Bearer {TOKEN}"),
+    ("#[requires_feature] boolean, no hook", f"{APP}/api/data-explorer", f"Authorization: Bearer {TOKEN}"),
+    ("#[requires_feature] boolean, decision log (1 %)", f"{APP_LOG}/api/data-explorer", f"Authorization: Bearer {TOKEN_LOG}"),
 ]
 
 
@@ -89,6 +98,8 @@ for _, url, header in USAGE_TARGETS if sections("usage") else ():
     warm(url, header, PROMPT)
 for _, url, header, body in QUOTA_TARGETS if sections("quotas") else ():
     warm(url, header, body)
+for _, url, header in AUDIT_TARGETS if sections("audit") else ():
+    warm(url, header)
 
 
 def measure(targets, connections, title):
@@ -127,3 +138,8 @@ for connections in (CONNECTIONS, 1) if sections("quotas") else ():
     print(f"- usage route with a maximum / without: {metered[0] / unlimited[0]:.2f}")
     print(f"- reservation route / usage route without a maximum: {reserved[0] / unlimited[0]:.2f}")
     print(f"- credit route / usage route without a maximum: {credits[0] / unlimited[0]:.2f}")
+
+for connections in (CONNECTIONS, 1) if sections("audit") else ():
+    unguarded, plain, logged = measure(AUDIT_TARGETS, connections, "decision log, ")
+    print(f"- guarded, no hook / unguarded throughput: {plain[0] / unguarded[0]:.2f}")
+    print(f"- guarded, decision log on / no hook throughput: {logged[0] / plain[0]:.2f}")

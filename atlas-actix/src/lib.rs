@@ -109,6 +109,10 @@ pub mod emulator;
 #[cfg(feature = "clerk")]
 pub use auth::clerk::{ClerkAuth, ClerkError, ClerkSession};
 pub use auth::{contact_headers, ResolveFuture, UserResolver};
+pub use client::decision_log::{DecisionLog, DecisionLogBuilder};
+pub use client::hooks::{
+    AtlasHook, CheckDecision, CheckRecord, Provenance, UsageRecord, UsageStage,
+};
 pub use client::limits::{IntoUsage, LimitError};
 pub use client::outage::{OutagePolicy, ParseOutagePolicyError, DEFAULT_STALE_AGE};
 pub use client::reservation::Reservation;

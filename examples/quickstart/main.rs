@@ -18,6 +18,8 @@
 //! billed route does when its usage cannot be recorded. `QUICKSTART_DB` is the SQLite file
 //! that holds the seats (default in memory; several quickstarts may share one), and
 //! `ATLAS_HOLD_TTL` the seconds before an uncommitted reservation expires (default 300).
+//! `ATLAS_DECISION_LOG` names a file where every denial, every usage event and a sample of the
+//! allowed checks (`ATLAS_DECISION_LOG_SAMPLE`, default 0.01) are written as JSON lines.
 //! `/healthz` and `/readyz` (no figures) are on the app's port; `/metrics`
 //! and `/health` (the full report) on `METRICS_BIND` (default 127.0.0.1:9464) alone.
 //!
@@ -36,7 +38,8 @@ use actix_cors::Cors;
 use actix_web::{get, http, post, web, App, HttpResponse, HttpServer, Responder};
 use atlas_actix::emulator::{AtlasData, Emulator, EmulatorHandle};
 use atlas_actix::{
-    limit, requires_feature, Atlas, ClerkAuth, OutagePolicy, Reserved, UnrecordableUsage,
+    limit, requires_feature, Atlas, ClerkAuth, DecisionLog, OutagePolicy, Reserved,
+    UnrecordableUsage,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -47,8 +50,10 @@ use crate::demo::{
 use crate::seats::Seats;
 
 /// The quickstart's own `ATLAS_*` variables: the SDK warns about any other one set.
-const QUICKSTART_VARIABLES: [&str; 6] = [
+const QUICKSTART_VARIABLES: [&str; 8] = [
     "ATLAS_DEMO_PUBLIC",
+    "ATLAS_DECISION_LOG",
+    "ATLAS_DECISION_LOG_SAMPLE",
     "ATLAS_HOLD_TTL",
     "ATLAS_EVENT_SPOOL",
     "ATLAS_REDIS_URL",
@@ -319,6 +324,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(spool) = env("ATLAS_EVENT_SPOOL") {
         builder = builder.event_spool(spool);
+    }
+    if let Some(path) = env("ATLAS_DECISION_LOG") {
+        let sample: f64 = env("ATLAS_DECISION_LOG_SAMPLE")
+            .map(|fraction| fraction.parse())
+            .transpose()
+            .map_err(|err| format!("ATLAS_DECISION_LOG_SAMPLE: {err}"))?
+            .unwrap_or(0.01);
+        let log = DecisionLog::builder()
+            .sample(sample)
+            .open(&path)
+            .map_err(|err| format!("ATLAS_DECISION_LOG {path}: {err}"))?;
+        builder = builder.hook(log);
     }
     if let Some(redis) = env("ATLAS_REDIS_URL") {
         builder = builder.redis_url(redis);

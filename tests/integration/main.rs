@@ -2,6 +2,7 @@
 //! its own, slow on small machines).
 
 mod attacks;
+mod audit;
 mod clerk;
 mod cli;
 mod client;

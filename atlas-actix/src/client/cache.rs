@@ -139,12 +139,21 @@ where
     where
         Q: Hash + quick_cache::Equivalent<K> + ?Sized,
     {
+        self.get_fresh_aged(key).map(|(value, _)| value)
+    }
+
+    /// [`get_fresh`](Self::get_fresh), with how long ago the value was fetched.
+    pub(crate) fn get_fresh_aged<Q>(&self, key: &Q) -> Option<(Arc<V>, Duration)>
+    where
+        Q: Hash + quick_cache::Equivalent<K> + ?Sized,
+    {
         let slot = self.inner.entries.get(key)?;
-        let fresh = !slot.invalidated && slot.fetched_at.elapsed() < self.inner.ttl;
+        let age = slot.fetched_at.elapsed();
+        let fresh = !slot.invalidated && age < self.inner.ttl;
         if fresh {
             self.inner.counters.hit();
         }
-        fresh.then_some(slot.value)
+        fresh.then_some((slot.value, age))
     }
 
     /// The last value fetched, however old or invalidated, without counting a look-up: for
@@ -156,12 +165,18 @@ where
     /// The last value fetched, however old or invalidated, if it is younger than `max_age`:
     /// what a stale-if-error policy may serve while the platform is down (counted as `stale`).
     pub(crate) fn get_stale(&self, key: &K, max_age: Duration) -> Option<Arc<V>> {
+        self.get_stale_aged(key, max_age).map(|(value, _)| value)
+    }
+
+    /// [`get_stale`](Self::get_stale), with how long ago the value was fetched.
+    pub(crate) fn get_stale_aged(&self, key: &K, max_age: Duration) -> Option<(Arc<V>, Duration)> {
         let slot = self.inner.entries.peek(key)?;
-        let young = slot.fetched_at.elapsed() < max_age;
+        let age = slot.fetched_at.elapsed();
+        let young = age < max_age;
         if young {
             self.inner.counters.stale();
         }
-        young.then_some(slot.value)
+        young.then_some((slot.value, age))
     }
 
     /// The fresh value, or the result of `fetch`, shared with every concurrent caller for the

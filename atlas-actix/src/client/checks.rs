@@ -2,17 +2,18 @@
 //! they grant with the app's limit callbacks, and the outage policy when the platform is down.
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
 use time::OffsetDateTime;
 use tracing::Instrument;
 
 use crate::client::fleet::FleetKey;
+use crate::client::hooks::{CheckDecision, CheckOrigin, CheckRecord, Provenance};
 use crate::client::outage::OutagePolicy;
 use crate::client::pending::{Entry, HeldFeature, Hold};
-use crate::client::telemetry::{self, CheckResult};
+use crate::client::telemetry::CheckResult;
 use crate::client::{check_id, Allowed, AtlasClient};
 use crate::entitlements::quota::{headroom, projected, quota_of, used};
 use crate::entitlements::reasons::{denial_reason, DenialReason};
@@ -23,6 +24,11 @@ use crate::entitlements::{
 use crate::error::AtlasError;
 use crate::models::{Customer, CustomerInfo, PricingModel};
 
+/// Where a customer came from, as its fetch saw it.
+const WAITED: u8 = 0;
+const FROM_TIER: u8 = 1;
+const FROM_PLATFORM: u8 = 2;
+
 impl AtlasClient {
     /// The customer's details, created on the platform (with `info`) when it has none.
     pub async fn customer(
@@ -30,22 +36,42 @@ impl AtlasClient {
         customer_id: &str,
         info: Option<&CustomerInfo>,
     ) -> Result<Arc<Customer>, AtlasError> {
+        self.customer_sourced(customer_id, info)
+            .await
+            .map(|(customer, _)| customer)
+    }
+
+    /// The customer, and where it came from: the cache (with its age), the fleet's Redis tier,
+    /// or the platform (for this call, or a concurrent one it waited for).
+    async fn customer_sourced(
+        &self,
+        customer_id: &str,
+        info: Option<&CustomerInfo>,
+    ) -> Result<(Arc<Customer>, Provenance), AtlasError> {
         check_id("customer id", customer_id)?;
         self.ensure_ready().await?;
-        if let Some(customer) = self.inner.customers.get_fresh(customer_id) {
-            return Ok(customer);
+        if let Some((customer, age)) = self.inner.customers.get_fresh_aged(customer_id) {
+            let age_ms = age.as_millis() as u64;
+            return Ok((customer, Provenance::Cached { age_ms }));
         }
         let api = Arc::clone(&self.inner.api);
         let shared = Arc::clone(&self.inner.fleet);
         let external_id = customer_id.to_owned();
         let info = info.cloned().unwrap_or_default();
         let ttl = self.inner.customers.ttl();
-        self.inner
+        // Set by this call's fetch: from the tier unless it reached the platform. Left unset
+        // when a concurrent call's fetch answered.
+        let source = Arc::new(AtomicU8::new(WAITED));
+        let fetched = Arc::clone(&source);
+        let customer = self
+            .inner
             .customers
             .get_or_fetch(customer_id.to_owned(), move || async move {
+                fetched.store(FROM_TIER, Ordering::Relaxed);
                 let key = FleetKey::customer(&external_id, "customer", "");
                 shared
                     .read_through(key, ttl, || async {
+                        fetched.store(FROM_PLATFORM, Ordering::Relaxed);
                         if let Some(customer) = api.customer(&external_id).await? {
                             return Ok(customer);
                         }
@@ -54,7 +80,12 @@ impl AtlasClient {
                     })
                     .await
             })
-            .await
+            .await?;
+        let provenance = match source.load(Ordering::Relaxed) {
+            FROM_TIER if self.inner.fleet.is_shared() => Provenance::Fleet,
+            _ => Provenance::Fetched,
+        };
+        Ok((customer, provenance))
     }
 
     pub(super) async fn fetch_pricing_model(&self) -> Result<Arc<PricingModel>, AtlasError> {
@@ -115,7 +146,7 @@ impl AtlasClient {
         match self.features_of(customer_id, info, None).await {
             Err(err) if err.is_outage() => match self.inner.outage.default {
                 OutagePolicy::ServeStale { max_age } => {
-                    self.serve_stale(customer_id, max_age, err, |customer, model, err| async move {
+                    self.serve_stale(customer_id, max_age, err, |customer, model, err, _| async move {
                         tracing::warn!(customer = ?customer_id, %err, "Atlas unavailable: serving the last known features");
                         self.features_from(customer_id, &customer, &model, None)
                             .await
@@ -126,61 +157,6 @@ impl AtlasClient {
             },
             other => other,
         }
-    }
-
-    /// The answer during an outage under [`OutagePolicy::ServeStale`]: `serve` computes it from
-    /// the last known customer and pricing model younger than `max_age` (given the outage, to
-    /// say why); without them, the outage `err` is the answer.
-    async fn serve_stale<T, Fut>(
-        &self,
-        customer_id: &str,
-        max_age: Duration,
-        err: AtlasError,
-        serve: impl FnOnce(Arc<Customer>, Arc<PricingModel>, AtlasError) -> Fut,
-    ) -> Result<T, AtlasError>
-    where
-        Fut: Future<Output = T>,
-    {
-        match self.stale_data(customer_id, max_age).await {
-            Some((customer, model)) => Ok(serve(customer, model, err).await),
-            None => {
-                telemetry::outage_decision("serve_stale", "unavailable");
-                tracing::warn!(customer = ?customer_id, %err, "Atlas unavailable and no recent entitlements: failing closed");
-                Err(err)
-            }
-        }
-    }
-
-    /// The last customer and pricing model fetched, if both are younger than `max_age`: this
-    /// instance's, else those another instance of the fleet fetched.
-    pub(super) async fn stale_data(
-        &self,
-        customer_id: &str,
-        max_age: Duration,
-    ) -> Option<(Arc<Customer>, Arc<PricingModel>)> {
-        let customer = match self
-            .inner
-            .customers
-            .get_stale(&customer_id.to_owned(), max_age)
-        {
-            Some(customer) => customer,
-            None => Arc::new(
-                self.inner
-                    .fleet
-                    .read_stale(FleetKey::customer(customer_id, "customer", ""), max_age)
-                    .await?,
-            ),
-        };
-        let model = match self.inner.pricing_model.get_stale(&(), max_age) {
-            Some(model) => model,
-            None => Arc::new(
-                self.inner
-                    .fleet
-                    .read_stale(FleetKey::merchant("pricing_model", ""), max_age)
-                    .await?,
-            ),
-        };
-        Some((customer, model))
     }
 
     /// Features of the customer; with `only`, limit callbacks run for those features alone.
@@ -301,7 +277,7 @@ impl AtlasClient {
         let feature_ids: Vec<S> = feature_ids.into_iter().collect();
         let slugs: Vec<&str> = feature_ids.iter().map(AsRef::as_ref).collect();
         let decision = self
-            .decide_features(customer_id, &slugs, quantity, false, None)
+            .decide_features(customer_id, &slugs, quantity, CheckOrigin::default(), None)
             .await?;
         let features: BTreeMap<String, bool> = slugs
             .iter()
@@ -312,42 +288,52 @@ impl AtlasClient {
             ok: features.values().all(|allowed| *allowed),
             features,
             reasons: decision.reasons,
+            provenance: decision.provenance,
+            limits: decision.limits,
         })
     }
 
     /// Whether each feature is allowed, in order, and why not for those denied; what
     /// [`allowed`](Self::allowed) and the guards decide from, without building a map on the
     /// hot path. Each feature's result is counted (`atlas_checks_total`; a `shadow` guard's
-    /// denials with `shadow="true"`), and the check is a `debug` span. With `hold`, an allowed
-    /// check holds that many units of each feature (see [`Decision::hold`]).
+    /// denials with `shadow="true"`), the check is a `debug` span with OpenTelemetry's
+    /// feature-flag fields, and the hooks see it. With `hold`, an allowed check holds that
+    /// many units of each feature (see [`Decision::hold`]).
     pub(crate) async fn decide_features(
         &self,
         customer_id: &str,
         slugs: &[&str],
         quantity: f64,
-        shadow: bool,
+        origin: CheckOrigin<'_>,
         hold: Option<f64>,
     ) -> Result<Decision, AtlasError> {
+        let started = Instant::now();
         let span = tracing::debug_span!(
             "atlas.check",
             features = ?slugs,
-            decision = tracing::field::Empty
+            decision = tracing::field::Empty,
+            "feature_flag.key" = tracing::field::Empty,
+            "feature_flag.provider.name" = "atlas",
+            "feature_flag.result.value" = tracing::field::Empty,
+            "feature_flag.result.reason" = tracing::field::Empty,
+            "error.type" = tracing::field::Empty,
         );
         let decided = self
             .decide_features_counted(customer_id, slugs, quantity, hold)
             .instrument(span.clone())
             .await;
         let decision = match &decided {
-            Ok(decision) if decision.reasons.is_empty() => "allowed",
-            Ok(_) => "denied",
-            Err(err) if err.is_outage() => "unavailable",
-            Err(_) => "error",
+            Ok(decision) if decision.reasons.is_empty() => CheckDecision::Allowed,
+            Ok(_) => CheckDecision::Denied,
+            Err(_) => CheckDecision::Unavailable,
         };
-        span.record("decision", decision);
+        if !span.is_disabled() {
+            record_otel(&span, slugs, decision, &decided);
+        }
         match &decided {
             Ok(decision) => {
                 for (slug, allowed) in slugs.iter().zip(&decision.flags) {
-                    let result = match (allowed, shadow) {
+                    let result = match (allowed, origin.shadow) {
                         (true, _) => CheckResult::Allowed,
                         (false, false) => CheckResult::Denied,
                         (false, true) => CheckResult::ShadowDenied,
@@ -361,6 +347,34 @@ impl AtlasClient {
                 }
             }
             Err(_) => {}
+        }
+        if !self.inner.hooks.is_empty() {
+            let error = decided.as_ref().err().map(ToString::to_string);
+            let (allowed, reasons, provenance, limits): (&[bool], &[DenialReason], _, &[_]) =
+                match &decided {
+                    Ok(decision) => (
+                        &decision.flags,
+                        &decision.reasons,
+                        Some(decision.provenance),
+                        &decision.limits,
+                    ),
+                    Err(_) => (&[], &[], None, &[]),
+                };
+            self.inner.hooks.check(&CheckRecord {
+                customer: customer_id,
+                features: slugs,
+                quantity,
+                decision,
+                allowed,
+                reasons,
+                provenance,
+                limits,
+                error: error.as_deref(),
+                latency: started.elapsed(),
+                route: origin.route,
+                request_id: origin.request_id,
+                shadow: origin.shadow,
+            });
         }
         decided
     }
@@ -383,11 +397,19 @@ impl AtlasClient {
         self.inner.registrations.register(slugs.iter().copied());
         let checked = async {
             self.ensure_ready().await?;
-            let customer = self.customer(customer_id, None).await?;
+            let (customer, provenance) = self.customer_sourced(customer_id, None).await?;
             let model = self.fetch_pricing_model().await?;
             Ok::<_, AtlasError>(
-                self.decide(customer_id, slugs, &customer, &model, quantity, hold)
-                    .await,
+                self.decide(
+                    customer_id,
+                    slugs,
+                    &customer,
+                    &model,
+                    quantity,
+                    hold,
+                    provenance,
+                )
+                .await,
             )
         };
         match checked.await {
@@ -404,6 +426,7 @@ impl AtlasClient {
     /// features denied. A quota feature counts the usage pending in the ledger, and with
     /// `hold` must fit that many units (or `quantity`, if more); the check and the hold are
     /// one step under the ledger's lock.
+    #[allow(clippy::too_many_arguments)] // one check's inputs, passed on by two callers
     pub(super) async fn decide(
         &self,
         customer_id: &str,
@@ -412,6 +435,7 @@ impl AtlasClient {
         model: &PricingModel,
         quantity: f64,
         hold: Option<f64>,
+        provenance: Provenance,
     ) -> Decision {
         let now = OffsetDateTime::now_utc();
         let limited: Vec<&str> = slugs
@@ -512,62 +536,18 @@ impl AtlasClient {
                 units,
             )
         });
+        let mut limits: Vec<(String, LimitOutcome)> = outcomes
+            .into_iter()
+            .map(|(slug, outcome)| (slug.to_owned(), outcome))
+            .collect();
+        limits.sort_by(|a, b| a.0.cmp(&b.0));
         Decision {
             flags,
             reasons,
             hold,
+            provenance,
+            limits,
         }
-    }
-
-    /// The check while the platform cannot answer: each feature as its outage policy says.
-    pub(super) async fn decide_during_outage(
-        &self,
-        customer_id: &str,
-        slugs: &[&str],
-        quantity: f64,
-        hold: Option<f64>,
-        err: AtlasError,
-    ) -> Result<Decision, AtlasError> {
-        let mut decision = Decision {
-            flags: Vec::with_capacity(slugs.len()),
-            reasons: Vec::new(),
-            hold: None,
-        };
-        for slug in slugs {
-            let allowed = match self.inner.outage.of(slug) {
-                OutagePolicy::FailOpen => {
-                    telemetry::outage_decision("fail_open", "allowed");
-                    tracing::warn!(customer = ?customer_id, feature = ?slug, %err, "Atlas unavailable: allowing the feature (fail open)");
-                    true
-                }
-                OutagePolicy::ServeStale { max_age } => {
-                    let stale = self
-                        .serve_stale(customer_id, max_age, err.clone(), |customer, model, err| async move {
-                            let stale = self
-                                .decide(customer_id, &[*slug], &customer, &model, quantity, hold)
-                                .await;
-                            let allowed = stale.flags[0];
-                            telemetry::outage_decision(
-                                "serve_stale",
-                                if allowed { "allowed" } else { "denied" },
-                            );
-                            tracing::warn!(customer = ?customer_id, feature = ?slug, allowed, %err, "Atlas unavailable: deciding from the last known entitlements");
-                            stale
-                        })
-                        .await?;
-                    decision.reasons.extend(stale.reasons);
-                    decision.hold = decision.hold.take().or(stale.hold);
-                    stale.flags[0]
-                }
-                OutagePolicy::FailClosed => {
-                    telemetry::outage_decision("fail_closed", "unavailable");
-                    tracing::warn!(customer = ?customer_id, feature = ?slug, %err, "Atlas unavailable: failing closed");
-                    return Err(err);
-                }
-            };
-            decision.flags.push(allowed);
-        }
-        Ok(decision)
     }
 }
 
@@ -578,6 +558,10 @@ pub(crate) struct Decision {
     pub(crate) reasons: Vec<DenialReason>,
     /// The units held for the request when the check asked for a hold and allowed it.
     pub(crate) hold: Option<Hold>,
+    /// Where the data decided from came from.
+    pub(crate) provenance: Provenance,
+    /// What the app's limit callbacks answered, for the limited features checked.
+    pub(crate) limits: Vec<(String, LimitOutcome)>,
 }
 
 /// The quota features among `slugs` and the platform's figure for each.
@@ -593,4 +577,51 @@ fn quota_figures<'a>(
             Some((slug, used(customer, model, now, slug, &quota)))
         })
         .collect()
+}
+
+/// OpenTelemetry's feature-flag evaluation conventions on the check's span, and its event, so
+/// a `tracing-opentelemetry` layer exports them as any backend expects.
+fn record_otel(
+    span: &tracing::Span,
+    slugs: &[&str],
+    decision: CheckDecision,
+    decided: &Result<Decision, AtlasError>,
+) {
+    let key = slugs.join(",");
+    let allowed = decision == CheckDecision::Allowed;
+    let reason = match decided {
+        Ok(decision) => decision.provenance.otel_reason(),
+        Err(_) => "error",
+    };
+    span.record("decision", decision.as_str());
+    span.record("feature_flag.key", key.as_str());
+    span.record("feature_flag.result.value", allowed);
+    span.record("feature_flag.result.reason", reason);
+    if let Err(err) = decided {
+        span.record("error.type", error_type(err));
+    }
+    tracing::event!(
+        name: "feature_flag.evaluation",
+        parent: span,
+        tracing::Level::DEBUG,
+        { "feature_flag.key" = key.as_str(),
+          "feature_flag.provider.name" = "atlas",
+          "feature_flag.result.value" = allowed,
+          "feature_flag.result.reason" = reason },
+        "feature_flag.evaluation"
+    );
+}
+
+/// OpenTelemetry's `error.type` of a check that could not decide.
+fn error_type(err: &AtlasError) -> &'static str {
+    match err {
+        AtlasError::InvalidApiKey => "invalid_api_key",
+        AtlasError::Unavailable(_) => "unavailable",
+        AtlasError::Rejected { .. } => "rejected",
+        AtlasError::InvalidInput(_) => "invalid_input",
+        AtlasError::QueueFull { .. } => "queue_full",
+        AtlasError::Shutdown => "shutdown",
+        AtlasError::Misconfigured(_) => "misconfigured",
+        _ => "other",
+    }
 }

@@ -13,6 +13,7 @@ use crate::client::cache::Cache;
 use crate::client::events::spool::Spool;
 use crate::client::events::EventQueue;
 use crate::client::fleet::{FleetKey, FleetTier};
+use crate::client::hooks::Hooks;
 use crate::client::limits::Limits;
 use crate::client::pending::PendingUsage;
 use crate::client::platform::api::PlatformApi;
@@ -74,10 +75,12 @@ impl AtlasClient {
             })
             .transpose()?;
         let tiers = tiers(config.spool.as_deref(), &fleet);
+        let hooks = Hooks::new(config.hooks);
         let fleet = Arc::new(fleet);
         let inner = Arc::new(Inner {
             base_url,
             tiers,
+            hooks: hooks.clone(),
             api: Arc::new(PlatformApi::new(transport)),
             allow_unknown_limits: config.allow_unknown_limits,
             limits: Limits::new(config.limits, config.limit_timeout),
@@ -98,6 +101,7 @@ impl AtlasClient {
                 config.events_flush_at,
                 config.events_flush_interval,
                 spool,
+                hooks,
             ),
             pending: Arc::new(PendingUsage::new(
                 config.hold_ttl,
@@ -387,7 +391,12 @@ impl AtlasClient {
                     };
                     // A Redis restarted empty has lost the group: made again (or found) each round.
                     fleet.events.prepare(fleet).await;
-                    let round = match atlas.inner.fleet.drain(&atlas.inner.api, 20).await {
+                    let round = match atlas
+                        .inner
+                        .fleet
+                        .drain(&atlas.inner.api, &atlas.inner.hooks, 20)
+                        .await
+                    {
                         // Full batches: more are waiting, go on at once.
                         Ok(sent) if sent >= 20 * redis::stream::BATCH => {
                             Round::Again(Duration::ZERO)

@@ -158,7 +158,7 @@ impl Limits {
                     }
                     Err(_) => {
                         tracing::warn!(customer, feature, ?timeout, "a limit callback timed out; using allow_unknown_limits");
-                        LimitOutcome::Failed
+                        LimitOutcome::TimedOut
                     }
                 };
                 (feature, outcome)
@@ -212,7 +212,7 @@ mod tests {
             .await;
         assert_eq!(outcomes["seats"], LimitOutcome::Usage(4.0));
         assert_eq!(outcomes["broken"], LimitOutcome::Failed);
-        assert_eq!(outcomes["slow"], LimitOutcome::Failed);
+        assert_eq!(outcomes["slow"], LimitOutcome::TimedOut);
         assert!(!outcomes.contains_key("nothing"));
     }
 }

@@ -11,9 +11,11 @@
 mod billing;
 pub(crate) mod cache;
 mod checks;
+pub(crate) mod decision_log;
 mod environment;
 pub(crate) mod events;
 pub(crate) mod fleet;
+pub(crate) mod hooks;
 pub(crate) mod keys;
 pub(crate) mod ledger;
 mod lifecycle;
@@ -26,6 +28,7 @@ pub(crate) mod reservation;
 pub(crate) mod retry;
 pub(crate) mod settings;
 pub(crate) mod telemetry;
+mod unavailable;
 mod usage;
 
 use std::collections::{BTreeMap, HashSet};
@@ -41,12 +44,14 @@ pub use self::platform::api::Pagination;
 use self::platform::api::PlatformApi;
 use crate::client::cache::Cache;
 use crate::client::events::EventQueue;
+use crate::client::hooks::Provenance;
 use crate::client::limits::Limits;
 use crate::client::outage::OutagePolicies;
 use crate::client::registration::Registrations;
 use crate::client::telemetry::CheckCounters;
 use crate::entitlements::findings::Finding;
 use crate::entitlements::reasons::DenialReason;
+use crate::entitlements::LimitOutcome;
 use crate::error::AtlasError;
 use crate::models::{
     CreditUsage, Customer, Invoice, InvoiceLineItem, Merchant, PricingModel, Subscription,
@@ -126,6 +131,15 @@ pub struct Allowed {
     /// Why each denied feature is denied, one reason each, in the order checked; empty when
     /// every feature is allowed.
     pub reasons: Vec<DenialReason>,
+    /// Where the data decided from came from: fetched now, cached (how old), the fleet's
+    /// tier, stale during an outage, or the fail-open policy. Not serialised: the JSON stays
+    /// the official client's shape.
+    #[serde(skip)]
+    pub provenance: Provenance,
+    /// What the app's limit callbacks answered, for the limited features checked (not
+    /// serialised).
+    #[serde(skip)]
+    pub limits: Vec<(String, LimitOutcome)>,
 }
 
 impl Allowed {
@@ -252,6 +266,8 @@ enum InitState {
 
 pub(crate) struct Inner {
     base_url: String,
+    /// The app's hooks, called at every check and usage event.
+    hooks: hooks::Hooks,
     /// Where usage and shared state go besides memory (spool, Redis), for the start-up line.
     tiers: String,
     api: Arc<PlatformApi>,
@@ -299,6 +315,11 @@ impl Inner {
 }
 
 impl AtlasClient {
+    /// The hooks registered, for the web layer's usage reports.
+    pub(crate) fn hooks(&self) -> &hooks::Hooks {
+        &self.inner.hooks
+    }
+
     /// The customer as the platform has it now, if it has one: never created, never cached
     /// (what an operator looks up).
     #[cfg(feature = "cli")]

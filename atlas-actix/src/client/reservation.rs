@@ -2,6 +2,7 @@
 //! call used), checked and held before the work, committed at its actual cost after it.
 
 use crate::client::checks::Decision;
+use crate::client::hooks::CheckOrigin;
 use crate::client::pending::Hold;
 use crate::client::{check_idempotency_key, AtlasClient};
 use crate::error::AtlasError;
@@ -43,7 +44,7 @@ impl AtlasClient {
         estimate: f64,
     ) -> Result<Reservation, AtlasError> {
         match self
-            .reserve_features(customer_id, &[feature_id], estimate, false)
+            .reserve_features(customer_id, &[feature_id], estimate, CheckOrigin::default())
             .await?
         {
             Ok(reservation) => Ok(reservation),
@@ -61,10 +62,10 @@ impl AtlasClient {
         customer_id: &str,
         features: &[&str],
         estimate: f64,
-        shadow: bool,
+        origin: CheckOrigin<'_>,
     ) -> Result<Result<Reservation, Decision>, AtlasError> {
         let mut decision = self
-            .decide_features(customer_id, features, estimate, shadow, Some(estimate))
+            .decide_features(customer_id, features, estimate, origin, Some(estimate))
             .await?;
         let Some(hold) = decision.hold.take() else {
             return Ok(Err(decision));

@@ -8,6 +8,7 @@ use crate::client::environment::warn_unknown_variables;
 #[cfg(feature = "redis")]
 use crate::client::fleet::redis::RedisTier;
 use crate::client::fleet::FleetTier;
+use crate::client::hooks::AtlasHook;
 use crate::client::limits::LimitCallback;
 use crate::client::outage::OutagePolicies;
 use crate::client::platform::transport::{tls_config, ApiKey};
@@ -49,6 +50,8 @@ pub(crate) struct ClientConfig {
     pub(crate) metering_lag: Duration,
     /// The app's own `ATLAS_*` variables, which the start-up check does not report.
     pub(crate) app_variables: Vec<String>,
+    /// Called at every check and usage event.
+    pub(crate) hooks: Vec<std::sync::Arc<dyn AtlasHook>>,
     #[cfg(feature = "redis")]
     pub(crate) redis_url: Option<String>,
     #[cfg(feature = "redis")]
@@ -94,6 +97,7 @@ impl Default for ClientConfig {
             hold_ttl: DEFAULT_HOLD_TTL,
             metering_lag: DEFAULT_METERING_LAG,
             app_variables: Vec::new(),
+            hooks: Vec::new(),
             #[cfg(feature = "redis")]
             redis_url: None,
             #[cfg(feature = "redis")]

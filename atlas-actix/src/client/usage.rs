@@ -4,7 +4,9 @@
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
+use crate::client::hooks::UsageStage;
 use crate::client::keys;
+use crate::client::telemetry;
 use crate::client::{AtlasClient, UsageOptions};
 use crate::entitlements::quota::quota_of;
 use crate::entitlements::usage_event_name;
@@ -139,9 +141,9 @@ impl AtlasClient {
         let (customer, model) = match fetched.await {
             Err(err) if err.is_outage() => {
                 match self.stale_data(customer_id, Duration::MAX).await {
-                    Some(known) => {
+                    Some((customer, model, _)) => {
                         tracing::warn!(customer = ?customer_id, %err, "Atlas unavailable: usage events built from the last known customer and pricing model");
-                        known
+                        (customer, model)
                     }
                     None => return Err(err),
                 }
@@ -193,6 +195,7 @@ impl AtlasClient {
         }
         if self.inner.fleet.append_events(&events).await {
             // On the fleet's stream, the events are as good as sent.
+            self.inner.hooks.usage(&events, || UsageStage::Streamed);
             self.inner.pending.accepted(&events).await;
             return Ok(());
         }
@@ -209,14 +212,24 @@ impl AtlasClient {
         let api = &self.inner.api;
         let shared = &self.inner.fleet;
         let pending = &self.inner.pending;
+        let hooks = &self.inner.hooks;
         self.inner
             .events
             .flush(|batch| async move {
-                let sent = if shared.append_events(&batch).await {
+                let streamed = shared.append_events(&batch).await;
+                let sent = if streamed {
                     Ok(())
                 } else {
                     api.send_events(&batch).await
                 };
+                if sent.is_ok() {
+                    if streamed {
+                        hooks.usage(&batch, || UsageStage::Streamed);
+                    } else {
+                        telemetry::events_sent(batch.len());
+                        hooks.usage(&batch, || UsageStage::Sent);
+                    }
+                }
                 match &sent {
                     Ok(()) => pending.accepted(&batch).await,
                     // A refused event alone is set aside: it will never count.
@@ -228,7 +241,7 @@ impl AtlasClient {
                 sent
             })
             .await?;
-        shared.drain(api, usize::MAX).await.map(drop)
+        shared.drain(api, hooks, usize::MAX).await.map(drop)
     }
 
     /// Sends the pending registrations, in requests well under the platform's body limit. A

@@ -164,6 +164,8 @@ pub enum LimitOutcome {
     Usage(f64),
     /// The callback failed.
     Failed,
+    /// The callback took longer than `limit_timeout`.
+    TimedOut,
 }
 
 /// The slugs of the limited features the customer's valid subscriptions grant: the limit
@@ -399,7 +401,9 @@ fn grant_allows(
         // A limit replaces `included`: a feature not included is allowed below its limit.
         allowed = match outcome {
             LimitOutcome::Usage(usage) => fits(usage, quantity, limit),
-            LimitOutcome::NoCallback | LimitOutcome::Failed => allow_unknown_limits,
+            LimitOutcome::NoCallback | LimitOutcome::Failed | LimitOutcome::TimedOut => {
+                allow_unknown_limits
+            }
         };
     }
     if kind == FeatureType::UsageBased {

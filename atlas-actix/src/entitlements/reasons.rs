@@ -174,7 +174,9 @@ pub fn denial_reason(
                 current_usage,
                 limit,
             },
-            LimitOutcome::NoCallback | LimitOutcome::Failed => DenialReason::LimitUnknown { id },
+            LimitOutcome::NoCallback | LimitOutcome::Failed | LimitOutcome::TimedOut => {
+                DenialReason::LimitUnknown { id }
+            }
         };
     }
     let usage: Vec<MaxUsage> = granted

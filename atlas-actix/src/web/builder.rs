@@ -7,6 +7,7 @@ use std::time::Duration;
 use actix_web::{HttpRequest, HttpResponse};
 
 use crate::auth::UserResolver;
+use crate::client::hooks::AtlasHook;
 use crate::client::limits::{IntoUsage, LimitCallback};
 use crate::client::outage::OutagePolicy;
 use crate::client::retry::Backoff;
@@ -91,6 +92,13 @@ impl AtlasBuilder {
     /// The platform API key. Default: the `ATLAS_API_KEY` environment variable.
     pub fn api_key(mut self, key: impl Into<String>) -> Self {
         self.client.api_key = Some(key.into());
+        self
+    }
+
+    /// Code run at every entitlement check and usage event (see [`AtlasHook`]); hooks run in
+    /// the order registered. [`DecisionLog`](crate::DecisionLog) is one.
+    pub fn hook(mut self, hook: impl AtlasHook) -> Self {
+        self.client.hooks.push(Arc::new(hook));
         self
     }
 

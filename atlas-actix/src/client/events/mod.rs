@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::client::events::spool::Spool;
+use crate::client::hooks::{Hooks, UsageStage};
 use crate::client::telemetry;
 use crate::error::AtlasError;
 use crate::models::UsageEvent;
@@ -49,6 +50,7 @@ pub(crate) struct EventQueue {
     flushing: tokio::sync::Mutex<()>,
     spool: Option<Spool>,
     gauges: telemetry::QueueGauges,
+    hooks: Hooks,
 }
 
 impl EventQueue {
@@ -58,6 +60,7 @@ impl EventQueue {
         flush_at: usize,
         interval: Duration,
         spool: Option<(Spool, Vec<UsageEvent>)>,
+        hooks: Hooks,
     ) -> Self {
         let (spool, pending) = match spool {
             Some((spool, pending)) => (Some(spool), pending),
@@ -81,6 +84,7 @@ impl EventQueue {
             interval,
             wake: Arc::new(Notify::new()),
             flushing: tokio::sync::Mutex::new(()),
+            hooks,
         };
         // A record edited by hand, or one the platform's rules refuse: never sent.
         for event in &invalid {
@@ -159,6 +163,7 @@ impl EventQueue {
             Some(on_disk) => Some(on_disk.await),
             None => None,
         };
+        self.hooks.usage(&events, || UsageStage::Queued);
         let mut queued = self.queued();
         match written {
             Some(Ok(())) => {
@@ -257,10 +262,7 @@ impl EventQueue {
         while let Some(mut part) = parts.pop() {
             let sent = send(part.clone()).await;
             match sent {
-                Ok(()) => {
-                    telemetry::events_sent(part.len());
-                    self.acknowledge(&part);
-                }
+                Ok(()) => self.acknowledge(&part),
                 Err(AtlasError::Rejected { .. }) if part.len() > 1 => {
                     let second = part.split_off(part.len() / 2);
                     parts.push(second);
@@ -294,6 +296,10 @@ impl EventQueue {
     /// and replay them.
     fn set_aside(&self, events: &[UsageEvent], status: u16, reason: &str) {
         telemetry::events_set_aside(events.len());
+        self.hooks.usage(events, || UsageStage::Refused {
+            status,
+            reason: reason.to_owned(),
+        });
         tracing::error!(
             status,
             reason = %reason,
@@ -324,7 +330,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn refuses_what_does_not_fit_whole() {
-        let queue = EventQueue::new(3, 20, Duration::from_secs(3), None);
+        let queue = EventQueue::new(3, 20, Duration::from_secs(3), None, Hooks::default());
         queue.push(vec![event("a"), event("b")]).await.unwrap();
         assert_eq!(
             queue.push(vec![event("c"), event("d")]).await,
@@ -335,20 +341,20 @@ mod tests {
 
     #[actix_rt::test]
     async fn due_by_size_interval_or_at_once() {
-        let queue = EventQueue::new(100, 2, Duration::from_secs(60), None);
+        let queue = EventQueue::new(100, 2, Duration::from_secs(60), None, Hooks::default());
         assert!(queue.due_at().is_none());
         queue.push(vec![event("a")]).await.unwrap();
         assert!(queue.due_at().unwrap() > Instant::now() + Duration::from_secs(50));
         queue.push(vec![event("b")]).await.unwrap();
         assert!(queue.due_at().unwrap() <= Instant::now());
-        let eager = EventQueue::new(100, 20, Duration::ZERO, None);
+        let eager = EventQueue::new(100, 20, Duration::ZERO, None, Hooks::default());
         eager.push(vec![event("a")]).await.unwrap();
         assert!(eager.due_at().unwrap() <= Instant::now());
     }
 
     #[actix_rt::test]
     async fn a_failed_flush_keeps_the_batch_in_order() {
-        let queue = EventQueue::new(100, 20, Duration::from_secs(3), None);
+        let queue = EventQueue::new(100, 20, Duration::from_secs(3), None, Hooks::default());
         queue.push(vec![event("a"), event("b")]).await.unwrap();
         let failed = queue
             .flush(|_| async { Err(AtlasError::unavailable("down")) })
@@ -392,7 +398,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_refused_batch_is_split_and_only_the_bad_events_set_aside() {
-        let queue = EventQueue::new(2000, 20, Duration::from_secs(3), None);
+        let queue = EventQueue::new(2000, 20, Duration::from_secs(3), None, Hooks::default());
         let mut events: Vec<UsageEvent> = (0..1200).map(|i| event(&i.to_string())).collect();
         events[700] = event("bad-700");
         queue.push(events).await.unwrap();
@@ -418,7 +424,13 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("atlas-dead-letter-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let spool = Spool::open(&dir, false).unwrap();
-        let queue = EventQueue::new(100, 20, Duration::from_secs(3), Some(spool));
+        let queue = EventQueue::new(
+            100,
+            20,
+            Duration::from_secs(3),
+            Some(spool),
+            Hooks::default(),
+        );
         queue
             .push(vec![event("good-1"), event("bad-1"), event("good-2")])
             .await
@@ -443,7 +455,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn an_event_the_platform_would_refuse_is_refused_at_push() {
-        let queue = EventQueue::new(100, 20, Duration::from_secs(3), None);
+        let queue = EventQueue::new(100, 20, Duration::from_secs(3), None, Hooks::default());
         let mut empty = event("k");
         empty.customer_id.clear();
         let refused = queue.push(vec![event("a"), empty]).await;
@@ -471,6 +483,7 @@ mod tests {
             20,
             Duration::from_secs(3),
             Some(Spool::open(&dir, false).unwrap()),
+            Hooks::default(),
         );
         assert_eq!(queue.len(), 1, "only the good event is queued");
         let dead = std::fs::read_to_string(dir.join("dead-letter.jsonl")).unwrap();

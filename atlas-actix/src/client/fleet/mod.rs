@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::client::hooks::Hooks;
 use crate::client::platform::api::PlatformApi;
 use crate::client::telemetry::health::TierHealth;
 use crate::error::AtlasError;
@@ -169,21 +170,31 @@ impl FleetTier {
     pub(crate) async fn drain(
         &self,
         api: &PlatformApi,
+        hooks: &Hooks,
         rounds: usize,
     ) -> Result<usize, AtlasError> {
         #[cfg(feature = "redis")]
         if let Some(fleet) = &self.redis {
             let mut sent = 0;
             for _ in 0..rounds {
-                match fleet.events.drain_once(fleet, api).await? {
+                match fleet.events.drain_once(fleet, api, hooks).await? {
                     0 => break,
                     batch => sent += batch,
                 }
             }
             return Ok(sent);
         }
-        let _ = (api, rounds);
+        let _ = (api, hooks, rounds);
         Ok(0)
+    }
+
+    /// Whether a shared tier (Redis) is configured.
+    pub(crate) fn is_shared(&self) -> bool {
+        #[cfg(feature = "redis")]
+        if self.redis.is_some() {
+            return true;
+        }
+        false
     }
 
     /// Where the fleet's shared state lives, for logs (`redis 127.0.0.1:6379`, never the

@@ -39,6 +39,7 @@ pub(crate) const PUSH_CONNECTED: &str = "atlas_push_connected";
 pub(crate) const LAST_PLATFORM_SUCCESS: &str = "atlas_last_platform_success_timestamp_seconds";
 pub(crate) const OUTAGE_DECISIONS: &str = "atlas_outage_decisions_total";
 pub(crate) const CLERK_REFUSALS: &str = "atlas_clerk_refusals_total";
+pub(crate) const DECISION_LOG_DROPPED: &str = "atlas_decision_log_dropped_total";
 
 /// Describes every series to the recorder, with its unit.
 pub(crate) fn describe() {
@@ -100,6 +101,10 @@ pub(crate) fn describe() {
     metrics::describe_counter!(
         OUTAGE_DECISIONS,
         "checks decided by an outage policy, by policy and decision"
+    );
+    metrics::describe_counter!(
+        DECISION_LOG_DROPPED,
+        "decision log lines dropped because its writer could not keep up"
     );
     metrics::describe_counter!(
         CLERK_REFUSALS,
@@ -390,6 +395,10 @@ pub(crate) fn events_unspooled(count: usize) {
 #[cfg(feature = "clerk")]
 pub(crate) fn clerk_refusal(cause: &'static str) {
     counter!(CLERK_REFUSALS, "cause" => cause).increment(1);
+}
+
+pub(crate) fn decision_log_dropped() {
+    counter!(DECISION_LOG_DROPPED).increment(1);
 }
 
 pub(crate) fn usage_unrecorded() {

@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
+use crate::client::hooks::{CheckOrigin, UsageStage};
 use crate::client::keys;
 use crate::client::pending::Hold;
 use crate::client::telemetry;
@@ -163,6 +164,9 @@ impl Granted {
                 // Only a queue that filled since the check: the events are in this line.
                 Err(err) => {
                     atlas.forget_pending(&events).await;
+                    atlas.hooks().usage(&events, || UsageStage::Dropped {
+                        why: err.to_string(),
+                    });
                     tracing::error!(customer = ?customer, %err, events = %serde_json::to_string(&events).unwrap_or_default(), "could not queue the usage of a guarded handler");
                 }
             }
@@ -234,6 +238,27 @@ pub(crate) fn atlas_of(request: &HttpRequest) -> Result<&Atlas, RequestError> {
     }
 }
 
+/// `METHOD /route/{template}`: where a check was made, bounded (the route's pattern, not the
+/// path a caller chose).
+fn route_of(request: &HttpRequest) -> String {
+    let pattern = request.match_pattern();
+    format!(
+        "{} {}",
+        request.method(),
+        pattern.as_deref().unwrap_or("(no route)")
+    )
+}
+
+/// The request's `X-Request-Id`, when it has a short printable one.
+fn request_id(request: &HttpRequest) -> Option<&str> {
+    request
+        .headers()
+        .get("x-request-id")?
+        .to_str()
+        .ok()
+        .filter(|id| !id.is_empty() && id.len() <= 128)
+}
+
 /// The check: the user, then its entitlements; `Err` holds the answer to send instead.
 pub(crate) async fn check(
     request: &HttpRequest,
@@ -288,22 +313,28 @@ pub(crate) async fn check(
     } else {
         None
     };
+    // Only for the hooks: a route template (never the path, which holds caller data) and the
+    // request's own id.
+    let (route, request_id) = if atlas.client().hooks().is_empty() {
+        (None, None)
+    } else {
+        (Some(route_of(request)), request_id(request))
+    };
+    let origin = CheckOrigin {
+        shadow: options.shadow,
+        route: route.as_deref(),
+        request_id,
+    };
     let checked = match options.reserve {
         Some(units) => atlas
-            .reserve_features(&customer, features, units, false)
+            .reserve_features(&customer, features, units, origin)
             .await
             .map(|reserved| match reserved {
                 Ok(reservation) => Err(reservation),
                 Err(denied) => Ok(denied),
             }),
         None => atlas
-            .decide_features(
-                &customer,
-                features,
-                options.quantity,
-                options.shadow,
-                options.usage,
-            )
+            .decide_features(&customer, features, options.quantity, origin, options.usage)
             .await
             .map(Ok),
     };

@@ -22,6 +22,7 @@ use redis::streams::{
 use redis::AsyncCommands;
 
 use super::RedisTier;
+use crate::client::hooks::{Hooks, UsageStage};
 use crate::client::platform::api::PlatformApi;
 use crate::client::telemetry;
 use crate::error::AtlasError;
@@ -118,6 +119,7 @@ impl EventStream {
         &self,
         fleet: &RedisTier,
         api: &PlatformApi,
+        hooks: &Hooks,
     ) -> Result<usize, AtlasError> {
         let Some(entries) = self.next_batch(fleet).await else {
             return Ok(0);
@@ -145,9 +147,16 @@ impl EventStream {
             api.send_events(&events).await
         };
         match sent {
-            Ok(()) => telemetry::events_sent(events.len()),
+            Ok(()) => {
+                telemetry::events_sent(events.len());
+                hooks.usage(&events, || UsageStage::Sent);
+            }
             Err(AtlasError::Rejected { status, message }) => {
                 telemetry::events_set_aside(events.len());
+                hooks.usage(&events, || UsageStage::Refused {
+                    status,
+                    reason: message.clone(),
+                });
                 tracing::error!(
                     status,
                     reason = %message,
