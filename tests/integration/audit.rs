@@ -10,8 +10,8 @@ use actix_web::test::{self, TestRequest};
 use actix_web::{get, App, HttpResponse};
 use atlas_actix::emulator::{AtlasData, Emulator};
 use atlas_actix::{
-    requires_feature, AtlasHook, CheckDecision, CheckRecord, DecisionLog, OutagePolicy, Provenance,
-    UsageRecord,
+    requires_feature, AtlasHook, CheckDecision, CheckRecord, DecisionLog, Entitlements,
+    OutagePolicy, Provenance, UsageRecord,
 };
 use serde_json::{json, Value};
 
@@ -76,6 +76,11 @@ async fn explorer() -> HttpResponse {
     HttpResponse::Ok().finish()
 }
 
+#[get("/plan")]
+async fn plan(entitlements: Entitlements) -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "provenance": entitlements.provenance }))
+}
+
 #[actix_rt::test]
 async fn a_hook_sees_every_check_and_usage_event_once_with_its_provenance() {
     let platform = Emulator::start(AtlasData::sample()).unwrap();
@@ -129,13 +134,28 @@ async fn a_hook_sees_every_check_and_usage_event_once_with_its_provenance() {
     .await;
 
     // A guard's check names its route and the request's id.
-    let app = test::init_service(App::new().configure(atlas.configure()).service(explorer)).await;
+    let app = test::init_service(
+        App::new()
+            .configure(atlas.configure())
+            .service(explorer)
+            .service(plan),
+    )
+    .await;
     let request = TestRequest::get()
         .uri("/explorer")
         .insert_header(("x-test-user", "user_erin"))
         .insert_header(("x-request-id", "req-42"))
         .to_request();
     assert_eq!(test::call_service(&app, request).await.status(), 200);
+
+    // What the Entitlements extractor used says where it came from too: the guard's fetch,
+    // cached.
+    let request = TestRequest::get()
+        .uri("/plan")
+        .insert_header(("x-test-user", "user_erin"))
+        .to_request();
+    let body: Value = test::call_and_read_body_json(&app, request).await;
+    assert_eq!(body["provenance"]["source"], "cached", "{body}");
 
     let checks = recorder.0.checks.lock().unwrap().clone();
     let seen: Vec<(&str, &str, CheckDecision, Option<&str>)> = checks

@@ -13,7 +13,7 @@ use crate::client::fleet::FleetKey;
 use crate::client::hooks::{CheckDecision, CheckOrigin, CheckRecord, Provenance};
 use crate::client::outage::OutagePolicy;
 use crate::client::pending::{Entry, HeldFeature, Hold};
-use crate::client::telemetry::CheckResult;
+use crate::client::telemetry::{otel, CheckResult};
 use crate::client::{check_id, Allowed, AtlasClient};
 use crate::entitlements::quota::{headroom, projected, quota_of, used};
 use crate::entitlements::reasons::{denial_reason, DenialReason};
@@ -143,13 +143,22 @@ impl AtlasClient {
         customer_id: &str,
         info: Option<&CustomerInfo>,
     ) -> Result<Vec<CustomerFeature>, AtlasError> {
-        match self.features_of(customer_id, info, None).await {
+        Ok(self.features_sourced(customer_id, info).await?.0)
+    }
+
+    /// [`features`](Self::features), with where the data came from.
+    pub(crate) async fn features_sourced(
+        &self,
+        customer_id: &str,
+        info: Option<&CustomerInfo>,
+    ) -> Result<(Vec<CustomerFeature>, Provenance), AtlasError> {
+        match self.features_of(customer_id, info).await {
             Err(err) if err.is_outage() => match self.inner.outage.default {
                 OutagePolicy::ServeStale { max_age } => {
-                    self.serve_stale(customer_id, max_age, err, |customer, model, err, _| async move {
+                    self.serve_stale(customer_id, max_age, err, |customer, model, err, provenance| async move {
                         tracing::warn!(customer = ?customer_id, %err, "Atlas unavailable: serving the last known features");
-                        self.features_from(customer_id, &customer, &model, None)
-                            .await
+                        let features = self.features_from(customer_id, &customer, &model, None).await;
+                        (features, provenance)
                     })
                     .await
                 }
@@ -159,18 +168,18 @@ impl AtlasClient {
         }
     }
 
-    /// Features of the customer; with `only`, limit callbacks run for those features alone.
+    /// Features of the customer, and where its data came from.
     pub(super) async fn features_of(
         &self,
         customer_id: &str,
         info: Option<&CustomerInfo>,
-        only: Option<&[&str]>,
-    ) -> Result<Vec<CustomerFeature>, AtlasError> {
-        let customer = self.customer(customer_id, info).await?;
+    ) -> Result<(Vec<CustomerFeature>, Provenance), AtlasError> {
+        let (customer, provenance) = self.customer_sourced(customer_id, info).await?;
         let model = self.fetch_pricing_model().await?;
-        Ok(self
-            .features_from(customer_id, &customer, &model, only)
-            .await)
+        let features = self
+            .features_from(customer_id, &customer, &model, None)
+            .await;
+        Ok((features, provenance))
     }
 
     /// The features a customer and pricing model grant, with limit callbacks run (for `only`
@@ -328,7 +337,11 @@ impl AtlasClient {
             Err(_) => CheckDecision::Unavailable,
         };
         if !span.is_disabled() {
-            record_otel(&span, slugs, decision, &decided);
+            let reason = match &decided {
+                Ok(decision) => decision.provenance.otel_reason(),
+                Err(_) => "error",
+            };
+            otel::record(&span, slugs, decision, reason, decided.as_ref().err());
         }
         match &decided {
             Ok(decision) => {
@@ -577,51 +590,4 @@ fn quota_figures<'a>(
             Some((slug, used(customer, model, now, slug, &quota)))
         })
         .collect()
-}
-
-/// OpenTelemetry's feature-flag evaluation conventions on the check's span, and its event, so
-/// a `tracing-opentelemetry` layer exports them as any backend expects.
-fn record_otel(
-    span: &tracing::Span,
-    slugs: &[&str],
-    decision: CheckDecision,
-    decided: &Result<Decision, AtlasError>,
-) {
-    let key = slugs.join(",");
-    let allowed = decision == CheckDecision::Allowed;
-    let reason = match decided {
-        Ok(decision) => decision.provenance.otel_reason(),
-        Err(_) => "error",
-    };
-    span.record("decision", decision.as_str());
-    span.record("feature_flag.key", key.as_str());
-    span.record("feature_flag.result.value", allowed);
-    span.record("feature_flag.result.reason", reason);
-    if let Err(err) = decided {
-        span.record("error.type", error_type(err));
-    }
-    tracing::event!(
-        name: "feature_flag.evaluation",
-        parent: span,
-        tracing::Level::DEBUG,
-        { "feature_flag.key" = key.as_str(),
-          "feature_flag.provider.name" = "atlas",
-          "feature_flag.result.value" = allowed,
-          "feature_flag.result.reason" = reason },
-        "feature_flag.evaluation"
-    );
-}
-
-/// OpenTelemetry's `error.type` of a check that could not decide.
-fn error_type(err: &AtlasError) -> &'static str {
-    match err {
-        AtlasError::InvalidApiKey => "invalid_api_key",
-        AtlasError::Unavailable(_) => "unavailable",
-        AtlasError::Rejected { .. } => "rejected",
-        AtlasError::InvalidInput(_) => "invalid_input",
-        AtlasError::QueueFull { .. } => "queue_full",
-        AtlasError::Shutdown => "shutdown",
-        AtlasError::Misconfigured(_) => "misconfigured",
-        _ => "other",
-    }
 }

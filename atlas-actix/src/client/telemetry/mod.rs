@@ -11,6 +11,7 @@
 //! the cores on each request, which measurably slowed a guarded route that does little else.
 
 pub(crate) mod health;
+pub(crate) mod otel;
 pub(crate) mod per_thread;
 
 use std::cell::{Cell, RefCell};

@@ -5,6 +5,7 @@ use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 
+use crate::client::hooks::Provenance;
 use crate::entitlements::reasons::{reason_from_feature, DenialReason};
 use crate::entitlements::CustomerFeature;
 use crate::web::error_response::RequestError;
@@ -24,11 +25,14 @@ use crate::web::guard::{atlas_of, ResolvedCustomer};
 /// }
 /// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Entitlements {
     /// The Atlas customer id of the user (or of its organisation).
     pub customer_id: String,
     /// Everything its plans grant.
     pub features: Vec<CustomerFeature>,
+    /// Where the data came from (fetched, cached and how old, stale during an outage).
+    pub provenance: Provenance,
 }
 
 impl Entitlements {
@@ -65,12 +69,13 @@ impl FromRequest for Entitlements {
                     .await?
                     .ok_or(RequestError::Unauthorized)?,
             };
-            let features = atlas
-                .features(&customer_id, Some(&atlas.customer_info(&request)))
+            let (features, provenance) = atlas
+                .features_sourced(&customer_id, Some(&atlas.customer_info(&request)))
                 .await?;
             Ok(Self {
                 customer_id,
                 features,
+                provenance,
             })
         })
     }
