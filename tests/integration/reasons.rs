@@ -458,3 +458,39 @@ async fn end_dates_in_every_form_end_the_plan_and_unreadable_ones_never_grant() 
         assert_eq!(allowed.ok, granted, "endDate {end:?}: {allowed:?}");
     }
 }
+
+/// The platform turns a usage-based feature off (`access: false`) where the plan has no
+/// maximum: the reason is our `accessRevoked`, never a `maxUsageReached` without the
+/// `maxUsage` the React SDK's type requires.
+#[actix_rt::test]
+async fn access_revoked_without_a_maximum_is_not_a_max_usage_reason() {
+    let mut data = serde_json::to_value(atlas_actix::emulator::AtlasData::sample()).unwrap();
+    let standard = data["customers"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|customer| customer["externalId"] == "org_standard_corp")
+        .unwrap();
+    standard["conditionalBillableAccess"][0]["access"] = json!(false);
+    let emulator =
+        atlas_actix::emulator::Emulator::start(serde_json::from_value(data).unwrap()).unwrap();
+    let atlas = builder(&emulator).build().unwrap();
+    let allowed = atlas
+        .allowed("org_standard_corp", ["ai-tokens"])
+        .await
+        .unwrap();
+    assert!(!allowed.ok);
+    assert_eq!(
+        serde_json::to_value(&allowed.reasons).unwrap(),
+        json!([{"reason": "accessRevoked", "id": "ai-tokens"}])
+    );
+    // The features list, as the Entitlements extractor reads it, says the same.
+    let features = atlas.features("org_standard_corp", None).await.unwrap();
+    let tokens = features.iter().find(|feature| feature.id == "ai-tokens");
+    assert_eq!(
+        atlas_actix::reasons::reason_from_feature("ai-tokens", tokens),
+        Some(DenialReason::AccessRevoked {
+            id: "ai-tokens".into()
+        })
+    );
+}

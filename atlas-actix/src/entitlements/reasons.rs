@@ -10,9 +10,10 @@ use crate::entitlements::{
 use crate::models::{Customer, PlanEntitlement, PricingModel};
 
 /// Why a feature is denied, in the shapes of the Atlas React SDK's `FeatureNotAllowedReason`
-/// (`@runonatlas/react` 2.8.0), plus two of ours: `unknownFeature` (the pricing model has no
-/// such feature: a typo, or a feature not configured yet) and `limitUnknown` (the app's limit
-/// callback is missing or failed, so the limit could not be checked).
+/// (`@runonatlas/react` 2.8.0), plus three of ours: `unknownFeature` (the pricing model has
+/// no such feature: a typo, or a feature not configured yet), `limitUnknown` (the app's limit
+/// callback is missing or failed, so the limit could not be checked) and `accessRevoked` (the
+/// platform turned a usage-based feature off where its grant has no maximum to report).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(
     tag = "reason",
@@ -38,6 +39,7 @@ pub enum DenialReason {
         limit: f64,
     },
     /// A usage-based feature reached its maximum usage in every subscription granting it.
+    /// Every entry has its `maxUsage`, as the React SDK's type requires.
     MaxUsageReached {
         /// The feature id.
         id: String,
@@ -59,6 +61,13 @@ pub enum DenialReason {
     },
     /// The feature has a limit, but the app's limit callback is missing or failed.
     LimitUnknown {
+        /// The feature id.
+        id: String,
+    },
+    /// One of ours: the platform turned off a usage-based feature (`access: false`) for a
+    /// subscription whose grant has no maximum, so there is no `maxUsageReached` to report
+    /// (the React SDK's type requires a `maxUsage`; it gives no reason there itself).
+    AccessRevoked {
         /// The feature id.
         id: String,
     },
@@ -104,7 +113,8 @@ impl DenialReason {
             | Self::MaxUsageReached { id, .. }
             | Self::InsufficientCredits { id, .. }
             | Self::UnknownFeature { id }
-            | Self::LimitUnknown { id } => id,
+            | Self::LimitUnknown { id }
+            | Self::AccessRevoked { id } => id,
         }
     }
 }
@@ -135,6 +145,9 @@ impl std::fmt::Display for DenialReason {
             ),
             Self::UnknownFeature { id } => write!(f, "{id} is not a feature of this app's plans"),
             Self::LimitUnknown { id } => write!(f, "The usage of {id} could not be counted"),
+            Self::AccessRevoked { id } => {
+                write!(f, "{id} is not available to your account for now")
+            }
         }
     }
 }
@@ -191,7 +204,7 @@ pub fn denial_reason(
         })
         .collect();
     if !usage.is_empty() {
-        return DenialReason::MaxUsageReached { id, usage };
+        return max_usage_reached(id, usage);
     }
     let credit = granted
         .iter()
@@ -206,6 +219,16 @@ pub fn denial_reason(
         };
     }
     DenialReason::NotIncluded { id }
+}
+
+/// `maxUsageReached` when every subscription's entry has a maximum (the React SDK's type
+/// requires one); else the platform revoked access without a maximum: `accessRevoked`.
+fn max_usage_reached(id: String, usage: Vec<MaxUsage>) -> DenialReason {
+    if usage.iter().all(|usage| usage.max_usage.is_some()) {
+        DenialReason::MaxUsageReached { id, usage }
+    } else {
+        DenialReason::AccessRevoked { id }
+    }
 }
 
 /// Why a feature of a customer's [`features`](crate::AtlasClient::features) list is denied, as
@@ -233,17 +256,15 @@ pub fn reason_from_feature(id: &str, feature: Option<&CustomerFeature>) -> Optio
         });
     }
     if let Some(usage) = feature.usage.as_ref().filter(|usage| !usage.is_empty()) {
-        return Some(DenialReason::MaxUsageReached {
-            id,
-            usage: usage
-                .iter()
-                .map(|usage| MaxUsage {
-                    current_usage: usage.current,
-                    max_usage: usage.max_usage,
-                    subscription_id: usage.subscription_id.clone(),
-                })
-                .collect(),
-        });
+        let usage = usage
+            .iter()
+            .map(|usage| MaxUsage {
+                current_usage: usage.current,
+                max_usage: usage.max_usage,
+                subscription_id: usage.subscription_id.clone(),
+            })
+            .collect();
+        return Some(max_usage_reached(id, usage));
     }
     if let Some(unit) = &feature.custom_pricing_unit {
         return Some(DenialReason::InsufficientCredits {
