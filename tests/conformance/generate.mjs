@@ -9,8 +9,15 @@
 // The branches of the official entitlement logic each fixture may reach, and what reaches
 // them, are listed in tests/conformance/README.md.
 
-import { mkdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+// Our deliberate deviations from the official client, declared once (the README's "Where it
+// differs from the JavaScript SDK" says why): a branch that would show one is not generated.
+const declared = new Set(
+  JSON.parse(readFileSync(join(dirname(fileURLToPath(import.meta.url)), "deviations.json"), "utf8")).map((d) => d.id),
+);
 
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((pairs, arg, i, all) => {
@@ -48,8 +55,9 @@ const range = (n) => [...Array(n).keys()];
 const PAST = "2020-01-01T00:00:00.000Z";
 
 // End dates: absent, null, empty, and past or future in every form `new Date` reads, plus one
-// it cannot. Impossible dates (`2099-02-30`, which `Date` rolls over) are a declared deviation
-// and left out; a date-time without an offset is far from now, so the time zone cannot matter.
+// it cannot; a date-time without an offset is always far from now (near now it is the
+// declared `local-time-end-date`), and a date that does not exist only when that deviation
+// is not declared.
 const END_DATES = [
   undefined,
   null,
@@ -63,6 +71,7 @@ const END_DATES = [
   "2021-01-31T23:59:59+0200",
   "2099-01-31T23:59:59+0200",
   "someday",
+  ...(declared.has("impossible-date") ? [] : ["2099-02-30", "2020-02-30"]),
 ];
 
 function fixture(rand, name) {
@@ -129,7 +138,10 @@ function fixture(rand, name) {
   const customers = range(rand.int(1, 3)).map((c) => {
     const id = `cus_${name}_${c}`;
     const subscriptions = range(rand.int(0, 3)).map((k) => {
-      const plan = rand.pick(plans);
+      // A plan the pricing model lacks, unless that deviation is declared.
+      const plan = !declared.has("missing-plan") && rand.bool(0.05)
+        ? { id: "plan_missing", name: "Missing plan" }
+        : rand.pick(plans);
       const endDate = rand.pick(END_DATES);
       return {
         id: `sub_${name}_${c}_${k}`,
@@ -145,9 +157,7 @@ function fixture(rand, name) {
       };
     });
     const access = subscriptions.flatMap((subscription) =>
-      plans
-        .find((plan) => plan.id === subscription.planId)
-        .entitlements.filter((g) => g.price && !g.customPricingUnitId && g.price.priceType !== "none" && g.price.priceType !== "fixed")
+      (plans.find((plan) => plan.id === subscription.planId)?.entitlements ?? []).filter((g) => g.price && !g.customPricingUnitId && g.price.priceType !== "none" && g.price.priceType !== "fixed")
         .filter(() => rand.bool(0.6))
         .map((g, i) => {
           const currentUsage = rand.pick([undefined, 0, 50, 100, 1000]);
