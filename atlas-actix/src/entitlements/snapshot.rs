@@ -146,9 +146,12 @@ impl Snapshot {
         }
     }
 
-    /// Reads a snapshot file's text.
+    /// Reads a snapshot file's text. Features are sorted by id on reading, so a file edited by
+    /// hand is looked up (and compared) as one `pull` writes.
     pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(text)
+        let mut snapshot: Self = serde_json::from_str(text)?;
+        snapshot.features.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(snapshot)
     }
 
     /// The file's text: two-space indents, one item a line, a final newline.
