@@ -10,7 +10,7 @@ APP, NODE, TOKEN = os.environ["APP"], os.environ["NODE"], os.environ["TOKEN"]
 APP_SPOOL, TOKEN_SPOOL = os.environ["APP_SPOOL"], os.environ["TOKEN_SPOOL"]
 APP_LOG, TOKEN_LOG = os.environ["APP_LOG"], os.environ["TOKEN_LOG"]  # the decision log on
 TOKEN_QUOTA = os.environ["TOKEN_QUOTA"]  # Erin's: Pro, a maximum of AI tokens and image credits
-POST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "post.lua")
+SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tail.lua")
 DURATION = int(os.environ.get("DURATION", "10"))
 ROUNDS = int(os.environ.get("ROUNDS", "2"))
 CONNECTIONS = int(os.environ.get("CONNECTIONS", "64"))
@@ -71,9 +71,8 @@ def seconds(text):
 
 def wrk(url, header, connections, body=None):
     threads = 1 if connections == 1 else 2
-    script = ["-s", POST] if body is not None else []
     output = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{DURATION}s", "--latency", *script, "-H", header, url],
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{DURATION}s", "--latency", "-s", SCRIPT, "-H", header, url],
         check=True, capture_output=True, text=True, env={**os.environ, "BODY": body or ""},
     ).stdout
     if "Non-2xx" in output or "Socket errors" in output:
@@ -81,7 +80,8 @@ def wrk(url, header, connections, body=None):
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
     p50 = seconds(re.search(r"^\s+50%\s+(\S+)", output, re.MULTILINE).group(1))
     p99 = seconds(re.search(r"^\s+99%\s+(\S+)", output, re.MULTILINE).group(1))
-    return rps, p50, p99
+    p999, worst = (int(v) * 1e-6 for v in re.search(r"tail p99.9=(\d+) max=(\d+)", output).groups())
+    return rps, p50, p99, p999, worst
 
 
 def micros(value):
@@ -104,19 +104,22 @@ for _, url, header in AUDIT_TARGETS if sections("audit") else ():
 
 def measure(targets, connections, title):
     """Runs wrk on each target (name, url, header and, for a POST, its body), alternating,
-    ROUNDS times; prints the table and returns the means (requests/s, p50, p99) in the
-    targets' order."""
+    ROUNDS times; prints the table and returns, in the targets' order, the means of requests/s,
+    p50, p99 and p99.9, and the worst round's maximum."""
     results = {target[0]: [] for target in targets}
     for _ in range(ROUNDS):
         for name, url, header, *body in targets:
             results[name].append(wrk(url, header, connections, *body))
-    mean = {name: tuple(statistics.mean(run[i] for run in runs) for i in range(3)) for name, runs in results.items()}
+    mean = {
+        name: tuple(statistics.mean(run[i] for run in runs) for i in range(4)) + (max(run[4] for run in runs),)
+        for name, runs in results.items()
+    }
     label = "one connection" if connections == 1 else f"{connections} connections, 2 wrk threads"
     print(f"\n### {title}{label} ({ROUNDS} alternating rounds of {DURATION} s, means)\n")
-    print("| target | requests/s | p50 | p99 |")
-    print("|---|---:|---:|---:|")
-    for name, (rps, p50, p99) in mean.items():
-        print(f"| {name} | {rps:,.0f} | {micros(p50)} | {micros(p99)} |")
+    print("| target | requests/s | p50 | p99 | p99.9 | max (worst round) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, (rps, p50, p99, p999, worst) in mean.items():
+        print(f"| {name} | {rps:,.0f} | {micros(p50)} | {micros(p99)} | {micros(p999)} | {micros(worst)} |")
     print()
     return [mean[target[0]] for target in targets]
 
@@ -127,11 +130,13 @@ for connections in (CONNECTIONS, 1) if sections("checks") else ():
     print(f"- guarded (limit) / unguarded throughput: {limit[0] / unguarded[0]:.2f}")
     print(f"- guarded (boolean) / official SDK throughput: {boolean[0] / node[0]:.2f}")
     print(f"- guarded (boolean) p99 / official SDK p99: {boolean[2] / node[2]:.2f}")
+    print(f"- guarded (boolean) p99.9: {micros(boolean[3])}; official SDK: {micros(node[3])}")
 
 USAGE_POSTS = [(name, url, header, PROMPT) for name, url, header in USAGE_TARGETS]
 for connections in (CONNECTIONS, 1) if sections("usage") else ():
     plain, spooled = measure(USAGE_POSTS, connections, "usage route, ")
     print(f"- usage route with the spool / without: {spooled[0] / plain[0]:.2f}")
+    print(f"- usage route with the spool: p99 {micros(spooled[2])}, max {micros(spooled[4])}")
 
 for connections in (CONNECTIONS, 1) if sections("quotas") else ():
     unlimited, metered, reserved, credits = measure(QUOTA_TARGETS, connections, "quota routes, ")

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Seeded generator of conformance fixtures in the harness's format (../shared/conformance/
 // FIXTURES.md): random pricing models, plans, overlapping and repeated subscriptions, end
-// dates in every form, access entries, credit balances, limit callbacks, event quantities.
+// dates in every form, access entries, credit balances, limit callbacks, event quantities,
+// billing records (invoices, line items, transactions, credit usage) and their paginated reads.
 // The same seed always writes the same files, so a failure is replayed with its seed.
 //
 //   node tests/conformance/generate.mjs --seed 7 --count 20 --out DIR
@@ -73,6 +74,114 @@ const END_DATES = [
   "someday",
   ...(declared.has("impossible-date") ? [] : ["2099-02-30", "2020-02-30"]),
 ];
+
+const INVOICE_STATUSES = ["paid", "paid", "open", "draft", "void", "paused", "uncollectible"];
+const TRANSACTION_TYPES = ["planAllocation", "usage", "manualAddition", "expiration"];
+const day = (n) => new Date(Date.UTC(2023, 0, 1 + n)).toISOString();
+
+/** Billing records of the fixture's customers, and the steps that read them back. */
+function billing(rand, name, customers, units) {
+  const invoices = {};
+  const invoiceLineItems = {};
+  const transactions = {};
+  const creditUsage = {};
+  const steps = [];
+  const pageOf = () => (rand.bool(0.3) ? {} : { page: rand.int(1, 4), pageSize: rand.pick([1, 2, 3, 5, 10, 25]) });
+  for (const [c, customer] of customers.entries()) {
+    const subscription = customer.activeSubscriptions[0]?.id ?? null;
+    // Days are drawn without repeats: two records of one date have no order a platform pins.
+    const days = range(40).filter(() => rand.bool(0.5));
+    invoices[customer.externalId] = range(Math.min(rand.int(0, 14), days.length)).map((k) => {
+      const id = `inv_${name}_${c}_${k}`;
+      const items = range(rand.int(0, 3)).map((j) => {
+        const amount = rand.pick([0, 125, 4900, 99.5]);
+        return {
+          id: `li_${name}_${c}_${k}_${j}`,
+          invoiceId: id,
+          amount,
+          description: `Line ${j}`,
+          startDate: day(days[k]),
+          endDate: day(days[k] + 30),
+          merchantId: "merchant",
+          priceId: `price_${j}`,
+          price: { entityType: "entitlement", billable: { showOnInvoice: rand.bool(0.8), hidden: rand.bool(0.2) } },
+          details: { quantity: rand.int(1, 3), unitPrice: amount },
+        };
+      });
+      if (items.length) invoiceLineItems[id] = items;
+      // Without `amount`, the platform gives the sum of the line items.
+      const amount = rand.bool(0.3) ? undefined : rand.pick([0, 1000, 4900, 4910, 12.25]);
+      return {
+        id,
+        createdAt: day(days[k]),
+        updatedAt: day(days[k] + 1),
+        issueDate: day(days[k]),
+        dueDate: day(days[k] + 14),
+        status: rand.pick(INVOICE_STATUSES),
+        vanityId: 1000 + k,
+        vanityIdString: `GEN-${1000 + k}`,
+        customerId: customer.id,
+        merchantId: "merchant",
+        subscriptionId: subscription,
+        externalId: null,
+        ...(amount === undefined ? {} : { amount }),
+      };
+    });
+    let balance = 0;
+    transactions[customer.externalId] = range(Math.min(rand.int(0, 8), days.length)).map((k) => {
+      const amount = rand.pick([1000, -120, -80, 200, -500, 0.5]);
+      const record = {
+        id: `tx_${name}_${c}_${k}`,
+        amount,
+        type: rand.pick(TRANSACTION_TYPES),
+        previousBalance: balance,
+        newBalance: balance + amount,
+        createdAt: day(days[days.length - 1 - k]),
+        updatedAt: day(days[days.length - 1 - k]),
+        allocationBlockId: `alloc_${name}_${c}`,
+        merchantId: "merchant",
+        allocationBlock: { id: `alloc_${name}_${c}`, amount: 1000 },
+      };
+      balance += amount;
+      return record;
+    });
+    const usage = units.filter(() => rand.bool(0.6)).map((unit) => [
+      unit.id,
+      {
+        customPricingUnitId: unit.id,
+        displayName: unit.displayName,
+        totalAllocated: 1000,
+        totalUsed: rand.pick([0, 500, 1000]),
+        remaining: rand.pick([1000, 500, 0]),
+        ...(rand.bool() ? { nextExpiring: { amount: 200, expiration: "2099-01-31T00:00:00.000Z" } } : {}),
+      },
+    ]);
+    if (usage.length) creditUsage[customer.externalId] = Object.fromEntries(usage);
+
+    const who = customer.externalId;
+    steps.push({ op: "invoices", customerId: who, ...pageOf() });
+    if (rand.bool(0.5)) steps.push({ op: "invoices", customerId: who, ...pageOf() });
+    const own = invoices[who];
+    if (own.length) steps.push({ op: "invoice-line-items", customerId: who, invoiceId: rand.pick(own).id });
+    const others = customers.filter((other) => other !== customer).flatMap((other) => invoices[other.externalId] ?? []);
+    if (others.length && rand.bool(0.4)) {
+      steps.push({ op: "invoice-line-items", customerId: who, invoiceId: rand.pick(others).id, comment: "another customer's invoice" });
+    }
+    steps.push({
+      op: "transactions",
+      customerId: who,
+      ...pageOf(),
+      ...(rand.bool(0.6) ? { orderBy: rand.pick(["createdAt", "amount"]), order: rand.pick(["asc", "desc"]) } : {}),
+    });
+    if (units.length) steps.push({ op: "credit-usage", customerId: who, customPricingUnitId: rand.pick(units).id });
+    if (rand.bool(0.4)) steps.push({ op: "customer", customerId: who });
+    if (subscription && rand.bool(0.4)) steps.push({ op: "subscription", subscriptionId: subscription });
+  }
+  if (rand.bool(0.3)) steps.push({ op: "invoices", customerId: "customer-unknown", ...pageOf() });
+  if (rand.bool(0.3)) steps.push({ op: "pricing-model" });
+  if (rand.bool(0.3)) steps.push({ op: "public-pricing-model", ...(rand.bool() ? { customerId: customers[0].externalId } : {}) });
+  return { records: { invoices, invoiceLineItems, transactions, creditUsage }, steps };
+}
 
 function fixture(rand, name) {
   const units = range(rand.int(0, 2)).map((i) => ({ id: `cpu_${i}`, displayName: `Unit ${i}` }));
@@ -214,6 +323,8 @@ function fixture(rand, name) {
     quantity: rand.pick([1, 1, 2.5, 7, 0, -1, "NaN", "Infinity"]),
   });
   steps.push({ op: "flush" }, { op: "platform-events" });
+  const billed = rand.bool(0.4) ? billing(rand, name, customers, units) : { records: {}, steps: [] };
+  steps.push(...billed.steps);
   for (const f of features) delete f.limited;
   return {
     description: `generated: seed ${seed}, ${name}`,
@@ -221,6 +332,7 @@ function fixture(rand, name) {
     merchant: { id: "merchant", mode: "test", isStripeConfigured: true, trialDurationInDays: 0 },
     pricingModel: { customPricingUnits: units, entitlements: features, plans },
     customers,
+    ...billed.records,
     scenario: {
       client: { allowUnknownLimits: rand.bool(0.3), limits, eventsFlushInterval: 60000 },
       steps,
