@@ -279,6 +279,22 @@ async fn billing_reads() {
         .await
         .unwrap();
     assert!(not_hers.is_empty(), "line items are cached per customer");
+    // The other way round (found by the differential test: the official client then serves
+    // the owner the `[]` another customer's read left in its cache).
+    let named_first = atlas
+        .invoice_line_items("user_erin", "inv_standard_draft")
+        .await
+        .unwrap();
+    assert!(named_first.is_empty());
+    let owners = atlas
+        .invoice_line_items(org, "inv_standard_draft")
+        .await
+        .unwrap();
+    assert_eq!(
+        owners.len(),
+        2,
+        "the owner's read is not the other customer's cached answer"
+    );
 
     let pagination = Pagination::new()
         .page(1)
