@@ -12,7 +12,9 @@
 # and one with (pending usage counted by every check), the reservation route
 # (POST /api/ai/summarise) and the credit route (POST /api/images). The emulator meters (the
 # quickstart's data file), so the platform's figures move during the run. Loopback only.
-# Prints a Markdown report.
+# The one-connection checks run twice: as scheduled, and with wrk and every server on CPU 0
+# (a VM's cross-CPU wake-up otherwise dominates one connection's latency). Prints a Markdown
+# report.
 #
 # Environment: DURATION (seconds per run, default 10), ROUNDS (default 2), CONNECTIONS,
 # QUICKSTART (another quickstart binary to measure, for A/B runs), ONLY=checks, ONLY=usage or
@@ -72,4 +74,4 @@ token_quota="$(demo_token "$app" "Erin Pro")"
 token_spool="$(alice "$spooled")"
 token_log="$(alice "$logged")"
 
-APP_LOG="$logged" TOKEN_LOG="$token_log" TOKEN_QUOTA="$token_quota" APP="$app" APP_SPOOL="$spooled" TOKEN_SPOOL="$token_spool" NODE="$node" TOKEN="$token" python3 bench/measure.py
+SERVER_PIDS="${pids[*]}" APP_LOG="$logged" TOKEN_LOG="$token_log" TOKEN_QUOTA="$token_quota" APP="$app" APP_SPOOL="$spooled" TOKEN_SPOOL="$token_spool" NODE="$node" TOKEN="$token" python3 bench/measure.py

@@ -90,11 +90,18 @@ fn allowed(c: &mut Criterion) {
     )
     .push_invalidation(false)
     .customer_ttl(Duration::from_secs(3600))
+    // The quota case's usage stays pending (queued, not yet metered) through the run.
+    .events_flush_interval(Duration::from_secs(3600))
     .build()
     .unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
+        .unwrap();
+    // Erin's Pro plan has a maximum of AI tokens: every check of it counts the usage queued
+    // since the platform's last figure against that maximum.
+    runtime
+        .block_on(atlas.enqueue("user_erin", ["ai-tokens"], 500.0))
         .unwrap();
     let cases = [
         (
@@ -106,6 +113,11 @@ fn allowed(c: &mut Criterion) {
             "allowed/boolean feature/10 subscriptions",
             "user_ten",
             "data-explorer",
+        ),
+        (
+            "allowed/quota feature, a maximum and pending usage/1 subscription",
+            "user_erin",
+            "ai-tokens",
         ),
         (
             "allowed/limit feature, callback at once/1 subscription",

@@ -27,16 +27,40 @@ pub(crate) fn digest(parts: &[&str]) -> String {
 
 /// The SHA-256 of the bytes, one slice after another, in lowercase hex (64 characters).
 pub(crate) fn sha256_hex(bytes: &[&[u8]]) -> String {
+    let digest = sha256(bytes);
+    let mut hex = [0; 64];
+    hex_into(&digest, &mut hex);
+    // Hex digits are ASCII.
+    String::from_utf8_lossy(&hex).into_owned()
+}
+
+/// The SHA-256 of the bytes, one slice after another.
+pub(crate) fn sha256(bytes: &[&[u8]]) -> [u8; 32] {
     let mut context = ring::digest::Context::new(&ring::digest::SHA256);
     for slice in bytes {
         context.update(slice);
     }
-    let mut hex = String::with_capacity(64);
-    for byte in context.finish().as_ref() {
-        // Writing to a String cannot fail.
-        let _ = write!(hex, "{byte:02x}");
+    let mut digest = [0; 32];
+    digest.copy_from_slice(context.finish().as_ref());
+    digest
+}
+
+/// Writes the bytes in lowercase hex into `out`, as many as it has room for (two digits each).
+pub(crate) fn hex_into(bytes: &[u8], out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (byte, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0xf)];
     }
-    hex
+}
+
+/// A new random key (a UUID v4): the idempotency key of an event, the id of a hold. From the
+/// thread's ChaCha generator, seeded by the OS, rather than a `getrandom` call per key, which
+/// was a system call on every usage request.
+pub(crate) fn random_key() -> String {
+    uuid::Builder::from_random_bytes(rand::random())
+        .into_uuid()
+        .to_string()
 }
 
 #[cfg(test)]

@@ -137,7 +137,7 @@ impl PendingUsage {
                 .await?;
             return Some((decide(&with(&pending.extra)).0, Vec::new()));
         };
-        let id: Arc<str> = uuid::Uuid::new_v4().to_string().into();
+        let id: Arc<str> = keys::random_key().into();
         // Nothing known pending yet: a check that fails with none fails with any.
         let mut seen = vec![0.0; figures.len()];
         for _ in 0..FLEET_ATTEMPTS {
@@ -361,7 +361,7 @@ impl Hold {
                 idempotency_key: match key {
                     Some(key) if several => keys::digest(&[key, feature]),
                     Some(key) => key.to_owned(),
-                    None => uuid::Uuid::new_v4().to_string(),
+                    None => keys::random_key(),
                 },
                 data: EventData {
                     quantity: units,

@@ -170,7 +170,7 @@ impl AtlasClient {
                     // One key per feature, never one another list of parts makes.
                     Some(key) if several => keys::digest(&[key, feature]),
                     Some(key) => key.clone(),
-                    None => uuid::Uuid::new_v4().to_string(),
+                    None => keys::random_key(),
                 },
                 data: EventData {
                     quantity: usage.quantity,

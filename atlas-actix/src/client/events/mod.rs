@@ -11,7 +11,6 @@
 //!   reports the fault, so readiness fails until the spool writes again.
 
 pub(crate) mod spool;
-mod spool_dir;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -141,26 +140,23 @@ impl EventQueue {
             )));
         }
         let count = events.len();
-        let spooled = {
+        {
             let mut queued = self.queued();
             if queued.events.len() + queued.reserved + count > self.capacity {
                 return Err(AtlasError::QueueFull {
                     capacity: self.capacity,
                 });
             }
-            match &self.spool {
-                // Room is held while the write is under way, so concurrent pushes cannot
-                // overfill the queue; the events join it only once on disk, so an event the
-                // caller is told failed is never sent.
-                Some(spool) => {
-                    queued.reserved += count;
-                    Some(spool.append(&events))
-                }
-                None => None,
+            // Room is held while the write is under way, so concurrent pushes cannot overfill
+            // the queue; the events join it only once on disk, so an event the caller is told
+            // failed is never sent.
+            if self.spool.is_some() {
+                queued.reserved += count;
             }
-        };
-        let written = match spooled {
-            Some(on_disk) => Some(on_disk.await),
+        }
+        // Outside the queue's lock: the append may write its group on this thread.
+        let written = match &self.spool {
+            Some(spool) => Some(spool.append(&events).await),
             None => None,
         };
         self.hooks.usage(&events, || UsageStage::Queued);
@@ -182,11 +178,18 @@ impl EventQueue {
             }
             None => {}
         }
+        let was_empty = queued.events.is_empty();
         queued.events.extend(events);
         queued.since.get_or_insert_with(Instant::now);
+        let due_now = self.interval.is_zero() || queued.events.len() >= self.flush_at;
         self.gauges.set(queued.events.len());
         drop(queued);
-        self.wake.notify_one();
+        // The flusher sleeps until the oldest event's interval ends: only a first event (which
+        // sets that time) or a full batch changes when it must run. Waking it for every event
+        // cost a wake-up of the I/O thread per usage request.
+        if was_empty || due_now {
+            self.wake.notify_one();
+        }
         Ok(())
     }
 
