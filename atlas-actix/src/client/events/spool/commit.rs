@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::segments::record;
+use crate::client::events::spool::segments::record;
 
 /// A sync cheaper than this (a moving average) is done by the request that needs it.
 pub(super) const INLINE_SYNC: Duration = Duration::from_micros(50);

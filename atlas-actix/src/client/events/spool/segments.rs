@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use super::dir::open_private;
+use crate::client::events::spool::dir::open_private;
 use crate::client::keys;
 use crate::models::UsageEvent;
 
@@ -216,21 +216,22 @@ pub(super) fn pending(records: impl Iterator<Item = Record>) -> Vec<UsageEvent> 
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+mod tests {
     use super::*;
+    use crate::client::events::spool::Spool;
 
-    pub(in crate::client::events::spool) fn keys(events: &[UsageEvent]) -> Vec<&str> {
+    fn keys(events: &[UsageEvent]) -> Vec<&str> {
         events.iter().map(|e| e.idempotency_key.as_str()).collect()
     }
 
     const EVENT: &str = r#"{"customerId":"c","eventName":"e","generatedAt":"t","idempotencyKey":"KEY","data":{"quantity":1}}"#;
 
-    pub(in crate::client::events::spool) fn line(head: &str, content: &str) -> String {
+    fn line(head: &str, content: &str) -> String {
         let sum = checksum(head.as_bytes(), content.as_bytes());
         format!("{head} {} {content}\n", String::from_utf8_lossy(&sum))
     }
 
-    pub(in crate::client::events::spool) fn queued(kind: &str, key: &str) -> String {
+    fn queued(kind: &str, key: &str) -> String {
         line(kind, &EVENT.replace("KEY", key))
     }
 
@@ -279,5 +280,25 @@ pub(super) mod tests {
             ["a"],
             "no record: the end"
         );
+    }
+
+    #[test]
+    fn both_segments_are_read_so_a_torn_switch_loses_nothing() {
+        let dir = std::env::temp_dir().join(format!("atlas-spool-switch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // Segment 0 holds a and b; the crash came while segment 1 was receiving the copy.
+        let older = queued("E4", "a") + &queued("E4", "b") + "\0";
+        let newer = queued("E5", "a") + "E5 {\"customerId\":";
+        std::fs::write(dir.join(SEGMENTS[0]), older).unwrap();
+        std::fs::write(dir.join(SEGMENTS[1]), newer).unwrap();
+        let (spool, pending) = Spool::open(&dir, false).unwrap();
+        assert_eq!(keys(&pending), ["a", "b"]);
+        drop(spool);
+        // Reopened: the copy went to segment 0 (segment 1 held the newest region).
+        let (spool, pending) = Spool::open(&dir, false).unwrap();
+        assert_eq!(keys(&pending), ["a", "b"]);
+        drop(spool);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
