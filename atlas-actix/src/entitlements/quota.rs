@@ -69,7 +69,7 @@ pub(crate) fn projected(
     now: OffsetDateTime,
     extra: &[(&str, f64)],
 ) -> Customer {
-    let mut projected = customer.clone();
+    let mut projected = customer.rules_copy();
     for (feature, units) in extra.iter().filter(|(_, units)| *units > 0.0) {
         let Some((subscription, grant)) = metered_grant(customer, model, now, feature) else {
             continue;
@@ -231,5 +231,37 @@ mod tests {
         );
         assert_eq!(used_up.conditional_billable_access[0].access, Some(false));
         assert_eq!(used_up.balance("cpu"), -1.0);
+    }
+
+    #[test]
+    fn the_rules_copy_of_a_customer_decides_as_the_customer() {
+        let data: serde_json::Value =
+            serde_json::from_str(include_str!("../../data/atlas-data.json")).unwrap();
+        let model: PricingModel = serde_json::from_value(data["pricingModel"].clone()).unwrap();
+        let customers: Vec<Customer> = serde_json::from_value(data["customers"].clone()).unwrap();
+        let no_callbacks = std::collections::HashMap::new();
+        for customer in &customers {
+            let copy = customer.rules_copy();
+            for unknown_limits in [false, true] {
+                assert_eq!(
+                    crate::entitlements::customer_features(
+                        &copy,
+                        &model,
+                        NOW,
+                        unknown_limits,
+                        &no_callbacks
+                    ),
+                    crate::entitlements::customer_features(
+                        customer,
+                        &model,
+                        NOW,
+                        unknown_limits,
+                        &no_callbacks
+                    ),
+                    "{}",
+                    customer.external_id
+                );
+            }
+        }
     }
 }

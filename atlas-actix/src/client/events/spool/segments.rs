@@ -45,27 +45,13 @@ pub(super) fn record(lines: &mut Vec<u8>, kind: char, epoch: u64, content: &str)
     // one `{:02x}` at a time took about 5 % of the spool route's time.
     let start = lines.len();
     lines.push(kind as u8);
-    push_decimal(lines, epoch);
+    lines.extend_from_slice(keys::decimal(epoch, &mut [0; 20]));
     let sum = checksum(&lines[start..], content.as_bytes());
     lines.push(b' ');
     lines.extend_from_slice(&sum);
     lines.push(b' ');
     lines.extend_from_slice(content.as_bytes());
     lines.push(b'\n');
-}
-
-fn push_decimal(out: &mut Vec<u8>, mut value: u64) {
-    let mut digits = [0; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
 }
 
 /// The first 8 hex digits of the SHA-256 of a record's head and content: tells a line a disk
