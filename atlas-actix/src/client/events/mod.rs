@@ -181,7 +181,7 @@ impl EventQueue {
         let was_empty = queued.events.is_empty();
         queued.events.extend(events);
         queued.since.get_or_insert_with(Instant::now);
-        let due_now = self.interval.is_zero() || queued.events.len() >= self.flush_at;
+        let due_now = self.due_now(&queued);
         self.gauges.set(queued.events.len());
         drop(queued);
         // The flusher sleeps until the oldest event's interval ends: only a first event (which
@@ -198,11 +198,16 @@ impl EventQueue {
     pub(crate) fn due_at(&self) -> Option<Instant> {
         let queued = self.queued();
         let since = queued.since?;
-        if self.interval.is_zero() || queued.events.len() >= self.flush_at {
+        if self.due_now(&queued) {
             Some(Instant::now())
         } else {
             Some(since + self.interval)
         }
+    }
+
+    /// Whether what is queued is to be sent at once rather than at the interval's end.
+    fn due_now(&self, queued: &Queued) -> bool {
+        self.interval.is_zero() || queued.events.len() >= self.flush_at
     }
 
     /// Removes delivered (or refused) events from the spool.

@@ -140,18 +140,12 @@ impl Committer {
         let mut queue = self.queue();
         queue.gathering = false;
         for _ in 0..INLINE_GROUPS {
-            if queue.commands.is_empty() {
-                return;
-            }
-            // The writer thread has it: it writes until the queue is empty.
-            let Some(mut writer) = queue.writer.take() else {
+            // Nothing queued, or the writer thread has the writer: it writes until the queue
+            // is empty.
+            let Some(relocked) = self.write_group(queue) else {
                 return;
             };
-            let commands = std::mem::take(&mut queue.commands);
-            drop(queue);
-            writer.commit(commands, &self.sync_nanos);
-            queue = self.queue();
-            queue.writer = Some(writer);
+            queue = relocked;
         }
         let left = !queue.commands.is_empty();
         drop(queue);
@@ -164,23 +158,36 @@ impl Committer {
     pub(super) fn run(&self) {
         let mut queue = self.queue();
         loop {
-            if !queue.commands.is_empty() {
-                if let Some(mut writer) = queue.writer.take() {
-                    let commands = std::mem::take(&mut queue.commands);
-                    drop(queue);
-                    writer.commit(commands, &self.sync_nanos);
-                    queue = self.queue();
-                    queue.writer = Some(writer);
-                    continue;
-                }
-            } else if queue.closed {
+            if queue.commands.is_empty() && queue.closed {
                 return;
+            }
+            if !queue.commands.is_empty() && queue.writer.is_some() {
+                queue = self.write_group(queue).unwrap_or_else(|| self.queue());
+                continue;
             }
             queue = self
                 .work
                 .wait(queue)
                 .unwrap_or_else(PoisonError::into_inner);
         }
+    }
+
+    /// Writes what is queued as one group, outside the lock; answers the lock taken again
+    /// after, or `None` when there was nothing to write or someone else has the writer.
+    fn write_group<'a>(
+        &'a self,
+        mut queue: MutexGuard<'a, Queue>,
+    ) -> Option<MutexGuard<'a, Queue>> {
+        if queue.commands.is_empty() {
+            return None;
+        }
+        let mut writer = queue.writer.take()?;
+        let commands = std::mem::take(&mut queue.commands);
+        drop(queue);
+        writer.commit(commands, &self.sync_nanos);
+        let mut queue = self.queue();
+        queue.writer = Some(writer);
+        Some(queue)
     }
 
     /// Lets the writer thread finish what is queued, then stop.
