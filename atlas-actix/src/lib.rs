@@ -116,7 +116,9 @@ pub use client::hooks::{
 pub use client::limits::{IntoUsage, LimitError};
 pub use client::outage::{OutagePolicy, ParseOutagePolicyError, DEFAULT_STALE_AGE};
 pub use client::reservation::Reservation;
-pub use client::settings::{DEFAULT_HOLD_TTL, DEFAULT_METERING_LAG, DEFAULT_PLATFORM_URL};
+pub use client::settings::{
+    DEFAULT_HOLD_TTL, DEFAULT_METERING_LAG, DEFAULT_PLATFORM_URL, DEFAULT_PUSH_REVALIDATION,
+};
 pub use client::telemetry::health::{Health, LinkHealth, TierHealth};
 pub use client::{
     Allowed, AtlasClient, BillingCadence, CancelType, ChangeOptions, Pagination, PushLink, Status,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use actix_web::test::{self, TestRequest};
 use actix_web::{web, App, HttpResponse};
 use atlas_actix::emulator::{Emulator, EmulatorHandle};
-use atlas_actix::{Atlas, PushLink, RequireFeatures};
+use atlas_actix::{Atlas, Provenance, PushLink, RequireFeatures};
 use awc::http::Method;
 use serde_json::json;
 
@@ -91,6 +91,67 @@ async fn an_upgrade_through_the_scope_unlocks_the_next_guarded_request() {
         test::call_service(&app, explore()).await.status() == 200
     })
     .await;
+}
+
+/// A check of Dave's `data-explorer`, run on its own task.
+fn check_dave(atlas: &Atlas) -> actix_rt::task::JoinHandle<atlas_actix::Allowed> {
+    let atlas = atlas.clone();
+    actix_rt::spawn(async move { atlas.allowed("user_dave", ["data-explorer"]).await.unwrap() })
+}
+
+#[actix_rt::test]
+async fn checks_during_a_pushed_refetch_are_answered_from_before_the_push_and_the_first_waits() {
+    let emulator = start_emulator();
+    let atlas = long_lived(&emulator);
+    connected(&atlas).await;
+    let before = check_dave(&atlas).await.unwrap();
+    assert!(!before.ok, "Dave is on Free");
+    // Every customer fetch now takes 400 ms: a refetch stays in flight long enough to see
+    // what the checks that come meanwhile are answered.
+    emulator
+        .inject_fault(
+            serde_json::from_value(json!({"path": "/external/customers", "delayMs": 400})).unwrap(),
+        )
+        .unwrap();
+    emulator.set_plan("user_dave", "plan_pro").unwrap();
+    let first = loop {
+        let first = check_dave(&atlas);
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+        if !first.is_finished() {
+            break first;
+        }
+        let answer = first.await.unwrap();
+        assert!(
+            !answer.ok && matches!(answer.provenance, Provenance::Cached { .. }),
+            "before the push arrives: {answer:?}"
+        );
+    };
+    let meanwhile = check_dave(&atlas).await.unwrap();
+    assert!(!meanwhile.ok, "answered from before the push");
+    assert!(
+        matches!(meanwhile.provenance, Provenance::Revalidating { .. }),
+        "{meanwhile:?}"
+    );
+    let first = first.await.unwrap();
+    assert!(
+        first.ok,
+        "the first check after the push waited for the platform"
+    );
+    assert_eq!(first.provenance, Provenance::Fetched);
+
+    // The app's own invalidation (a change it made) is never answered from before it.
+    emulator.set_plan("user_dave", "plan_free").unwrap();
+    until("the downgrade to show", || async {
+        !check_dave(&atlas).await.unwrap().ok
+    })
+    .await;
+    atlas.invalidate_customer("user_dave");
+    let first = check_dave(&atlas);
+    actix_rt::time::sleep(Duration::from_millis(100)).await;
+    let meanwhile = check_dave(&atlas).await.unwrap();
+    assert_eq!(meanwhile.provenance, Provenance::Fetched, "it waited");
+    assert!(!first.await.unwrap().ok && !meanwhile.ok);
+    emulator.clear_faults();
 }
 
 #[actix_rt::test]

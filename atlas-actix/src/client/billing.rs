@@ -254,10 +254,26 @@ impl AtlasClient {
     }
 
     /// Forgets what is cached about the customer (details, invoices, line items, credit
-    /// usage, subscriptions): the next call refetches it. The platform's pushes do this.
+    /// usage, subscriptions): the next call refetches it, and every call waits for it.
     pub fn invalidate_customer(&self, customer_id: &str) {
+        self.inner.customers.invalidate(&customer_id.to_owned());
+        self.forget_customer_details(customer_id);
+    }
+
+    /// What a push that the customer changed does: as
+    /// [`invalidate_customer`](Self::invalidate_customer), except that while the first check
+    /// after it refetches the customer, checks that come meanwhile (within the push
+    /// revalidation grace) are answered from the customer as it was before the push.
+    pub(crate) fn revalidate_customer(&self, customer_id: &str) {
+        let grace = self.inner.push_revalidation;
+        self.inner
+            .customers
+            .revalidate(&customer_id.to_owned(), grace);
+        self.forget_customer_details(customer_id);
+    }
+
+    fn forget_customer_details(&self, customer_id: &str) {
         let inner = &self.inner;
-        inner.customers.invalidate(&customer_id.to_owned());
         inner.invoices.invalidate(&customer_id.to_owned());
         inner
             .line_items

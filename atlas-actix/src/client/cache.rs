@@ -7,7 +7,13 @@
 //! result": here an invalidation removes the fetch from the map, and a fetch stores its
 //! result only while it is still the one registered for its key. Callers that were already
 //! waiting get that result (they asked before the invalidation); later callers fetch anew.
+//!
+//! A pushed invalidation may instead *revalidate* (RFC 5861's stale-while-revalidate, bounded):
+//! the first caller after it fetches and waits, as after any invalidation, and callers that
+//! come while that fetch runs, within a grace, get the previous value instead of queueing
+//! behind the platform's round trip.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
@@ -26,6 +32,9 @@ struct Slot<V> {
     value: Arc<V>,
     fetched_at: Instant,
     invalidated: bool,
+    /// Set by a revalidation: until then, callers that come while the refetch runs may have
+    /// this value.
+    serve_until: Option<Instant>,
     /// Computed once at insertion: quick_cache weighs entries while it evicts.
     weight: u64,
 }
@@ -36,6 +45,7 @@ impl<V> Clone for Slot<V> {
             value: Arc::clone(&self.value),
             fetched_at: self.fetched_at,
             invalidated: self.invalidated,
+            serve_until: self.serve_until,
             weight: self.weight,
         }
     }
@@ -156,6 +166,25 @@ where
         fresh.then_some((slot.value, age))
     }
 
+    /// The previous value of an entry being [`revalidate`](Self::revalidate)d, with its age:
+    /// within the grace, while another caller's refetch runs (counted as `revalidating`).
+    /// `None` sends the caller to [`get_or_fetch`](Self::get_or_fetch), which waits.
+    pub(crate) fn get_revalidating<Q>(&self, key: &Q) -> Option<(Arc<V>, Duration)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let slot = self.inner.entries.peek(key)?;
+        let within = slot
+            .serve_until
+            .is_some_and(|until| slot.invalidated && Instant::now() < until);
+        if !within || !self.inner.flights().contains_key(key) {
+            return None;
+        }
+        self.inner.counters.revalidating();
+        Some((slot.value, slot.fetched_at.elapsed()))
+    }
+
     /// The last value fetched, however old or invalidated, without counting a look-up: for
     /// the client's own bookkeeping (which features the pricing model has), not for serving.
     pub(crate) fn latest(&self, key: &K) -> Option<Arc<V>> {
@@ -231,6 +260,25 @@ where
         self.inner.mark_invalidated(key);
     }
 
+    /// Invalidates the entry as [`invalidate`](Self::invalidate) does, except that for
+    /// `grace`, callers that come while another caller's refetch runs get the previous value
+    /// from [`get_revalidating`](Self::get_revalidating).
+    pub(crate) fn revalidate(&self, key: &K, grace: Duration) {
+        let mut flights = self.inner.flights();
+        flights.remove(key);
+        if let Some(mut slot) = self.inner.entries.peek(key) {
+            let until = Instant::now().checked_add(grace);
+            // A push during the grace does not extend it: a stream of pushes must not keep
+            // the value from before the first one in service.
+            slot.serve_until = match slot.serve_until {
+                Some(earlier) if slot.invalidated => Some(earlier),
+                _ => until,
+            };
+            slot.invalidated = true;
+            self.inner.entries.insert(key.clone(), slot);
+        }
+    }
+
     /// [`invalidate`](Self::invalidate)s every entry whose key matches.
     pub(crate) fn invalidate_where(&self, matches: impl Fn(&K) -> bool) {
         let mut flights = self.inner.flights();
@@ -283,6 +331,7 @@ where
                     value: Arc::clone(value),
                     fetched_at: Instant::now(),
                     invalidated: false,
+                    serve_until: None,
                 },
             );
         }
@@ -291,6 +340,7 @@ where
     fn mark_invalidated(&self, key: &K) {
         if let Some(mut slot) = self.entries.peek(key) {
             slot.invalidated = true;
+            slot.serve_until = None;
             self.entries.insert(key.clone(), slot);
         }
     }
@@ -441,6 +491,94 @@ mod tests {
             2
         );
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[actix_rt::test]
+    async fn a_revalidation_answers_callers_from_before_it_only_while_the_refetch_runs() {
+        let cache: Cache<String, u32> = Cache::new("test", Duration::from_secs(60), 10);
+        let key = "a".to_owned();
+        cache
+            .get_or_fetch(key.clone(), || async { Ok(1) })
+            .await
+            .unwrap();
+        cache.revalidate(&key, Duration::from_secs(60));
+        assert!(
+            cache.get_revalidating("a").is_none(),
+            "no refetch runs: the first caller must fetch and wait"
+        );
+        let (release, released) = oneshot::channel::<()>();
+        let first = {
+            let cache = cache.clone();
+            let key = key.clone();
+            actix_rt::spawn(async move {
+                cache
+                    .get_or_fetch(key, move || async move {
+                        let _ = released.await;
+                        Ok(2)
+                    })
+                    .await
+            })
+        };
+        actix_rt::task::yield_now().await;
+        let (previous, _) = cache.get_revalidating("a").expect("the refetch runs");
+        assert_eq!(*previous, 1);
+        release.send(()).unwrap();
+        assert_eq!(*first.await.unwrap().unwrap(), 2, "the first caller waited");
+        assert_eq!(*cache.get_fresh("a").unwrap(), 2);
+        assert!(cache.get_revalidating("a").is_none(), "fresh again");
+
+        // A second push does not extend the grace of the first.
+        cache.revalidate(&key, Duration::from_millis(50));
+        cache.revalidate(&key, Duration::from_secs(60));
+        let (release, released) = oneshot::channel::<()>();
+        let refetch = {
+            let cache = cache.clone();
+            let key = key.clone();
+            actix_rt::spawn(async move {
+                cache
+                    .get_or_fetch(key, move || async move {
+                        let _ = released.await;
+                        Ok(2)
+                    })
+                    .await
+            })
+        };
+        actix_rt::task::yield_now().await;
+        assert!(cache.get_revalidating("a").is_some());
+        actix_rt::time::sleep(Duration::from_millis(60)).await;
+        assert!(
+            cache.get_revalidating("a").is_none(),
+            "the first grace ended"
+        );
+        release.send(()).unwrap();
+        refetch.await.unwrap().unwrap();
+
+        // Past the grace, or after a plain invalidation, every caller waits.
+        for strict in [false, true] {
+            if strict {
+                cache.revalidate(&key, Duration::from_secs(60));
+                cache.invalidate(&key);
+            } else {
+                cache.revalidate(&key, Duration::ZERO);
+            }
+            let (release, released) = oneshot::channel::<()>();
+            let refetch = {
+                let cache = cache.clone();
+                let key = key.clone();
+                actix_rt::spawn(async move {
+                    cache
+                        .get_or_fetch(key, move || async move {
+                            let _ = released.await;
+                            Ok(3)
+                        })
+                        .await
+                })
+            };
+            actix_rt::task::yield_now().await;
+            assert!(cache.get_revalidating("a").is_none(), "strict: {strict}");
+            release.send(()).unwrap();
+            refetch.await.unwrap().unwrap();
+        }
     }
 
     #[actix_rt::test]

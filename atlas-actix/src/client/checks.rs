@@ -54,6 +54,10 @@ impl AtlasClient {
             let age_ms = age.as_millis() as u64;
             return Ok((customer, Provenance::Cached { age_ms }));
         }
+        if let Some((customer, age)) = self.inner.customers.get_revalidating(customer_id) {
+            let age_ms = age.as_millis() as u64;
+            return Ok((customer, Provenance::Revalidating { age_ms }));
+        }
         let api = Arc::clone(&self.inner.api);
         let shared = Arc::clone(&self.inner.fleet);
         let external_id = customer_id.to_owned();

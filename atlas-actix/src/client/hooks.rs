@@ -31,6 +31,13 @@ pub enum Provenance {
         /// How old the customer's data was.
         age_ms: u64,
     },
+    /// The platform pushed a change and a refetch was running: the data from before the push,
+    /// fetched `age_ms` milliseconds before, served within
+    /// [`AtlasBuilder::push_revalidation`](crate::AtlasBuilder::push_revalidation).
+    Revalidating {
+        /// How old the customer's data was.
+        age_ms: u64,
+    },
     /// The platform could not answer: the last known data, served by
     /// [`OutagePolicy::ServeStale`](crate::OutagePolicy::ServeStale).
     Stale {
@@ -48,7 +55,7 @@ impl Provenance {
         match self {
             Self::Fetched | Self::Fleet => "targeting_match",
             Self::Cached { .. } => "cached",
-            Self::Stale { .. } => "stale",
+            Self::Stale { .. } | Self::Revalidating { .. } => "stale",
             Self::FailOpen => "default",
         }
     }

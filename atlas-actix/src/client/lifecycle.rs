@@ -91,6 +91,7 @@ impl AtlasClient {
                 config.cache_max_bytes,
                 |customer| customer.footprint() as u64,
             ),
+            push_revalidation: config.push_revalidation,
             pricing_model: Cache::new("pricing_model", config.pricing_model_ttl, 1),
             invoices: Cache::new("invoices", config.invoice_ttl, capacity),
             line_items: Cache::new("line_items", config.invoice_ttl, capacity),

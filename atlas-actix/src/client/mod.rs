@@ -274,6 +274,9 @@ pub(crate) struct Inner {
     allow_unknown_limits: bool,
     limits: Limits,
     customers: Cache<String, Customer>,
+    /// How long after a pushed change of a customer its previous data may answer the checks
+    /// that come while the first one refetches it.
+    push_revalidation: Duration,
     pricing_model: Cache<(), PricingModel>,
     invoices: Cache<String, Vec<Invoice>>,
     line_items: Cache<(String, String), Vec<InvoiceLineItem>>,

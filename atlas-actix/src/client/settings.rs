@@ -26,6 +26,7 @@ pub(crate) struct ClientConfig {
     pub(crate) timeout: Duration,
     pub(crate) backoff: Backoff,
     pub(crate) customer_ttl: Duration,
+    pub(crate) push_revalidation: Duration,
     pub(crate) invoice_ttl: Duration,
     pub(crate) credit_usage_ttl: Duration,
     pub(crate) pricing_model_ttl: Duration,
@@ -62,6 +63,10 @@ pub(crate) struct ClientConfig {
 /// neither reports nor releases it: 5 minutes.
 pub const DEFAULT_HOLD_TTL: Duration = Duration::from_secs(5 * 60);
 
+/// How long after the platform pushes that a customer changed its previous data may still
+/// answer the checks that come while the first check after the push refetches it: 1 s.
+pub const DEFAULT_PUSH_REVALIDATION: Duration = Duration::from_secs(1);
+
 /// How long after the platform accepted a usage event it is taken as counted in the
 /// platform's figures, at the latest, when no customer answer has shown it: 60 s.
 pub const DEFAULT_METERING_LAG: Duration = Duration::from_secs(60);
@@ -74,6 +79,7 @@ impl Default for ClientConfig {
             timeout: Duration::from_secs(10),
             backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
             customer_ttl: Duration::from_secs(10),
+            push_revalidation: DEFAULT_PUSH_REVALIDATION,
             invoice_ttl: Duration::from_secs(10),
             credit_usage_ttl: Duration::from_secs(10),
             pricing_model_ttl: Duration::from_secs(5 * 60),

@@ -176,7 +176,7 @@ async fn connect(
                 match push {
                     Push::InvalidateCustomer(customer) => {
                         tracing::debug!(customer = ?customer, "push: customer changed");
-                        atlas.invalidate_customer(&customer);
+                        atlas.revalidate_customer(&customer);
                     }
                     Push::InvalidatePlans => {
                         tracing::debug!("push: plans changed");

@@ -305,8 +305,8 @@ fn check_counters(feature: &str) -> [Counter; 4] {
     ]
 }
 
-/// The look-up counters of one cache: hit, miss, stale.
-pub(crate) struct CacheCounters(HotCounters<3>);
+/// The look-up counters of one cache: hit, miss, stale, revalidating.
+pub(crate) struct CacheCounters(HotCounters<4>);
 
 impl CacheCounters {
     pub(crate) fn new(cache: &'static str) -> Self {
@@ -314,6 +314,7 @@ impl CacheCounters {
             counter!(CACHE_REQUESTS, "cache" => cache, "result" => "hit"),
             counter!(CACHE_REQUESTS, "cache" => cache, "result" => "miss"),
             counter!(CACHE_REQUESTS, "cache" => cache, "result" => "stale"),
+            counter!(CACHE_REQUESTS, "cache" => cache, "result" => "revalidating"),
         ]))
     }
 
@@ -327,6 +328,10 @@ impl CacheCounters {
 
     pub(crate) fn stale(&self) {
         self.0.increment(2);
+    }
+
+    pub(crate) fn revalidating(&self) {
+        self.0.increment(3);
     }
 }
 

@@ -19,12 +19,22 @@ impl Platform {
         }
     }
 
-    /// Applies every event due by `now`, in the order they arrived.
+    /// Applies every event due by `now`, in the order they arrived, then pushes each customer
+    /// they changed once, as an aggregation run does (a push per event would flood every
+    /// connected client with identical invalidations under load).
     pub(crate) fn apply_due_usage(&mut self, now: Instant) {
+        let mut changed: Vec<String> = Vec::new();
         while self.metering.front().is_some_and(|(due, _)| *due <= now) {
             if let Some((_, event)) = self.metering.pop_front() {
-                self.apply_usage(&event);
+                if let Some(customer) = self.apply_usage(&event) {
+                    if !changed.contains(&customer) {
+                        changed.push(customer);
+                    }
+                }
             }
+        }
+        for customer in changed {
+            self.customer_changed(&customer);
         }
     }
 
@@ -52,23 +62,24 @@ impl Platform {
 
     /// One event's usage: on the access entry of the subscription that grants the feature
     /// (usage-based: `currentUsage` grows, `access` ends at `maxUsage`), or off the customer's
-    /// credit balance (credit-based, with its credit usage figures); then the push.
-    fn apply_usage(&mut self, event: &Value) {
+    /// credit balance (credit-based, with its credit usage figures). Returns the external id
+    /// of the customer changed, to push.
+    fn apply_usage(&mut self, event: &Value) -> Option<String> {
         let (Some(customer_id), Some(event_name), Some(quantity)) = (
             event["customerId"].as_str(),
             event["eventName"].as_str(),
             event["data"]["quantity"].as_f64(),
         ) else {
-            return;
+            return None;
         };
         let Some(at) = self.customers.iter().position(|c| c.id == customer_id) else {
             tracing::warn!(customer = ?customer_id, "emulator: a usage event for no known customer; not metered");
-            return;
+            return None;
         };
         let customer = &self.customers[at];
         let Some((subscription, grant)) = self.grant_in_force(customer, event_name) else {
             tracing::warn!(customer = ?customer_id, event = ?event_name, "emulator: a usage event for a feature no subscription grants; not metered");
-            return;
+            return None;
         };
         let stamp = now_iso();
         let external_id = customer.external_id.clone();
@@ -102,10 +113,10 @@ impl Platform {
                     access.extra.insert("updatedAt", json!(stamp));
                 }
             }
-            _ => return,
+            _ => return None,
         }
         touch(customer, &stamp);
-        self.customer_changed(&external_id);
+        Some(external_id)
     }
 }
 
@@ -156,6 +167,7 @@ mod tests {
         let batch = json!([
             event(&customer.id, &usage_grant.id, "k1", 5.0),
             event(&customer.id, &usage_grant.id, "k1", 5.0),
+            event(&customer.id, &usage_grant.id, "k2", 1.0),
         ]);
         platform.post_events(Some(batch)).unwrap();
         let now = Instant::now();
@@ -168,10 +180,14 @@ mod tests {
             .find(|a| a.billable_id == usage_grant.id && a.subscription_id == subscription.id)
             .and_then(|a| a.current_usage)
             .unwrap();
-        assert_eq!(after, before + 5.0, "one key, counted once");
+        assert_eq!(after, before + 6.0, "each key counted once");
         assert_eq!(
             pushes.try_recv().unwrap(),
             Push::InvalidateCustomer(customer.external_id.clone())
+        );
+        assert!(
+            pushes.try_recv().is_err(),
+            "one push for the customer's events of one run"
         );
     }
 
