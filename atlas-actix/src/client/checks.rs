@@ -15,11 +15,12 @@ use crate::client::outage::OutagePolicy;
 use crate::client::pending::{Entry, HeldFeature, Hold};
 use crate::client::telemetry::{otel, CheckResult};
 use crate::client::{check_id, Allowed, AtlasClient};
-use crate::entitlements::quota::{headroom, projected, quota_of, used};
+use crate::entitlements::overlay::Overlay;
+use crate::entitlements::quota::{figure, headroom, overlay, projected};
 use crate::entitlements::reasons::{denial_reason, DenialReason};
 use crate::entitlements::{
-    customer_features, is_allowed, is_limited, limited_features, usage_event_name, CustomerFeature,
-    LimitOutcome,
+    customer_features, is_allowed_over, is_limited, limited_features, usage_event_name,
+    CustomerFeature, LimitOutcome,
 };
 use crate::error::AtlasError;
 use crate::models::{Customer, CustomerInfo, PricingModel};
@@ -473,13 +474,22 @@ impl AtlasClient {
         };
         let figures = quota_figures(customer, model, now, slugs.iter().copied());
         let wanted = hold.map_or(quantity, |units| units.max(quantity));
-        let evaluate = |customer: &Customer| {
+        // Pending usage (`extra`) is laid over the customer's figures; only a denial's reasons
+        // read the projected copy of the customer.
+        let evaluate = |extra: &[(&str, f64)]| {
+            let pending = extra.iter().any(|(_, units)| *units > 0.0);
+            let overlay = if pending {
+                overlay(customer, model, now, extra)
+            } else {
+                Overlay::default()
+            };
             let flags: Vec<bool> = slugs
                 .iter()
                 .map(|slug| {
                     let metered = figures.iter().any(|(quota, _)| quota == slug);
-                    is_allowed(
+                    is_allowed_over(
                         customer,
+                        &overlay,
                         model,
                         now,
                         slug,
@@ -489,20 +499,21 @@ impl AtlasClient {
                     )
                 })
                 .collect();
-            let reasons: Vec<DenialReason> = slugs
-                .iter()
-                .zip(&flags)
-                .filter(|(_, allowed)| !**allowed)
-                .map(|(slug, _)| denial_reason(customer, model, now, slug, outcome(slug)))
-                .collect();
+            let mut reasons: Vec<DenialReason> = Vec::new();
+            if flags.contains(&false) {
+                let projected = pending.then(|| projected(customer, model, now, extra));
+                let at = projected.as_ref().unwrap_or(customer);
+                reasons = slugs
+                    .iter()
+                    .zip(&flags)
+                    .filter(|(_, allowed)| !**allowed)
+                    .map(|(slug, _)| denial_reason(at, model, now, slug, outcome(slug)))
+                    .collect();
+            }
             (flags, reasons)
         };
         let evaluate_pending = |extra: &[(&str, f64)]| {
-            let decided = if extra.iter().any(|(_, units)| *units > 0.0) {
-                evaluate(&projected(customer, model, now, extra))
-            } else {
-                evaluate(customer)
-            };
+            let decided = evaluate(extra);
             let allowed = decided.1.is_empty();
             (decided, allowed)
         };
@@ -521,7 +532,7 @@ impl AtlasClient {
             chosen.iter().map(|(_, units)| *units).collect()
         };
         let ((flags, reasons), held) = if figures.is_empty() {
-            (evaluate(customer), Vec::new())
+            (evaluate(&[]), Vec::new())
         } else {
             self.inner
                 .pending
@@ -589,9 +600,6 @@ fn quota_figures<'a>(
     slugs: impl Iterator<Item = &'a str>,
 ) -> Vec<(&'a str, f64)> {
     slugs
-        .filter_map(|slug| {
-            let quota = quota_of(customer, model, now, slug)?;
-            Some((slug, used(customer, model, now, slug, &quota)))
-        })
+        .filter_map(|slug| Some((slug, figure(customer, model, now, slug)?)))
         .collect()
 }

@@ -9,6 +9,14 @@
 /// says where each part ends whatever it holds.
 pub(crate) fn compose(parts: &[&str]) -> String {
     let mut key = String::with_capacity(parts.iter().map(|part| part.len() + 4).sum());
+    compose_into(&mut key, parts);
+    key
+}
+
+/// [`compose`] into `key` (cleared first): a caller that looks keys up at the request rate
+/// reuses one buffer instead of allocating a key each time.
+pub(crate) fn compose_into(key: &mut String, parts: &[&str]) {
+    key.clear();
     for part in parts {
         // By hand rather than `write!`: quota checks compose a key each, and the formatting
         // machinery was a twentieth of such a check.
@@ -21,7 +29,6 @@ pub(crate) fn compose(parts: &[&str]) -> String {
         key.push(':');
         key.push_str(part);
     }
-    key
 }
 
 /// The decimal digits of `value`, written at the end of `digits`.

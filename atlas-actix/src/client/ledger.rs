@@ -49,6 +49,27 @@ struct State {
     by_event: HashMap<String, (String, u64)>,
     next_id: u64,
     swept: Instant,
+    /// The account key of the last look-up, composed here: a check of an account that exists
+    /// allocates no key.
+    key: String,
+}
+
+/// The account of `customer`'s `feature`, opened by `open` when there is none. The key is
+/// composed in `key`, the state's buffer: a check of an account that exists allocates nothing.
+fn account<'s>(
+    accounts: &'s mut HashMap<String, Account>,
+    key: &mut String,
+    customer: &str,
+    feature: &str,
+    open: impl FnOnce() -> Account,
+) -> &'s mut Account {
+    keys::compose_into(key, &[customer, feature]);
+    if !accounts.contains_key(key.as_str()) {
+        accounts.insert(key.clone(), open());
+    }
+    accounts
+        .get_mut(key.as_str())
+        .expect("the account was just found or opened, under the ledger's lock")
 }
 
 /// One customer's pending usage of one feature. Every operation a request makes on it is
@@ -101,6 +122,7 @@ impl Ledger {
                 by_event: HashMap::new(),
                 next_id: 0,
                 swept: Instant::now(),
+                key: String::new(),
             }),
         }
     }
@@ -124,14 +146,15 @@ impl Ledger {
         let mut state = self.state();
         let state = &mut *state;
         self.sweep(state, now);
+        let lag = self.metering_lag;
         let extra: Vec<(&str, f64)> = figures
             .iter()
             .map(|(feature, figure)| {
-                let account = state.accounts.entry(keys::compose(&[customer, feature]));
-                let account = account.or_insert_with(|| Account::new(Some(*figure), now));
+                let open = || Account::new(Some(*figure), now);
+                let account = account(&mut state.accounts, &mut state.key, customer, feature, open);
                 account.touched = now;
-                account.expire(now, self.metering_lag, &mut state.by_event);
-                let units = account.reconcile(*figure, now, self.metering_lag, &mut state.by_event);
+                account.expire(now, lag, &mut state.by_event);
+                let units = account.reconcile(*figure, now, lag, &mut state.by_event);
                 (*feature, units)
             })
             .collect();
@@ -142,10 +165,8 @@ impl Ledger {
             for (feature, figure) in figures {
                 state.next_id += 1;
                 let id = state.next_id;
-                let account = state
-                    .accounts
-                    .entry(keys::compose(&[customer, feature]))
-                    .or_insert_with(|| Account::new(Some(*figure), now));
+                let open = || Account::new(Some(*figure), now);
+                let account = account(&mut state.accounts, &mut state.key, customer, feature, open);
                 account.held.insert(id, Held { units, expires });
                 account.pending += units;
                 account.deadline(expires);

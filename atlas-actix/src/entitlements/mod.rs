@@ -7,6 +7,7 @@
 
 pub(crate) mod findings;
 pub(crate) mod named_in_code;
+pub(crate) mod overlay;
 pub(crate) mod quota;
 pub mod reasons;
 pub(crate) mod rules;
@@ -17,6 +18,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::entitlements::overlay::Overlay;
 use crate::models::{Customer, PlanEntitlement, PriceKind, PricingModel};
 
 /// How a feature is sold.
@@ -352,6 +354,7 @@ fn evaluate(
         kind,
         allowed: grant_allows(
             customer,
+            &Overlay::NONE,
             subscription_id,
             grant,
             outcome,
@@ -389,6 +392,7 @@ pub(crate) fn credit_unit(kind: FeatureType, grant: &PlanEntitlement) -> Option<
 /// says so, or by an exhausted credit balance that blocks overage.
 fn grant_allows(
     customer: &Customer,
+    overlay: &Overlay<'_>,
     subscription_id: &str,
     grant: &PlanEntitlement,
     outcome: LimitOutcome,
@@ -408,18 +412,21 @@ fn grant_allows(
     }
     if kind == FeatureType::UsageBased {
         let access = access(customer, subscription_id, grant);
-        if access.is_some_and(|a| a.access == Some(false)) {
+        let pending = overlay.usage(subscription_id, &grant.id);
+        let current = access.and_then(|a| a.current_usage).unwrap_or(0.0) + pending;
+        // Pending usage ends access at the maximum, as the platform's aggregation will.
+        let reached = pending > 0.0 && grant.max_usage.is_some_and(|max| current >= max);
+        if reached || access.is_some_and(|a| a.access == Some(false)) {
             allowed = false;
         }
         // The platform's access flag answers for one more unit; a larger quantity must fit
         // under the maximum too.
         if let Some(max) = grant.max_usage.filter(|_| quantity > 1.0) {
-            let current = access.and_then(|a| a.current_usage).unwrap_or(0.0);
             allowed &= current + quantity <= max;
         }
     }
     if let Some(unit_id) = credit_unit(kind, grant) {
-        let balance = customer.balance(unit_id);
+        let balance = customer.balance(unit_id) - overlay.credits(unit_id);
         let short = if quantity > 1.0 {
             balance < quantity
         } else {
@@ -455,11 +462,37 @@ pub fn is_allowed(
     outcome: LimitOutcome,
     quantity: f64,
 ) -> bool {
+    is_allowed_over(
+        customer,
+        &Overlay::NONE,
+        model,
+        now,
+        feature,
+        allow_unknown_limits,
+        outcome,
+        quantity,
+    )
+}
+
+/// [`is_allowed`] with pending usage laid over the customer's figures: as `is_allowed` of the
+/// [`projected`](quota::projected) customer, without the copy.
+#[allow(clippy::too_many_arguments)] // is_allowed's inputs and the overlay
+pub(crate) fn is_allowed_over(
+    customer: &Customer,
+    overlay: &Overlay<'_>,
+    model: &PricingModel,
+    now: OffsetDateTime,
+    feature: &str,
+    allow_unknown_limits: bool,
+    outcome: LimitOutcome,
+    quantity: f64,
+) -> bool {
     grants(customer, model, now, false)
         .filter(|(_, _, slug)| *slug == feature)
         .any(|(subscription_id, grant, _)| {
             grant_allows(
                 customer,
+                overlay,
                 subscription_id,
                 grant,
                 outcome,

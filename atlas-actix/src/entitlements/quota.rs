@@ -5,6 +5,7 @@
 
 use time::OffsetDateTime;
 
+use crate::entitlements::overlay::Overlay;
 use crate::entitlements::{credit_unit, grants, FeatureType};
 use crate::models::{Customer, PlanEntitlement, PricingModel};
 
@@ -26,8 +27,11 @@ pub(crate) fn quota_of<'a>(
     now: OffsetDateTime,
     feature: &str,
 ) -> Option<Quota<'a>> {
-    let (_, grant, _) =
-        grants(customer, model, now, false).find(|(_, _, slug)| *slug == feature)?;
+    metered_grant(customer, model, now, feature).and_then(|(_, grant)| grant_quota(grant))
+}
+
+/// The quota a metered grant sets, if any.
+fn grant_quota(grant: &PlanEntitlement) -> Option<Quota<'_>> {
     let kind = FeatureType::of(grant);
     if kind == FeatureType::UsageBased && grant.max_usage.is_some() {
         return Some(Quota::Usage);
@@ -37,25 +41,31 @@ pub(crate) fn quota_of<'a>(
         .map(Quota::Credits)
 }
 
-/// How much of a quota the platform counts as used: the usage of every grant of the feature
-/// (usage-based), or the credits spent, as minus the balance (credit-based). It only grows
-/// as the platform counts usage; a new period or a top-up makes it fall.
-pub(crate) fn used(
+/// How much of the feature's quota the platform counts as used, when it has one: the usage
+/// of every grant of the feature (usage-based), or the credits spent, as minus the balance
+/// (credit-based). It only grows as the platform counts usage; a new period or a top-up makes
+/// it fall. One pass over the grants: every quota check reads it.
+pub(crate) fn figure(
     customer: &Customer,
     model: &PricingModel,
     now: OffsetDateTime,
     feature: &str,
-    quota: &Quota<'_>,
-) -> f64 {
-    match quota {
-        Quota::Usage => grants(customer, model, now, false)
-            .filter(|(_, _, slug)| *slug == feature)
-            .filter_map(|(subscription, grant, _)| {
-                crate::entitlements::access(customer, subscription, grant)
-            })
-            .filter_map(|access| access.current_usage)
-            .sum(),
-        Quota::Credits(unit) => -customer.balance(unit),
+) -> Option<f64> {
+    let mut granted = grants(customer, model, now, false).filter(|(_, _, slug)| *slug == feature);
+    let (subscription, metered, _) = granted.next()?;
+    let usage = |subscription: &str, grant: &PlanEntitlement| {
+        crate::entitlements::access(customer, subscription, grant)
+            .and_then(|access| access.current_usage)
+            .unwrap_or(0.0)
+    };
+    match grant_quota(metered)? {
+        Quota::Usage => Some(
+            usage(subscription, metered)
+                + granted
+                    .map(|(subscription, grant, _)| usage(subscription, grant))
+                    .sum::<f64>(),
+        ),
+        Quota::Credits(unit) => Some(-customer.balance(unit)),
     }
 }
 
@@ -74,7 +84,7 @@ pub(crate) fn projected(
         let Some((subscription, grant)) = metered_grant(customer, model, now, feature) else {
             continue;
         };
-        match quota_of(customer, model, now, feature) {
+        match grant_quota(grant) {
             Some(Quota::Usage) => {
                 projected.count_usage(subscription, &grant.id, grant.max_usage, *units);
             }
@@ -85,6 +95,29 @@ pub(crate) fn projected(
         }
     }
     projected
+}
+
+/// The pending `extra` units of each feature listed, laid where [`projected`] would count
+/// them, for [`is_allowed_over`](crate::entitlements::is_allowed_over): the projection
+/// without the copy of the customer.
+pub(crate) fn overlay<'a>(
+    customer: &'a Customer,
+    model: &'a PricingModel,
+    now: OffsetDateTime,
+    extra: &[(&str, f64)],
+) -> Overlay<'a> {
+    let mut overlay = Overlay::default();
+    for (feature, units) in extra.iter().filter(|(_, units)| *units > 0.0) {
+        let Some((subscription, grant)) = metered_grant(customer, model, now, feature) else {
+            continue;
+        };
+        match grant_quota(grant) {
+            Some(Quota::Usage) => overlay.count_usage(subscription, &grant.id, *units),
+            Some(Quota::Credits(unit)) => overlay.spend_credits(unit, *units),
+            None => {}
+        }
+    }
+    overlay
 }
 
 /// What a quota has left once `wanted` more units are used: the metered grant's maximum
@@ -178,6 +211,8 @@ mod tests {
     #[test]
     fn only_maxima_and_blocked_overage_are_quotas() {
         let model = model();
+        let used = customer(42.0, 0.0);
+        assert_eq!(figure(&used, &model, NOW, "tokens"), Some(42.0));
         let customer = customer(0.0, 5.0);
         assert_eq!(
             quota_of(&customer, &model, NOW, "tokens"),
@@ -189,10 +224,54 @@ mod tests {
         );
         assert_eq!(quota_of(&customer, &model, NOW, "open"), None);
         assert_eq!(quota_of(&customer, &model, NOW, "missing"), None);
-        assert_eq!(used(&customer, &model, NOW, "tokens", &Quota::Usage), 0.0);
-        assert_eq!(
-            used(&customer, &model, NOW, "images", &Quota::Credits("cpu")),
-            -5.0
+        assert_eq!(figure(&customer, &model, NOW, "tokens"), Some(0.0));
+        assert_eq!(figure(&customer, &model, NOW, "images"), Some(-5.0));
+        assert_eq!(figure(&customer, &model, NOW, "open"), None);
+    }
+
+    #[test]
+    fn the_overlay_decides_as_the_projected_customer() {
+        let model = model();
+        let mut decided = 0;
+        for usage in [0.0, 50.0, 95.0, 99.0, 100.0, 120.0] {
+            for balance in [0.0, 1.0, 3.0, 10.0] {
+                let mut customers = vec![customer(usage, balance)];
+                let mut bare = customer(usage, balance);
+                bare.conditional_billable_access.clear();
+                bare.custom_pricing_units.clear();
+                customers.push(bare);
+                for customer in &customers {
+                    for extra in [0.0, 1.0, 4.0, 5.0, 10.0] {
+                        let pending = [("tokens", extra), ("images", extra), ("open", extra)];
+                        let projected = projected(customer, &model, NOW, &pending);
+                        let overlay = overlay(customer, &model, NOW, &pending);
+                        for feature in ["tokens", "images", "open"] {
+                            for quantity in [1.0, 2.0, 5.0] {
+                                let over = crate::entitlements::is_allowed_over(
+                                    customer,
+                                    &overlay,
+                                    &model,
+                                    NOW,
+                                    feature,
+                                    false,
+                                    LimitOutcome::NoCallback,
+                                    quantity,
+                                );
+                                assert_eq!(
+                                    over,
+                                    allows(&projected, feature, quantity),
+                                    "{feature} ×{quantity}, usage {usage}, balance {balance}, pending {extra}"
+                                );
+                                decided += usize::from(over);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            decided > 0 && decided < 6 * 4 * 2 * 5 * 3 * 3,
+            "both answers occur"
         );
     }
 
