@@ -10,13 +10,37 @@ use super::{touch, Platform};
 use crate::emulator::reply::json_number;
 use crate::models::{now_iso, Customer, PlanEntitlement, PriceKind};
 
+/// A stored usage event waiting for its aggregation: when it is due, and what it counts.
+#[derive(Debug)]
+pub(super) struct Metered {
+    due: Instant,
+    customer: String,
+    event_name: String,
+    quantity: f64,
+}
+
 impl Platform {
-    /// Schedules a stored event for aggregation, when metering is on.
+    /// Schedules a stored event for aggregation, when metering is on: only what aggregation
+    /// reads is kept (under a benchmark's load, a copy of every event was most of the
+    /// emulator's work).
     pub(super) fn meter(&mut self, event: &Value, arrived: Instant) {
-        if let Some(metering) = &self.source.metering {
-            let due = arrived + Duration::from_millis(metering.delay_ms);
-            self.metering.push_back((due, event.clone()));
-        }
+        let Some(metering) = &self.source.metering else {
+            return;
+        };
+        let (Some(customer), Some(event_name), Some(quantity)) = (
+            event["customerId"].as_str(),
+            event["eventName"].as_str(),
+            event["data"]["quantity"].as_f64(),
+        ) else {
+            return;
+        };
+        let due = arrived + Duration::from_millis(metering.delay_ms);
+        self.metering.push_back(Metered {
+            due,
+            customer: customer.to_owned(),
+            event_name: event_name.to_owned(),
+            quantity,
+        });
     }
 
     /// Applies every event due by `now`, in the order they arrived, then pushes each customer
@@ -24,9 +48,13 @@ impl Platform {
     /// connected client with identical invalidations under load).
     pub(crate) fn apply_due_usage(&mut self, now: Instant) {
         let mut changed: Vec<String> = Vec::new();
-        while self.metering.front().is_some_and(|(due, _)| *due <= now) {
-            if let Some((_, event)) = self.metering.pop_front() {
-                if let Some(customer) = self.apply_usage(&event) {
+        while self
+            .metering
+            .front()
+            .is_some_and(|metered| metered.due <= now)
+        {
+            if let Some(metered) = self.metering.pop_front() {
+                if let Some(customer) = self.apply_usage(&metered) {
                     if !changed.contains(&customer) {
                         changed.push(customer);
                     }
@@ -64,14 +92,12 @@ impl Platform {
     /// (usage-based: `currentUsage` grows, `access` ends at `maxUsage`), or off the customer's
     /// credit balance (credit-based, with its credit usage figures). Returns the external id
     /// of the customer changed, to push.
-    fn apply_usage(&mut self, event: &Value) -> Option<String> {
-        let (Some(customer_id), Some(event_name), Some(quantity)) = (
-            event["customerId"].as_str(),
-            event["eventName"].as_str(),
-            event["data"]["quantity"].as_f64(),
-        ) else {
-            return None;
-        };
+    fn apply_usage(&mut self, metered: &Metered) -> Option<String> {
+        let (customer_id, event_name, quantity) = (
+            metered.customer.as_str(),
+            metered.event_name.as_str(),
+            metered.quantity,
+        );
         let Some(at) = self.customers.iter().position(|c| c.id == customer_id) else {
             tracing::warn!(customer = ?customer_id, "emulator: a usage event for no known customer; not metered");
             return None;

@@ -55,7 +55,7 @@ pub(crate) struct Platform {
     credit_usage: HashMap<String, HashMap<String, CreditUsage>>,
     events: Vec<Value>,
     /// Stored events waiting for their aggregation, when metering is on: when each is due.
-    metering: VecDeque<(std::time::Instant, Value)>,
+    metering: VecDeque<metering::Metered>,
     seen_idempotency_keys: HashSet<String>,
     registrations: Vec<String>,
     sdk_versions: Vec<Value>,
