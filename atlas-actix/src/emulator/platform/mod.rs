@@ -10,7 +10,7 @@ mod metering;
 mod query;
 mod subscriptions;
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde_json::{json, Map, Value};
 use tokio::sync::broadcast;
@@ -56,7 +56,7 @@ pub(crate) struct Platform {
     events: Vec<Value>,
     /// Stored events waiting for their aggregation, when metering is on: when each is due.
     metering: VecDeque<metering::Metered>,
-    seen_idempotency_keys: HashSet<String>,
+    seen_idempotency_keys: events::KeySet,
     registrations: Vec<String>,
     sdk_versions: Vec<Value>,
     request_counts: BTreeMap<String, u64>,
@@ -81,7 +81,7 @@ impl Platform {
             credit_usage: HashMap::new(),
             events: Vec::new(),
             metering: VecDeque::new(),
-            seen_idempotency_keys: HashSet::new(),
+            seen_idempotency_keys: events::KeySet::new(),
             registrations: Vec::new(),
             sdk_versions: Vec::new(),
             request_counts: BTreeMap::new(),
