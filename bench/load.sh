@@ -19,7 +19,8 @@
 # Environment: DURATION (seconds per run, default 10), ROUNDS (default 2), CONNECTIONS,
 # QUICKSTART (another quickstart binary to measure, for A/B runs), ONLY=checks, ONLY=usage or
 # ONLY=quotas or ONLY=audit (the guarded route with the decision log on beside the same route
-# without a hook) (just that section), SPOOL_DIR (the spool's directory: its disk).
+# without a hook) (just that section; without ONLY, each section runs in turn on servers started
+# for it), SPOOL_DIR (the spool's directory: its disk).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -28,6 +29,16 @@ export ATLAS_SHARED="${ATLAS_SHARED:-$root/../shared}"
 source bench/lib.sh
 require wrk
 cargo build --release -q --workspace --all-features --bins --examples
+
+# Each section on servers of its own: the emulator keeps every usage event in memory (tests
+# read them back), and a section's millions of events left it slower for the next one, whose
+# quickstart then refused usage it could not queue (503) and measured the emulator's backlog.
+if [ -z "${ONLY:-}" ]; then
+  for section in checks usage quotas audit; do
+    ONLY="$section" "$0"
+  done
+  exit 0
+fi
 
 # The quickstart's data, metering on, with room for a benchmark's worth of quota: Erin's Pro
 # maximum of AI tokens far away and a large image credit balance.

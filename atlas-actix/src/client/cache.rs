@@ -493,6 +493,27 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
+    /// A refetch of `a` that answers `value` once released, started on its own task.
+    fn held_refetch(
+        cache: &Cache<String, u32>,
+        value: u32,
+    ) -> (
+        oneshot::Sender<()>,
+        actix_rt::task::JoinHandle<Result<Arc<u32>, AtlasError>>,
+    ) {
+        let (release, released) = oneshot::channel::<()>();
+        let cache = cache.clone();
+        let refetch = actix_rt::spawn(async move {
+            cache
+                .get_or_fetch("a".to_owned(), move || async move {
+                    let _ = released.await;
+                    Ok(value)
+                })
+                .await
+        });
+        (release, refetch)
+    }
+
     #[actix_rt::test]
     async fn a_revalidation_answers_callers_from_before_it_only_while_the_refetch_runs() {
         let cache: Cache<String, u32> = Cache::new("test", Duration::from_secs(60), 10);
@@ -506,19 +527,7 @@ mod tests {
             cache.get_revalidating("a").is_none(),
             "no refetch runs: the first caller must fetch and wait"
         );
-        let (release, released) = oneshot::channel::<()>();
-        let first = {
-            let cache = cache.clone();
-            let key = key.clone();
-            actix_rt::spawn(async move {
-                cache
-                    .get_or_fetch(key, move || async move {
-                        let _ = released.await;
-                        Ok(2)
-                    })
-                    .await
-            })
-        };
+        let (release, first) = held_refetch(&cache, 2);
         actix_rt::task::yield_now().await;
         let (previous, _) = cache.get_revalidating("a").expect("the refetch runs");
         assert_eq!(*previous, 1);
@@ -530,19 +539,7 @@ mod tests {
         // A second push does not extend the grace of the first.
         cache.revalidate(&key, Duration::from_millis(50));
         cache.revalidate(&key, Duration::from_secs(60));
-        let (release, released) = oneshot::channel::<()>();
-        let refetch = {
-            let cache = cache.clone();
-            let key = key.clone();
-            actix_rt::spawn(async move {
-                cache
-                    .get_or_fetch(key, move || async move {
-                        let _ = released.await;
-                        Ok(2)
-                    })
-                    .await
-            })
-        };
+        let (release, refetch) = held_refetch(&cache, 2);
         actix_rt::task::yield_now().await;
         assert!(cache.get_revalidating("a").is_some());
         actix_rt::time::sleep(Duration::from_millis(60)).await;
@@ -561,19 +558,7 @@ mod tests {
             } else {
                 cache.revalidate(&key, Duration::ZERO);
             }
-            let (release, released) = oneshot::channel::<()>();
-            let refetch = {
-                let cache = cache.clone();
-                let key = key.clone();
-                actix_rt::spawn(async move {
-                    cache
-                        .get_or_fetch(key, move || async move {
-                            let _ = released.await;
-                            Ok(3)
-                        })
-                        .await
-                })
-            };
+            let (release, refetch) = held_refetch(&cache, 3);
             actix_rt::task::yield_now().await;
             assert!(cache.get_revalidating("a").is_none(), "strict: {strict}");
             release.send(()).unwrap();

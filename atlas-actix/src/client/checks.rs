@@ -16,7 +16,7 @@ use crate::client::pending::{Entry, HeldFeature, Hold};
 use crate::client::telemetry::{otel, CheckResult};
 use crate::client::{check_id, Allowed, AtlasClient};
 use crate::entitlements::overlay::Overlay;
-use crate::entitlements::quota::{figure, headroom, overlay, projected};
+use crate::entitlements::quota::{figures, headroom, overlay, projected};
 use crate::entitlements::reasons::{denial_reason, DenialReason};
 use crate::entitlements::{
     customer_features, is_allowed_over, is_limited, limited_features, usage_event_name,
@@ -220,7 +220,7 @@ impl AtlasClient {
         model: &PricingModel,
         now: OffsetDateTime,
     ) -> Option<Customer> {
-        let figures = quota_figures(
+        let figures = figures(
             customer,
             model,
             now,
@@ -472,7 +472,7 @@ impl AtlasClient {
                 .copied()
                 .unwrap_or(LimitOutcome::NoCallback)
         };
-        let figures = quota_figures(customer, model, now, slugs.iter().copied());
+        let figures = figures(customer, model, now, slugs.iter().copied());
         let wanted = hold.map_or(quantity, |units| units.max(quantity));
         // Pending usage (`extra`) is laid over the customer's figures; only a denial's reasons
         // read the projected copy of the customer.
@@ -590,16 +590,4 @@ pub(crate) struct Decision {
     pub(crate) provenance: Provenance,
     /// What the app's limit callbacks answered, for the limited features checked.
     pub(crate) limits: Vec<(String, LimitOutcome)>,
-}
-
-/// The quota features among `slugs` and the platform's figure for each.
-fn quota_figures<'a>(
-    customer: &Customer,
-    model: &PricingModel,
-    now: OffsetDateTime,
-    slugs: impl Iterator<Item = &'a str>,
-) -> Vec<(&'a str, f64)> {
-    slugs
-        .filter_map(|slug| Some((slug, figure(customer, model, now, slug)?)))
-        .collect()
 }

@@ -69,6 +69,18 @@ pub(crate) fn figure(
     }
 }
 
+/// The quota features among `slugs` and the platform's [`figure`] for each.
+pub(crate) fn figures<'a>(
+    customer: &Customer,
+    model: &PricingModel,
+    now: OffsetDateTime,
+    slugs: impl Iterator<Item = &'a str>,
+) -> Vec<(&'a str, f64)> {
+    slugs
+        .filter_map(|slug| Some((slug, figure(customer, model, now, slug)?)))
+        .collect()
+}
+
 /// The customer as the platform will show it once it has counted `extra` more units of each
 /// feature listed: the metered grant's usage grows (and its access ends at the maximum, as the
 /// platform's aggregation does), or the credit balance shrinks. Every rule of the engine then
