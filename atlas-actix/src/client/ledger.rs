@@ -25,7 +25,7 @@
 //! at the last period's usage for good.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::client::keys;
@@ -43,10 +43,12 @@ pub(crate) struct Ledger {
 
 #[derive(Debug)]
 struct State {
-    accounts: HashMap<String, Account>,
+    /// By [`keys::compose`]d customer and feature; each account holds its key too, so a
+    /// reported entry names its account without a string of its own.
+    accounts: HashMap<Arc<str>, Account>,
     /// Reported entries by their event's idempotency key: which account holds each. An entry
     /// leaving its account leaves this index in the same step.
-    by_event: HashMap<String, (String, u64)>,
+    by_event: HashMap<Arc<str>, (Arc<str>, u64)>,
     next_id: u64,
     swept: Instant,
     /// The account key of the last look-up, composed here: a check of an account that exists
@@ -57,15 +59,16 @@ struct State {
 /// The account of `customer`'s `feature`, opened by `open` when there is none. The key is
 /// composed in `key`, the state's buffer: a check of an account that exists allocates nothing.
 fn account<'s>(
-    accounts: &'s mut HashMap<String, Account>,
+    accounts: &'s mut HashMap<Arc<str>, Account>,
     key: &mut String,
     customer: &str,
     feature: &str,
-    open: impl FnOnce() -> Account,
+    open: impl FnOnce(Arc<str>) -> Account,
 ) -> &'s mut Account {
     keys::compose_into(key, &[customer, feature]);
     if !accounts.contains_key(key.as_str()) {
-        accounts.insert(key.clone(), open());
+        let owned: Arc<str> = Arc::from(key.as_str());
+        accounts.insert(Arc::clone(&owned), open(owned));
     }
     accounts
         .get_mut(key.as_str())
@@ -77,6 +80,8 @@ fn account<'s>(
 /// O(n) pass that expires entries runs only once the earliest deadline has passed.
 #[derive(Debug)]
 struct Account {
+    /// Its key in the ledger's accounts.
+    key: Arc<str>,
     /// The highest platform figure seen (usage, or credits spent); none yet for an account
     /// opened by a report.
     high: Option<f64>,
@@ -104,7 +109,7 @@ struct Held {
 #[derive(Debug)]
 struct Reported {
     units: f64,
-    key: String,
+    key: Arc<str>,
     accepted: Option<Instant>,
 }
 
@@ -150,7 +155,7 @@ impl Ledger {
         let extra: Vec<(&str, f64)> = figures
             .iter()
             .map(|(feature, figure)| {
-                let open = || Account::new(Some(*figure), now);
+                let open = |key| Account::new(key, Some(*figure), now);
                 let account = account(&mut state.accounts, &mut state.key, customer, feature, open);
                 account.touched = now;
                 account.expire(now, lag, &mut state.by_event);
@@ -165,7 +170,7 @@ impl Ledger {
             for (feature, figure) in figures {
                 state.next_id += 1;
                 let id = state.next_id;
-                let open = || Account::new(Some(*figure), now);
+                let open = |key| Account::new(key, Some(*figure), now);
                 let account = account(&mut state.accounts, &mut state.key, customer, feature, open);
                 account.held.insert(id, Held { units, expires });
                 account.pending += units;
@@ -189,40 +194,40 @@ impl Ledger {
         let now = Instant::now();
         let mut state = self.state();
         let state = &mut *state;
-        let account_key = keys::compose(&[customer, feature]);
         let id = id.unwrap_or_else(|| {
             state.next_id += 1;
             state.next_id
         });
-        let account = state
-            .accounts
-            .entry(account_key.clone())
-            .or_insert_with(|| Account::new(None, now));
+        let open = |key| Account::new(key, None, now);
+        let account = account(&mut state.accounts, &mut state.key, customer, feature, open);
         account.touched = now;
         account.release(id);
-        if state.by_event.contains_key(&event.idempotency_key) {
+        if state.by_event.contains_key(event.idempotency_key.as_str()) {
             return;
         }
         let units = event.data.quantity;
+        let key: Arc<str> = Arc::from(event.idempotency_key.as_str());
         account.reported.insert(
             id,
             Reported {
                 units,
-                key: event.idempotency_key.clone(),
+                key: Arc::clone(&key),
                 accepted: None,
             },
         );
         account.pending += units;
-        state
-            .by_event
-            .insert(event.idempotency_key.clone(), (account_key, id));
+        let account_key = Arc::clone(&account.key);
+        state.by_event.insert(key, (account_key, id));
     }
 
     /// Releases holds whose request failed or ended without reporting.
     pub(crate) fn release(&self, customer: &str, features: &[(&str, u64)]) {
         let mut state = self.state();
         for (feature, id) in features {
-            if let Some(account) = state.accounts.get_mut(&keys::compose(&[customer, feature])) {
+            if let Some(account) = state
+                .accounts
+                .get_mut(keys::compose(&[customer, feature]).as_str())
+            {
                 account.release(*id);
             }
         }
@@ -248,11 +253,12 @@ impl Ledger {
         let now = Instant::now();
         let lag = self.metering_lag;
         for event in events {
-            let Some((account_key, id)) = state.by_event.get(&event.idempotency_key) else {
+            let key = event.idempotency_key.as_str();
+            let Some((account_key, id)) = state.by_event.get(key) else {
                 continue;
             };
             let Some(account) = state.accounts.get_mut(account_key) else {
-                state.by_event.remove(&event.idempotency_key);
+                state.by_event.remove(key);
                 continue;
             };
             if accepted {
@@ -263,7 +269,7 @@ impl Ledger {
             } else {
                 let id = *id;
                 account.forget_reported(id);
-                state.by_event.remove(&event.idempotency_key);
+                state.by_event.remove(key);
             }
         }
     }
@@ -287,14 +293,15 @@ impl Ledger {
     fn pending(&self, customer: &str, feature: &str) -> f64 {
         self.state()
             .accounts
-            .get(&keys::compose(&[customer, feature]))
+            .get(keys::compose(&[customer, feature]).as_str())
             .map_or(0.0, |account| account.pending)
     }
 }
 
 impl Account {
-    fn new(high: Option<f64>, now: Instant) -> Self {
+    fn new(key: Arc<str>, high: Option<f64>, now: Instant) -> Self {
         Self {
+            key,
             high,
             high_at: now,
             held: BTreeMap::new(),
@@ -339,7 +346,7 @@ impl Account {
         &mut self,
         now: Instant,
         lag: Duration,
-        by_event: &mut HashMap<String, (String, u64)>,
+        by_event: &mut HashMap<Arc<str>, (Arc<str>, u64)>,
     ) {
         if self.next_deadline.is_none_or(|next| next > now) {
             return;
@@ -372,7 +379,7 @@ impl Account {
         figure: f64,
         now: Instant,
         lag: Duration,
-        by_event: &mut HashMap<String, (String, u64)>,
+        by_event: &mut HashMap<Arc<str>, (Arc<str>, u64)>,
     ) -> f64 {
         let high = *self.high.get_or_insert(figure);
         if figure < high && now.duration_since(self.high_at) >= lag {
