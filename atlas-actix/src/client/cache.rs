@@ -175,9 +175,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let slot = self.inner.entries.peek(key)?;
-        let within = slot
-            .serve_until
-            .is_some_and(|until| slot.invalidated && Instant::now() < until);
+        let within = slot.serve_until.is_some_and(|until| Instant::now() < until);
         if !within || !self.inner.flights().contains_key(key) {
             return None;
         }
@@ -257,7 +255,7 @@ where
     pub(crate) fn invalidate(&self, key: &K) {
         let mut flights = self.inner.flights();
         flights.remove(key);
-        self.inner.mark_invalidated(key);
+        self.inner.mark_invalidated(key, None);
     }
 
     /// Invalidates the entry as [`invalidate`](Self::invalidate) does, except that for
@@ -266,17 +264,7 @@ where
     pub(crate) fn revalidate(&self, key: &K, grace: Duration) {
         let mut flights = self.inner.flights();
         flights.remove(key);
-        if let Some(mut slot) = self.inner.entries.peek(key) {
-            let until = Instant::now().checked_add(grace);
-            // A push during the grace does not extend it: a stream of pushes must not keep
-            // the value from before the first one in service.
-            slot.serve_until = match slot.serve_until {
-                Some(earlier) if slot.invalidated => Some(earlier),
-                _ => until,
-            };
-            slot.invalidated = true;
-            self.inner.entries.insert(key.clone(), slot);
-        }
+        self.inner.mark_invalidated(key, Some(grace));
     }
 
     /// [`invalidate`](Self::invalidate)s every entry whose key matches.
@@ -290,7 +278,7 @@ where
             .filter_map(|(key, _)| matches(&key).then_some(key))
             .collect();
         for key in keys {
-            self.inner.mark_invalidated(&key);
+            self.inner.mark_invalidated(&key, None);
         }
     }
 
@@ -337,10 +325,19 @@ where
         }
     }
 
-    fn mark_invalidated(&self, key: &K) {
+    /// Marks the entry stale; with a `grace`, it may answer callers during a refetch until the
+    /// grace ends (see [`Cache::revalidate`]).
+    fn mark_invalidated(&self, key: &K, grace: Option<Duration>) {
         if let Some(mut slot) = self.entries.peek(key) {
+            // A revalidation during a grace does not extend it: a stream of pushes must not
+            // keep the value from before the first one in service. `serve_until` is only ever
+            // set on an invalidated slot (a fetch that lands clears it).
+            slot.serve_until = match (grace, slot.serve_until) {
+                (Some(_), Some(earlier)) => Some(earlier),
+                (Some(grace), None) => Instant::now().checked_add(grace),
+                (None, _) => None,
+            };
             slot.invalidated = true;
-            slot.serve_until = None;
             self.entries.insert(key.clone(), slot);
         }
     }

@@ -499,17 +499,17 @@ impl AtlasClient {
                     )
                 })
                 .collect();
-            let mut reasons: Vec<DenialReason> = Vec::new();
-            if flags.contains(&false) {
-                let projected = pending.then(|| projected(customer, model, now, extra));
-                let at = projected.as_ref().unwrap_or(customer);
-                reasons = slugs
-                    .iter()
-                    .zip(&flags)
-                    .filter(|(_, allowed)| !**allowed)
-                    .map(|(slug, _)| denial_reason(at, model, now, slug, outcome(slug)))
-                    .collect();
+            if !flags.contains(&false) {
+                return (flags, Vec::new());
             }
+            let projected = pending.then(|| projected(customer, model, now, extra));
+            let at = projected.as_ref().unwrap_or(customer);
+            let reasons: Vec<DenialReason> = slugs
+                .iter()
+                .zip(&flags)
+                .filter(|(_, allowed)| !**allowed)
+                .map(|(slug, _)| denial_reason(at, model, now, slug, outcome(slug)))
+                .collect();
             (flags, reasons)
         };
         let evaluate_pending = |extra: &[(&str, f64)]| {

@@ -92,18 +92,14 @@ pub(crate) fn projected(
     extra: &[(&str, f64)],
 ) -> Customer {
     let mut projected = customer.rules_copy();
-    for (feature, units) in extra.iter().filter(|(_, units)| *units > 0.0) {
-        let Some((subscription, grant)) = metered_grant(customer, model, now, feature) else {
-            continue;
-        };
-        match grant_quota(grant) {
-            Some(Quota::Usage) => {
-                projected.count_usage(subscription, &grant.id, grant.max_usage, *units);
+    for (subscription, grant, quota, units) in pending_quotas(customer, model, now, extra) {
+        match quota {
+            Quota::Usage => {
+                projected.count_usage(subscription, &grant.id, grant.max_usage, units);
             }
-            Some(Quota::Credits(unit)) => {
-                projected.spend_credits(unit, *units);
+            Quota::Credits(unit) => {
+                projected.spend_credits(unit, units);
             }
-            None => {}
         }
     }
     projected
@@ -119,17 +115,30 @@ pub(crate) fn overlay<'a>(
     extra: &[(&str, f64)],
 ) -> Overlay<'a> {
     let mut overlay = Overlay::default();
-    for (feature, units) in extra.iter().filter(|(_, units)| *units > 0.0) {
-        let Some((subscription, grant)) = metered_grant(customer, model, now, feature) else {
-            continue;
-        };
-        match grant_quota(grant) {
-            Some(Quota::Usage) => overlay.count_usage(subscription, &grant.id, *units),
-            Some(Quota::Credits(unit)) => overlay.spend_credits(unit, *units),
-            None => {}
+    for (subscription, grant, quota, units) in pending_quotas(customer, model, now, extra) {
+        match quota {
+            Quota::Usage => overlay.count_usage(subscription, &grant.id, units),
+            Quota::Credits(unit) => overlay.spend_credits(unit, units),
         }
     }
     overlay
+}
+
+/// Where each feature's pending `extra` units count: the metered grant (and its subscription)
+/// and its quota, for the features with pending units and a quota.
+fn pending_quotas<'a: 'e, 'e>(
+    customer: &'a Customer,
+    model: &'a PricingModel,
+    now: OffsetDateTime,
+    extra: &'e [(&'e str, f64)],
+) -> impl Iterator<Item = (&'a str, &'a PlanEntitlement, Quota<'a>, f64)> + 'e {
+    extra
+        .iter()
+        .filter(|(_, units)| *units > 0.0)
+        .filter_map(move |(feature, units)| {
+            let (subscription, grant) = metered_grant(customer, model, now, feature)?;
+            Some((subscription, grant, grant_quota(grant)?, *units))
+        })
 }
 
 /// What a quota has left once `wanted` more units are used: the metered grant's maximum
