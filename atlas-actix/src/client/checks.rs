@@ -1,20 +1,19 @@
-//! Entitlement checks: the customer and the pricing model (cached, coalesced), the features
-//! they grant with the app's limit callbacks, and the outage policy when the platform is down.
+//! Entitlement checks: the features a customer and the pricing model (from
+//! [`sources`](super::sources)) grant with the app's limit callbacks, and the outage policy
+//! when the platform is down.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use time::OffsetDateTime;
 use tracing::Instrument;
 
-use crate::client::fleet::FleetKey;
 use crate::client::hooks::{CheckDecision, CheckOrigin, CheckRecord, Provenance};
 use crate::client::outage::OutagePolicy;
 use crate::client::pending::{Entry, HeldFeature, Hold};
 use crate::client::telemetry::{otel, CheckResult};
-use crate::client::{check_id, Allowed, AtlasClient};
+use crate::client::{Allowed, AtlasClient};
 use crate::entitlements::overlay::Overlay;
 use crate::entitlements::quota::{figures, headroom, overlay, projected};
 use crate::entitlements::reasons::{denial_reason, DenialReason};
@@ -25,99 +24,7 @@ use crate::entitlements::{
 use crate::error::AtlasError;
 use crate::models::{Customer, CustomerInfo, PricingModel};
 
-/// Where a customer came from, as its fetch saw it.
-const WAITED: u8 = 0;
-const FROM_TIER: u8 = 1;
-const FROM_PLATFORM: u8 = 2;
-
 impl AtlasClient {
-    /// The customer's details, created on the platform (with `info`) when it has none.
-    pub async fn customer(
-        &self,
-        customer_id: &str,
-        info: Option<&CustomerInfo>,
-    ) -> Result<Arc<Customer>, AtlasError> {
-        self.customer_sourced(customer_id, info)
-            .await
-            .map(|(customer, _)| customer)
-    }
-
-    /// The customer, and where it came from: the cache (with its age), the fleet's Redis tier,
-    /// or the platform (for this call, or a concurrent one it waited for).
-    async fn customer_sourced(
-        &self,
-        customer_id: &str,
-        info: Option<&CustomerInfo>,
-    ) -> Result<(Arc<Customer>, Provenance), AtlasError> {
-        check_id("customer id", customer_id)?;
-        self.ensure_ready().await?;
-        if let Some((customer, age)) = self.inner.customers.get_fresh_aged(customer_id) {
-            let age_ms = age.as_millis() as u64;
-            return Ok((customer, Provenance::Cached { age_ms }));
-        }
-        if let Some((customer, age)) = self.inner.customers.get_revalidating(customer_id) {
-            let age_ms = age.as_millis() as u64;
-            return Ok((customer, Provenance::Revalidating { age_ms }));
-        }
-        let api = Arc::clone(&self.inner.api);
-        let shared = Arc::clone(&self.inner.fleet);
-        let external_id = customer_id.to_owned();
-        let info = info.cloned().unwrap_or_default();
-        let ttl = self.inner.customers.ttl();
-        // Set by this call's fetch: from the tier unless it reached the platform. Left unset
-        // when a concurrent call's fetch answered.
-        let source = Arc::new(AtomicU8::new(WAITED));
-        let fetched = Arc::clone(&source);
-        let customer = self
-            .inner
-            .customers
-            .get_or_fetch(customer_id.to_owned(), move || async move {
-                fetched.store(FROM_TIER, Ordering::Relaxed);
-                let key = FleetKey::customer(&external_id, "customer", "");
-                shared
-                    .read_through(key, ttl, || async {
-                        fetched.store(FROM_PLATFORM, Ordering::Relaxed);
-                        if let Some(customer) = api.customer(&external_id).await? {
-                            return Ok(customer);
-                        }
-                        tracing::info!(customer = ?external_id, "creating the customer on the Atlas platform");
-                        api.create_customer(&external_id, &info).await
-                    })
-                    .await
-            })
-            .await?;
-        let provenance = match source.load(Ordering::Relaxed) {
-            FROM_TIER if self.inner.fleet.is_shared() => Provenance::Fleet,
-            _ => Provenance::Fetched,
-        };
-        Ok((customer, provenance))
-    }
-
-    pub(super) async fn fetch_pricing_model(&self) -> Result<Arc<PricingModel>, AtlasError> {
-        if let Some(model) = self.inner.pricing_model.get_fresh(&()) {
-            return Ok(model);
-        }
-        let api = Arc::clone(&self.inner.api);
-        let shared = Arc::clone(&self.inner.fleet);
-        let ttl = self.inner.pricing_model.ttl();
-        self.inner
-            .pricing_model
-            .get_or_fetch((), move || async move {
-                shared
-                    .read_through(FleetKey::merchant("pricing_model", ""), ttl, || {
-                        api.pricing_model()
-                    })
-                    .await
-            })
-            .await
-    }
-
-    /// The merchant's whole pricing model.
-    pub async fn pricing_model(&self) -> Result<Arc<PricingModel>, AtlasError> {
-        self.status().await?;
-        self.fetch_pricing_model().await
-    }
-
     /// The pricing model a pricing page may show: available plans only, private plans only to
     /// the customer they are offered to, internal ids removed.
     pub async fn public_pricing_model(
@@ -321,7 +228,8 @@ impl AtlasClient {
         origin: CheckOrigin<'_>,
         hold: Option<f64>,
     ) -> Result<Decision, AtlasError> {
-        let started = Instant::now();
+        // Only the hooks read the latency: without them, no clock read.
+        let started = (!self.inner.hooks.is_empty()).then(Instant::now);
         let span = tracing::debug_span!(
             "atlas.check",
             features = ?slugs,
@@ -388,7 +296,7 @@ impl AtlasClient {
                 provenance,
                 limits,
                 error: error.as_deref(),
-                latency: started.elapsed(),
+                latency: started.map(|at| at.elapsed()).unwrap_or_default(),
                 route: origin.route,
                 request_id: origin.request_id,
                 shadow: origin.shadow,
@@ -432,8 +340,7 @@ impl AtlasClient {
         };
         match checked.await {
             Err(err) if err.is_outage() => {
-                self.decide_during_outage(customer_id, slugs, quantity, hold, err)
-                    .await
+                Box::pin(self.decide_during_outage(customer_id, slugs, quantity, hold, err)).await
             }
             other => other,
         }
@@ -464,7 +371,8 @@ impl AtlasClient {
         let outcomes = if limited.is_empty() {
             HashMap::new()
         } else {
-            self.inner.limits.outcomes(customer_id, limited).await
+            // Boxed: the app's callbacks are joined only for limited features.
+            Box::pin(self.inner.limits.outcomes(customer_id, limited)).await
         };
         let outcome = |slug: &str| {
             outcomes

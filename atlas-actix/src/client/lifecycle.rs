@@ -427,7 +427,8 @@ impl AtlasClient {
         if self.inner.ready.load(Ordering::Acquire) {
             return Ok(());
         }
-        self.status().await.map(drop)
+        // Boxed: the wait is rare, and inline it would grow every check's future.
+        Box::pin(self.status()).await.map(drop)
     }
 
     /// The state of the push link through which the platform invalidates cached data.

@@ -27,6 +27,7 @@ pub(crate) mod registration;
 pub(crate) mod reservation;
 pub(crate) mod retry;
 pub(crate) mod settings;
+mod sources;
 pub(crate) mod telemetry;
 mod unavailable;
 mod usage;

@@ -99,10 +99,9 @@ impl PendingUsage {
     ) -> (T, Vec<Entry>) {
         #[cfg(feature = "redis")]
         if let Some(tier) = self.fleet() {
-            if let Some(decided) = self
-                .decide_in_fleet(tier, customer, figures, hold, &room, &decide)
-                .await
-            {
+            // Boxed: inline, the round trips to Redis would grow every check's future.
+            let in_fleet = self.decide_in_fleet(tier, customer, figures, hold, &room, &decide);
+            if let Some(decided) = Box::pin(in_fleet).await {
                 return decided;
             }
         }
