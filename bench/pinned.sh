@@ -52,6 +52,11 @@ print(f"{float(rate):.0f} {p50:.0f} {p99:.0f} {p999}")
 PY
 }
 
+# Warm: the customer and the pricing model cached, the connections' buffers grown.
+for route in public/data-explorer data-explorer; do
+  taskset -c 0 wrk -t1 -c"$CONNECTIONS" -d2s -H "Authorization: Bearer $token" "$app/api/$route" >/dev/null
+done
+
 for connections in "$CONNECTIONS" 1; do
   echo
   echo "### quickstart on CPU 1, wrk and the emulator on CPU 0, $connections connection(s)"
