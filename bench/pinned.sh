@@ -20,7 +20,11 @@ ROUNDS="${ROUNDS:-2}"
 CONNECTIONS="${CONNECTIONS:-64}"
 
 source bench/lib.sh
-require wrk taskset
+require wrk  # taskset is util-linux, on every Debian
+if [ "$(nproc)" -lt 2 ]; then
+  echo "bench/pinned.sh needs two CPUs (the quickstart on one, wrk and the emulator on the other)" >&2
+  exit 1
+fi
 cargo build --release -q --workspace --all-features --bins --examples
 quickstart="${QUICKSTART:-target/release/examples/quickstart}"
 
