@@ -28,6 +28,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use smallvec::SmallVec;
+
 use crate::client::keys;
 use crate::models::UsageEvent;
 
@@ -152,7 +154,7 @@ impl Ledger {
         let state = &mut *state;
         self.sweep(state, now);
         let lag = self.metering_lag;
-        let extra: Vec<(&str, f64)> = figures
+        let extra: SmallVec<[(&str, f64); 4]> = figures
             .iter()
             .map(|(feature, figure)| {
                 let open = |key| Account::new(key, Some(*figure), now);

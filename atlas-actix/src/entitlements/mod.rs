@@ -354,7 +354,7 @@ fn evaluate(
         kind,
         allowed: grant_allows(
             customer,
-            &Overlay::NONE,
+            &Overlay::default(),
             subscription_id,
             grant,
             outcome,
@@ -464,7 +464,7 @@ pub fn is_allowed(
 ) -> bool {
     is_allowed_over(
         customer,
-        &Overlay::NONE,
+        &Overlay::default(),
         model,
         now,
         feature,

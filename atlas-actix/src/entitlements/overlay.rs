@@ -2,10 +2,12 @@
 //! aggregated usage this process took on, read by the engine's rules in place of the figures,
 //! so a quota check does not copy the customer to count it.
 
+use smallvec::SmallVec;
+
 /// Units of usage and credits pending, by where the platform will count them.
 #[derive(Debug, Default)]
 pub(crate) struct Overlay<'a> {
-    adjustments: Vec<Adjustment<'a>>,
+    adjustments: SmallVec<[Adjustment<'a>; 2]>,
 }
 
 #[derive(Debug)]
@@ -21,11 +23,6 @@ enum Adjustment<'a> {
 }
 
 impl<'a> Overlay<'a> {
-    /// No pending usage: the customer's own figures.
-    pub(crate) const NONE: Overlay<'static> = Overlay {
-        adjustments: Vec::new(),
-    };
-
     /// `units` of usage pending on the access entry of `grant` in `subscription`.
     pub(crate) fn count_usage(&mut self, subscription: &'a str, grant: &'a str, units: f64) {
         self.adjustments.push(Adjustment::Usage {

@@ -3,6 +3,7 @@
 //! for each, and the customer as the platform will show it once it has counted usage it has
 //! not counted yet (the client's ledger of pending usage).
 
+use smallvec::SmallVec;
 use time::OffsetDateTime;
 
 use crate::entitlements::overlay::Overlay;
@@ -75,7 +76,7 @@ pub(crate) fn figures<'a>(
     model: &PricingModel,
     now: OffsetDateTime,
     slugs: impl Iterator<Item = &'a str>,
-) -> Vec<(&'a str, f64)> {
+) -> SmallVec<[(&'a str, f64); 4]> {
     slugs
         .filter_map(|slug| Some((slug, figure(customer, model, now, slug)?)))
         .collect()
