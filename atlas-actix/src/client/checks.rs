@@ -127,13 +127,13 @@ impl AtlasClient {
         model: &PricingModel,
         now: OffsetDateTime,
     ) -> Option<Customer> {
-        let figures = figures(
+        let quotas = figures(
             customer,
             model,
             now,
             model.entitlements.iter().map(|e| e.slug.as_str()),
         );
-        if figures.is_empty() {
+        if quotas.is_empty() {
             return None;
         }
         let (projected, _) = self
@@ -141,7 +141,7 @@ impl AtlasClient {
             .pending
             .decide(
                 customer_id,
-                &figures,
+                &quotas,
                 None,
                 |extra| extra.iter().map(|(_, units)| *units).collect(),
                 |extra| {
@@ -380,21 +380,21 @@ impl AtlasClient {
                 .copied()
                 .unwrap_or(LimitOutcome::NoCallback)
         };
-        let figures = figures(customer, model, now, slugs.iter().copied());
+        let quotas = figures(customer, model, now, slugs.iter().copied());
         let wanted = hold.map_or(quantity, |units| units.max(quantity));
         // Pending usage (`extra`) is laid over the customer's figures; only a denial's reasons
         // read the projected copy of the customer.
         let evaluate = |extra: &[(&str, f64)]| {
             let pending = extra.iter().any(|(_, units)| *units > 0.0);
             let overlay = if pending {
-                overlay(customer, model, now, extra)
+                overlay(&quotas, extra)
             } else {
                 Overlay::default()
             };
             let flags: Vec<bool> = slugs
                 .iter()
                 .map(|slug| {
-                    let metered = figures.iter().any(|(quota, _)| quota == slug);
+                    let metered = quotas.iter().any(|quota| quota.feature == *slug);
                     is_allowed_over(
                         customer,
                         &overlay,
@@ -439,20 +439,17 @@ impl AtlasClient {
             let chosen = if verified { &widened } else { extra };
             chosen.iter().map(|(_, units)| *units).collect()
         };
-        let ((flags, reasons), held) = if figures.is_empty() {
+        let ((flags, reasons), held) = if quotas.is_empty() {
             (evaluate(&[]), Vec::new())
         } else {
             self.inner
                 .pending
-                .decide(customer_id, &figures, hold, room, evaluate_pending)
+                .decide(customer_id, &quotas, hold, room, evaluate_pending)
                 .await
         };
         let hold = hold.filter(|_| reasons.is_empty()).map(|units| {
-            let entries: Vec<(&str, Entry)> = figures
-                .iter()
-                .map(|(feature, _)| *feature)
-                .zip(held)
-                .collect();
+            let entries: Vec<(&str, Entry)> =
+                quotas.iter().map(|quota| quota.feature).zip(held).collect();
             let features = slugs
                 .iter()
                 .map(|slug| HeldFeature {

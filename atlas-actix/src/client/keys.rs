@@ -9,17 +9,9 @@
 /// says where each part ends whatever it holds.
 pub(crate) fn compose(parts: &[&str]) -> String {
     let mut key = String::with_capacity(parts.iter().map(|part| part.len() + 4).sum());
-    compose_into(&mut key, parts);
-    key
-}
-
-/// [`compose`] into `key` (cleared first): a caller that looks keys up at the request rate
-/// reuses one buffer instead of allocating a key each time.
-pub(crate) fn compose_into(key: &mut String, parts: &[&str]) {
-    key.clear();
     for part in parts {
-        // By hand rather than `write!`: quota checks compose a key each, and the formatting
-        // machinery was a twentieth of such a check.
+        // By hand rather than `write!`: the formatting machinery is slower than the key's
+        // own work, and guards compose keys at the request rate.
         let mut digits = [0; 20];
         key.extend(
             decimal(part.len() as u64, &mut digits)
@@ -29,6 +21,7 @@ pub(crate) fn compose_into(key: &mut String, parts: &[&str]) {
         key.push(':');
         key.push_str(part);
     }
+    key
 }
 
 /// The decimal digits of `value`, written at the end of `digits`.

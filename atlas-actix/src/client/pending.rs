@@ -92,7 +92,7 @@ impl PendingUsage {
     pub(crate) async fn decide<T>(
         &self,
         customer: &str,
-        figures: &[Figure<'_>],
+        figures: &[impl Figure],
         hold: Option<f64>,
         room: impl Fn(&[(&str, f64)]) -> Vec<f64>,
         decide: impl Fn(&[(&str, f64)]) -> (T, bool),
@@ -116,12 +116,18 @@ impl PendingUsage {
         &self,
         tier: &crate::client::fleet::redis::RedisTier,
         customer: &str,
-        figures: &[Figure<'_>],
+        figures: &[impl Figure],
         hold: Option<f64>,
         room: &impl Fn(&[(&str, f64)]) -> Vec<f64>,
         decide: &impl Fn(&[(&str, f64)]) -> (T, bool),
     ) -> Option<(T, Vec<Entry>)> {
         use crate::client::fleet::redis::ledger::HoldRequest;
+
+        let figures: Vec<(&str, f64)> = figures
+            .iter()
+            .map(|quota| (quota.feature(), quota.figure()))
+            .collect();
+        let figures = figures.as_slice();
 
         let with = |extra: &[f64]| -> Vec<(&str, f64)> {
             figures

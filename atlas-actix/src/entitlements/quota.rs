@@ -42,43 +42,61 @@ fn grant_quota(grant: &PlanEntitlement) -> Option<Quota<'_>> {
         .map(Quota::Credits)
 }
 
-/// How much of the feature's quota the platform counts as used, when it has one: the usage
-/// of every grant of the feature (usage-based), or the credits spent, as minus the balance
-/// (credit-based). It only grows as the platform counts usage; a new period or a top-up makes
-/// it fall. One pass over the grants: every quota check reads it.
-pub(crate) fn figure(
-    customer: &Customer,
-    model: &PricingModel,
+/// A quota feature of a check: the platform's figure for it, and where its pending units
+/// count (the metered grant), found in the same pass over the grants. Small: a check holds a
+/// few across its await on the fleet's ledger, in the future Actix allocates per request.
+#[derive(Debug, Clone)]
+pub(crate) struct Metered<'a> {
+    pub(crate) feature: &'a str,
+    /// How much of the quota the platform counts as used: the usage of every grant of the
+    /// feature (usage-based), or the credits spent, as minus the balance (credit-based). It
+    /// only grows as the platform counts usage; a new period or a top-up makes it fall.
+    pub(crate) figure: f64,
+    subscription: &'a str,
+    grant: &'a PlanEntitlement,
+}
+
+/// The feature's quota, when it has one. One pass over the grants: every quota check reads it.
+pub(crate) fn metered<'a>(
+    customer: &'a Customer,
+    model: &'a PricingModel,
     now: OffsetDateTime,
-    feature: &str,
-) -> Option<f64> {
+    feature: &'a str,
+) -> Option<Metered<'a>> {
     let mut granted = grants(customer, model, now, false).filter(|(_, _, slug)| *slug == feature);
-    let (subscription, metered, _) = granted.next()?;
+    let (subscription, grant, _) = granted.next()?;
+    let quota = grant_quota(grant)?;
     let usage = |subscription: &str, grant: &PlanEntitlement| {
         crate::entitlements::access(customer, subscription, grant)
             .and_then(|access| access.current_usage)
             .unwrap_or(0.0)
     };
-    match grant_quota(metered)? {
-        Quota::Usage => Some(
-            usage(subscription, metered)
+    let figure = match quota {
+        Quota::Usage => {
+            usage(subscription, grant)
                 + granted
                     .map(|(subscription, grant, _)| usage(subscription, grant))
-                    .sum::<f64>(),
-        ),
-        Quota::Credits(unit) => Some(-customer.balance(unit)),
-    }
+                    .sum::<f64>()
+        }
+        Quota::Credits(unit) => -customer.balance(unit),
+    };
+    Some(Metered {
+        feature,
+        figure,
+        subscription,
+        grant,
+    })
 }
 
-/// The quota features among `slugs` and the platform's [`figure`] for each.
+/// The quota features among `slugs`, in their order (two inline: most checks name one).
 pub(crate) fn figures<'a>(
-    customer: &Customer,
-    model: &PricingModel,
+    customer: &'a Customer,
+    model: &'a PricingModel,
     now: OffsetDateTime,
     slugs: impl Iterator<Item = &'a str>,
-) -> SmallVec<[(&'a str, f64); 4]> {
+) -> SmallVec<[Metered<'a>; 2]> {
     slugs
-        .filter_map(|slug| Some((slug, figure(customer, model, now, slug)?)))
+        .filter_map(|slug| metered(customer, model, now, slug))
         .collect()
 }
 
@@ -106,20 +124,23 @@ pub(crate) fn projected(
     projected
 }
 
-/// The pending `extra` units of each feature listed, laid where [`projected`] would count
-/// them, for [`is_allowed_over`](crate::entitlements::is_allowed_over): the projection
-/// without the copy of the customer.
-pub(crate) fn overlay<'a>(
-    customer: &'a Customer,
-    model: &'a PricingModel,
-    now: OffsetDateTime,
-    extra: &[(&str, f64)],
-) -> Overlay<'a> {
+/// The pending `extra` units of each of `quotas` (`extra` in the same order, as the ledger
+/// answers), laid where [`projected`] would count them, for
+/// [`is_allowed_over`](crate::entitlements::is_allowed_over): the projection without the copy
+/// of the customer, and without another pass over the grants.
+pub(crate) fn overlay<'a>(quotas: &[Metered<'a>], extra: &[(&str, f64)]) -> Overlay<'a> {
     let mut overlay = Overlay::default();
-    for (subscription, grant, quota, units) in pending_quotas(customer, model, now, extra) {
-        match quota {
-            Quota::Usage => overlay.count_usage(subscription, &grant.id, units),
-            Quota::Credits(unit) => overlay.spend_credits(unit, units),
+    for (metered, (feature, units)) in quotas.iter().zip(extra) {
+        debug_assert_eq!(metered.feature, *feature, "extra follows the quotas' order");
+        if *units <= 0.0 {
+            continue;
+        }
+        match grant_quota(metered.grant) {
+            Some(Quota::Usage) => {
+                overlay.count_usage(metered.subscription, &metered.grant.id, *units);
+            }
+            Some(Quota::Credits(unit)) => overlay.spend_credits(unit, *units),
+            None => {}
         }
     }
     overlay
@@ -233,8 +254,10 @@ mod tests {
     #[test]
     fn only_maxima_and_blocked_overage_are_quotas() {
         let model = model();
-        let used = customer(42.0, 0.0);
-        assert_eq!(figure(&used, &model, NOW, "tokens"), Some(42.0));
+        let figure = |customer: &Customer, feature: &str| {
+            metered(customer, &model, NOW, feature).map(|metered| metered.figure)
+        };
+        assert_eq!(figure(&customer(42.0, 0.0), "tokens"), Some(42.0));
         let customer = customer(0.0, 5.0);
         assert_eq!(
             quota_of(&customer, &model, NOW, "tokens"),
@@ -246,9 +269,9 @@ mod tests {
         );
         assert_eq!(quota_of(&customer, &model, NOW, "open"), None);
         assert_eq!(quota_of(&customer, &model, NOW, "missing"), None);
-        assert_eq!(figure(&customer, &model, NOW, "tokens"), Some(0.0));
-        assert_eq!(figure(&customer, &model, NOW, "images"), Some(-5.0));
-        assert_eq!(figure(&customer, &model, NOW, "open"), None);
+        assert_eq!(figure(&customer, "tokens"), Some(0.0));
+        assert_eq!(figure(&customer, "images"), Some(-5.0));
+        assert_eq!(figure(&customer, "open"), None);
     }
 
     #[test]
@@ -264,9 +287,12 @@ mod tests {
                 customers.push(bare);
                 for customer in &customers {
                     for extra in [0.0, 1.0, 4.0, 5.0, 10.0] {
-                        let pending = [("tokens", extra), ("images", extra), ("open", extra)];
+                        let features = ["tokens", "images", "open"].into_iter();
+                        let quotas = figures(customer, &model, NOW, features);
+                        let pending: Vec<(&str, f64)> =
+                            quotas.iter().map(|quota| (quota.feature, extra)).collect();
                         let projected = projected(customer, &model, NOW, &pending);
-                        let overlay = overlay(customer, &model, NOW, &pending);
+                        let overlay = overlay(&quotas, &pending);
                         for feature in ["tokens", "images", "open"] {
                             for quantity in [1.0, 2.0, 5.0] {
                                 let over = crate::entitlements::is_allowed_over(

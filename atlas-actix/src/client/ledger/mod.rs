@@ -24,14 +24,17 @@
 //! period, usage reset): it becomes the floor, or a customer checked without pause would stay
 //! at the last period's usage for good.
 
-use std::collections::{BTreeMap, HashMap};
+mod accounts;
+
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use smallvec::SmallVec;
 
-use crate::client::keys;
+use crate::entitlements::quota::Metered;
 use crate::models::UsageEvent;
+use accounts::{accounts_of, Account, Customers, Held, Owner, Reported};
 
 /// How often the ledger forgets the accounts of customers no longer checked.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
@@ -45,79 +48,45 @@ pub(crate) struct Ledger {
 
 #[derive(Debug)]
 struct State {
-    /// By [`keys::compose`]d customer and feature; each account holds its key too, so a
-    /// reported entry names its account without a string of its own.
-    accounts: HashMap<Arc<str>, Account>,
+    /// By customer, then feature: a check hashes its customer once (hashbrown's `entry_ref`:
+    /// one look-up, no key allocated for a customer already known) and composes no key, so no
+    /// two customers' or features' accounts can meet whatever characters their ids hold.
+    customers: Customers,
     /// Reported entries by their event's idempotency key: which account holds each. An entry
     /// leaving its account leaves this index in the same step.
-    by_event: HashMap<Arc<str>, (Arc<str>, u64)>,
+    by_event: HashMap<Arc<str>, Owner>,
     next_id: u64,
     swept: Instant,
-    /// The account key of the last look-up, composed here: a check of an account that exists
-    /// allocates no key.
-    key: String,
 }
 
-/// The account of `customer`'s `feature`, opened by `open` when there is none. The key is
-/// composed in `key`, the state's buffer: a check of an account that exists allocates nothing.
-fn account<'s>(
-    accounts: &'s mut HashMap<Arc<str>, Account>,
-    key: &mut String,
-    customer: &str,
-    feature: &str,
-    open: impl FnOnce(Arc<str>) -> Account,
-) -> &'s mut Account {
-    keys::compose_into(key, &[customer, feature]);
-    if !accounts.contains_key(key.as_str()) {
-        let owned: Arc<str> = Arc::from(key.as_str());
-        accounts.insert(Arc::clone(&owned), open(owned));
+/// One quota feature of a check: its id and the platform's figure for it.
+pub(crate) trait Figure {
+    fn feature(&self) -> &str;
+    /// As [`Metered::figure`] reads it.
+    fn figure(&self) -> f64;
+}
+
+impl Figure for Metered<'_> {
+    fn feature(&self) -> &str {
+        self.feature
     }
-    accounts
-        .get_mut(key.as_str())
-        .expect("the account was just found or opened, under the ledger's lock")
+
+    fn figure(&self) -> f64 {
+        self.figure
+    }
 }
 
-/// One customer's pending usage of one feature. Every operation a request makes on it is
-/// O(log n) in its entries (a check at tens of thousands of pending events stays cheap); the
-/// O(n) pass that expires entries runs only once the earliest deadline has passed.
-#[derive(Debug)]
-struct Account {
-    /// Its key in the ledger's accounts.
-    key: Arc<str>,
-    /// The highest platform figure seen (usage, or credits spent); none yet for an account
-    /// opened by a report.
-    high: Option<f64>,
-    /// When `high` was last set: a lower figure is taken as a stale read until `metering_lag`
-    /// after it.
-    high_at: Instant,
-    /// By id, so by the time of their check: expiry in order.
-    held: BTreeMap<u64, Held>,
-    /// By id: the oldest is matched first when the platform's figure grows.
-    reported: BTreeMap<u64, Reported>,
-    /// The units of `held` and `reported`, kept as they change (set to zero when both are
-    /// empty, so rounding never accumulates).
-    pending: f64,
-    /// No entry expires before it.
-    next_deadline: Option<Instant>,
-    touched: Instant,
-}
+/// The ledger's tests name figures by hand.
+#[cfg(test)]
+impl Figure for (&str, f64) {
+    fn feature(&self) -> &str {
+        self.0
+    }
 
-#[derive(Debug)]
-struct Held {
-    units: f64,
-    expires: Instant,
+    fn figure(&self) -> f64 {
+        self.1
+    }
 }
-
-#[derive(Debug)]
-struct Reported {
-    units: f64,
-    key: Arc<str>,
-    accepted: Option<Instant>,
-}
-
-/// One quota feature of a check: its id and the platform's figure for it, as
-/// [`quota::used`](crate::entitlements::quota::used) reads it.
-pub(crate) type Figure<'a> = (&'a str, f64);
 
 impl Ledger {
     pub(crate) fn new(hold_ttl: Duration, metering_lag: Duration) -> Self {
@@ -125,11 +94,10 @@ impl Ledger {
             hold_ttl,
             metering_lag,
             state: Mutex::new(State {
-                accounts: HashMap::new(),
+                customers: Customers::default(),
                 by_event: HashMap::new(),
                 next_id: 0,
                 swept: Instant::now(),
-                key: String::new(),
             }),
         }
     }
@@ -145,7 +113,7 @@ impl Ledger {
     pub(crate) fn decide<T>(
         &self,
         customer: &str,
-        figures: &[Figure<'_>],
+        figures: &[impl Figure],
         hold: Option<f64>,
         decide: impl FnOnce(&[(&str, f64)]) -> (T, bool),
     ) -> (T, Vec<u64>) {
@@ -154,26 +122,28 @@ impl Ledger {
         let state = &mut *state;
         self.sweep(state, now);
         let lag = self.metering_lag;
+        let accounts = accounts_of(&mut state.customers, customer);
         let extra: SmallVec<[(&str, f64); 4]> = figures
             .iter()
-            .map(|(feature, figure)| {
-                let open = |key| Account::new(key, Some(*figure), now);
-                let account = account(&mut state.accounts, &mut state.key, customer, feature, open);
+            .map(|quota| {
+                let (feature, figure) = (quota.feature(), quota.figure());
+                let open = |feature| Account::new(feature, Some(figure), now);
+                let account = accounts.account(feature, open);
                 account.touched = now;
                 account.expire(now, lag, &mut state.by_event);
-                let units = account.reconcile(*figure, now, lag, &mut state.by_event);
-                (*feature, units)
+                let units = account.reconcile(figure, now, lag, &mut state.by_event);
+                (feature, units)
             })
             .collect();
         let (answer, allowed) = decide(&extra);
         let mut held = Vec::new();
         if let Some(units) = hold.filter(|_| allowed) {
             let expires = now + self.hold_ttl;
-            for (feature, figure) in figures {
+            for quota in figures {
                 state.next_id += 1;
                 let id = state.next_id;
-                let open = |key| Account::new(key, Some(*figure), now);
-                let account = account(&mut state.accounts, &mut state.key, customer, feature, open);
+                let open = |feature| Account::new(feature, Some(quota.figure()), now);
+                let account = accounts.account(quota.feature(), open);
                 account.held.insert(id, Held { units, expires });
                 account.pending += units;
                 account.deadline(expires);
@@ -200,8 +170,9 @@ impl Ledger {
             state.next_id += 1;
             state.next_id
         });
-        let open = |key| Account::new(key, None, now);
-        let account = account(&mut state.accounts, &mut state.key, customer, feature, open);
+        let accounts = accounts_of(&mut state.customers, customer);
+        let owner = Arc::clone(&accounts.customer);
+        let account = accounts.account(feature, |feature| Account::new(feature, None, now));
         account.touched = now;
         account.release(id);
         if state.by_event.contains_key(event.idempotency_key.as_str()) {
@@ -218,18 +189,22 @@ impl Ledger {
             },
         );
         account.pending += units;
-        let account_key = Arc::clone(&account.key);
-        state.by_event.insert(key, (account_key, id));
+        let owner = Owner {
+            customer: owner,
+            feature: Arc::clone(&account.feature),
+            id,
+        };
+        state.by_event.insert(key, owner);
     }
 
     /// Releases holds whose request failed or ended without reporting.
     pub(crate) fn release(&self, customer: &str, features: &[(&str, u64)]) {
         let mut state = self.state();
+        let Some(accounts) = state.customers.get_mut(customer) else {
+            return;
+        };
         for (feature, id) in features {
-            if let Some(account) = state
-                .accounts
-                .get_mut(keys::compose(&[customer, feature]).as_str())
-            {
+            if let Some(account) = accounts.find(feature) {
                 account.release(*id);
             }
         }
@@ -256,10 +231,19 @@ impl Ledger {
         let lag = self.metering_lag;
         for event in events {
             let key = event.idempotency_key.as_str();
-            let Some((account_key, id)) = state.by_event.get(key) else {
+            let Some(Owner {
+                customer,
+                feature,
+                id,
+            }) = state.by_event.get(key)
+            else {
                 continue;
             };
-            let Some(account) = state.accounts.get_mut(account_key) else {
+            let account = state
+                .customers
+                .get_mut(&**customer)
+                .and_then(|accounts| accounts.find(feature));
+            let Some(account) = account else {
                 state.by_event.remove(key);
                 continue;
             };
@@ -284,9 +268,12 @@ impl Ledger {
         state.swept = now;
         let lag = self.metering_lag;
         let by_event = &mut state.by_event;
-        state.accounts.retain(|_, account| {
-            account.expire(now, lag, by_event);
-            !account.is_empty() || now.duration_since(account.touched) < lag
+        state.customers.retain(|_, customer| {
+            customer.accounts.retain_mut(|account| {
+                account.expire(now, lag, by_event);
+                !account.is_empty() || now.duration_since(account.touched) < lag
+            });
+            !customer.accounts.is_empty()
         });
     }
 
@@ -294,121 +281,10 @@ impl Ledger {
     #[cfg(test)]
     fn pending(&self, customer: &str, feature: &str) -> f64 {
         self.state()
-            .accounts
-            .get(keys::compose(&[customer, feature]).as_str())
+            .customers
+            .get_mut(customer)
+            .and_then(|accounts| accounts.find(feature))
             .map_or(0.0, |account| account.pending)
-    }
-}
-
-impl Account {
-    fn new(key: Arc<str>, high: Option<f64>, now: Instant) -> Self {
-        Self {
-            key,
-            high,
-            high_at: now,
-            held: BTreeMap::new(),
-            reported: BTreeMap::new(),
-            pending: 0.0,
-            next_deadline: None,
-            touched: now,
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.held.is_empty() && self.reported.is_empty()
-    }
-
-    fn deadline(&mut self, at: Instant) {
-        if self.next_deadline.is_none_or(|next| at < next) {
-            self.next_deadline = Some(at);
-        }
-    }
-
-    fn settle_pending(&mut self, units: f64) {
-        self.pending -= units;
-        if self.is_empty() {
-            self.pending = 0.0;
-        }
-    }
-
-    fn release(&mut self, id: u64) {
-        if let Some(held) = self.held.remove(&id) {
-            self.settle_pending(held.units);
-        }
-    }
-
-    fn forget_reported(&mut self, id: u64) {
-        if let Some(entry) = self.reported.remove(&id) {
-            self.settle_pending(entry.units);
-        }
-    }
-
-    /// Drops expired holds and reported entries past the lag, once a deadline has passed.
-    fn expire(
-        &mut self,
-        now: Instant,
-        lag: Duration,
-        by_event: &mut HashMap<Arc<str>, (Arc<str>, u64)>,
-    ) {
-        if self.next_deadline.is_none_or(|next| next > now) {
-            return;
-        }
-        self.held.retain(|_, held| held.expires > now);
-        self.reported.retain(|_, entry| {
-            let live = entry
-                .accepted
-                .is_none_or(|accepted| now.duration_since(accepted) < lag);
-            if !live {
-                by_event.remove(&entry.key);
-            }
-            live
-        });
-        let holds = self.held.values().map(|held| held.expires);
-        let lags = self
-            .reported
-            .values()
-            .filter_map(|entry| Some(entry.accepted? + lag));
-        self.next_deadline = holds.chain(lags).min();
-        // Recounted exactly, so the running sum's rounding never outlives a pass.
-        self.pending = self.held.values().map(|held| held.units).sum::<f64>()
-            + self.reported.values().map(|entry| entry.units).sum::<f64>();
-    }
-
-    /// Matches the figure's growth to reported entries, oldest first, and answers the units
-    /// to add to `figure`.
-    fn reconcile(
-        &mut self,
-        figure: f64,
-        now: Instant,
-        lag: Duration,
-        by_event: &mut HashMap<Arc<str>, (Arc<str>, u64)>,
-    ) -> f64 {
-        let high = *self.high.get_or_insert(figure);
-        if figure < high && now.duration_since(self.high_at) >= lag {
-            self.high = Some(figure);
-            self.high_at = now;
-        }
-        if figure > high {
-            let mut grown = figure - high;
-            self.high = Some(figure);
-            self.high_at = now;
-            while grown > 0.0 {
-                let Some(mut oldest) = self.reported.first_entry() else {
-                    break;
-                };
-                let counted = grown.min(oldest.get().units);
-                grown -= counted;
-                if counted >= oldest.get().units {
-                    let entry = oldest.remove();
-                    by_event.remove(&entry.key);
-                    self.settle_pending(entry.units);
-                } else {
-                    oldest.get_mut().units -= counted;
-                    self.settle_pending(counted);
-                }
-            }
-        }
-        (self.high.unwrap_or(figure) - figure) + self.pending
     }
 }
 
@@ -515,6 +391,23 @@ mod tests {
         assert_eq!(extra(0.0), 0.0, "past it: the platform's usage was reset");
         assert_eq!(extra(0.0), 0.0);
         assert!(check(&ledger, 0.0, 100.0, 100.0).is_some());
+    }
+
+    #[test]
+    fn ids_that_would_join_alike_keep_their_own_accounts() {
+        let ledger = Ledger::new(Duration::from_secs(300), Duration::from_secs(60));
+        let held = |customer: &str, feature: &str| {
+            let (_, held) = ledger.decide(customer, &[(feature, 0.0)], Some(1.0), |extra| {
+                ((), extra[0].1 + 1.0 <= 1.0)
+            });
+            !held.is_empty()
+        };
+        assert!(held("a", "b:c"));
+        assert!(held("a:b", "c"), "another customer's quota");
+        assert!(held("a", "b"), "another feature");
+        assert!(!held("a", "b:c"), "the first account is full");
+        assert_eq!(ledger.pending("a", "b:c"), 1.0);
+        assert_eq!(ledger.pending("a:b", "c"), 1.0);
     }
 
     #[test]
