@@ -146,10 +146,7 @@ impl AtlasClient {
                 |extra| extra.iter().map(|(_, units)| *units).collect(),
                 |extra| {
                     let pending = extra.iter().any(|(_, units)| *units > 0.0);
-                    (
-                        pending.then(|| projected(customer, model, now, extra)),
-                        true,
-                    )
+                    (pending.then(|| projected(customer, &quotas, extra)), true)
                 },
             )
             .await;
@@ -410,7 +407,7 @@ impl AtlasClient {
             if !flags.contains(&false) {
                 return (flags, Vec::new());
             }
-            let projected = pending.then(|| projected(customer, model, now, extra));
+            let projected = pending.then(|| projected(customer, &quotas, extra));
             let at = projected.as_ref().unwrap_or(customer);
             let reasons: Vec<DenialReason> = slugs
                 .iter()
@@ -428,7 +425,7 @@ impl AtlasClient {
         // The most pending units the answer at `extra` still allows: what each quota has
         // left past `wanted`, when the rules agree; else `extra` itself.
         let room = |extra: &[(&str, f64)]| -> Vec<f64> {
-            let at = projected(customer, model, now, extra);
+            let at = projected(customer, &quotas, extra);
             let widened: Vec<(&str, f64)> = extra
                 .iter()
                 .map(|(feature, units)| {

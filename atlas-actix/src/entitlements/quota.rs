@@ -100,21 +100,21 @@ pub(crate) fn figures<'a>(
         .collect()
 }
 
-/// The customer as the platform will show it once it has counted `extra` more units of each
-/// feature listed: the metered grant's usage grows (and its access ends at the maximum, as the
-/// platform's aggregation does), or the credit balance shrinks. Every rule of the engine then
-/// reads the pending usage as it will read the platform's.
+/// The customer as the platform will show it once it has counted the pending `extra` units
+/// of each of `quotas`: the metered grant's usage grows (and its access ends at the maximum, as
+/// the platform's aggregation does), or the credit balance shrinks. Every rule of the engine
+/// then reads the pending usage as it will read the platform's.
 pub(crate) fn projected(
     customer: &Customer,
-    model: &PricingModel,
-    now: OffsetDateTime,
+    quotas: &[Metered<'_>],
     extra: &[(&str, f64)],
 ) -> Customer {
     let mut projected = customer.rules_copy();
-    for (subscription, grant, quota, units) in pending_quotas(customer, model, now, extra) {
+    for (metered, quota, units) in pending(quotas, extra) {
         match quota {
             Quota::Usage => {
-                projected.count_usage(subscription, &grant.id, grant.max_usage, units);
+                let grant = metered.grant;
+                projected.count_usage(metered.subscription, &grant.id, grant.max_usage, units);
             }
             Quota::Credits(unit) => {
                 projected.spend_credits(unit, units);
@@ -124,42 +124,33 @@ pub(crate) fn projected(
     projected
 }
 
-/// The pending `extra` units of each of `quotas` (`extra` in the same order, as the ledger
-/// answers), laid where [`projected`] would count them, for
-/// [`is_allowed_over`](crate::entitlements::is_allowed_over): the projection without the copy
-/// of the customer, and without another pass over the grants.
+/// The pending `extra` units of each of `quotas`, laid where [`projected`] would count them,
+/// for [`is_allowed_over`](crate::entitlements::is_allowed_over): the projection without the
+/// copy of the customer.
 pub(crate) fn overlay<'a>(quotas: &[Metered<'a>], extra: &[(&str, f64)]) -> Overlay<'a> {
     let mut overlay = Overlay::default();
-    for (metered, (feature, units)) in quotas.iter().zip(extra) {
-        debug_assert_eq!(metered.feature, *feature, "extra follows the quotas' order");
-        if *units <= 0.0 {
-            continue;
-        }
-        match grant_quota(metered.grant) {
-            Some(Quota::Usage) => {
-                overlay.count_usage(metered.subscription, &metered.grant.id, *units);
-            }
-            Some(Quota::Credits(unit)) => overlay.spend_credits(unit, *units),
-            None => {}
+    for (metered, quota, units) in pending(quotas, extra) {
+        match quota {
+            Quota::Usage => overlay.count_usage(metered.subscription, &metered.grant.id, units),
+            Quota::Credits(unit) => overlay.spend_credits(unit, units),
         }
     }
     overlay
 }
 
-/// Where each feature's pending `extra` units count: the metered grant (and its subscription)
-/// and its quota, for the features with pending units and a quota.
-fn pending_quotas<'a: 'e, 'e>(
-    customer: &'a Customer,
-    model: &'a PricingModel,
-    now: OffsetDateTime,
-    extra: &'e [(&'e str, f64)],
-) -> impl Iterator<Item = (&'a str, &'a PlanEntitlement, Quota<'a>, f64)> + 'e {
-    extra
+/// The quotas with pending units, each with its quota: `extra` follows the quotas' order, as
+/// the ledger answers. No pass over the grants: [`metered`] found each grant.
+fn pending<'q, 'a>(
+    quotas: &'q [Metered<'a>],
+    extra: &'q [(&str, f64)],
+) -> impl Iterator<Item = (&'q Metered<'a>, Quota<'a>, f64)> + 'q {
+    quotas
         .iter()
-        .filter(|(_, units)| *units > 0.0)
-        .filter_map(move |(feature, units)| {
-            let (subscription, grant) = metered_grant(customer, model, now, feature)?;
-            Some((subscription, grant, grant_quota(grant)?, *units))
+        .zip(extra)
+        .filter_map(|(metered, (feature, units))| {
+            debug_assert_eq!(metered.feature, *feature, "extra follows the quotas' order");
+            let units = Some(*units).filter(|units| *units > 0.0)?;
+            Some((metered, grant_quota(metered.grant)?, units))
         })
 }
 
@@ -291,7 +282,7 @@ mod tests {
                         let quotas = figures(customer, &model, NOW, features);
                         let pending: Vec<(&str, f64)> =
                             quotas.iter().map(|quota| (quota.feature, extra)).collect();
-                        let projected = projected(customer, &model, NOW, &pending);
+                        let projected = projected(customer, &quotas, &pending);
                         let overlay = overlay(&quotas, &pending);
                         for feature in ["tokens", "images", "open"] {
                             for quantity in [1.0, 2.0, 5.0] {
@@ -323,23 +314,34 @@ mod tests {
         );
     }
 
+    /// `customer` once the platform counts `extra`, each feature of it a quota.
+    fn project(customer: &Customer, model: &PricingModel, extra: &[(&str, f64)]) -> Customer {
+        let quotas = figures(
+            customer,
+            model,
+            NOW,
+            extra.iter().map(|(feature, _)| *feature),
+        );
+        projected(customer, &quotas, extra)
+    }
+
     #[test]
     fn pending_usage_is_read_as_the_platform_will_count_it() {
         let model = model();
         let customer = customer(90.0, 5.0);
-        let nine = projected(&customer, &model, NOW, &[("tokens", 9.0)]);
+        let nine = project(&customer, &model, &[("tokens", 9.0)]);
         assert!(allows(&nine, "tokens", 1.0), "99 of 100: one more fits");
         assert!(!allows(&nine, "tokens", 2.0));
-        let ten = projected(&customer, &model, NOW, &[("tokens", 10.0)]);
+        let ten = project(&customer, &model, &[("tokens", 10.0)]);
         assert!(!allows(&ten, "tokens", 1.0), "100 of 100");
         assert_eq!(
             ten.conditional_billable_access[0].current_usage,
             Some(100.0)
         );
-        let four = projected(&customer, &model, NOW, &[("images", 4.0)]);
+        let four = project(&customer, &model, &[("images", 4.0)]);
         assert!(allows(&four, "images", 1.0));
         assert!(!allows(&four, "images", 2.0));
-        let five = projected(&customer, &model, NOW, &[("images", 5.0)]);
+        let five = project(&customer, &model, &[("images", 5.0)]);
         assert!(!allows(&five, "images", 1.0));
         assert_eq!(five.balance("cpu"), 0.0);
     }
@@ -350,12 +352,7 @@ mod tests {
         let mut customer = customer(0.0, 0.0);
         customer.conditional_billable_access.clear();
         customer.custom_pricing_units.clear();
-        let used_up = projected(
-            &customer,
-            &model,
-            NOW,
-            &[("tokens", 100.0), ("images", 1.0)],
-        );
+        let used_up = project(&customer, &model, &[("tokens", 100.0), ("images", 1.0)]);
         assert_eq!(used_up.conditional_billable_access[0].access, Some(false));
         assert_eq!(used_up.balance("cpu"), -1.0);
     }
