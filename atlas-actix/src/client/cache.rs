@@ -149,16 +149,19 @@ where
     where
         Q: Hash + quick_cache::Equivalent<K> + ?Sized,
     {
-        self.get_fresh_aged(key).map(|(value, _)| value)
+        self.get_fresh_aged(key, Instant::now())
+            .map(|(value, _)| value)
     }
 
-    /// [`get_fresh`](Self::get_fresh), with how long ago the value was fetched.
-    pub(crate) fn get_fresh_aged<Q>(&self, key: &Q) -> Option<(Arc<V>, Duration)>
+    /// [`get_fresh`](Self::get_fresh) at `now`, with how long before it the value was
+    /// fetched: a check reads the clock once for its customer, its pricing model and its
+    /// ledger. A value that landed after `now` is of age zero.
+    pub(crate) fn get_fresh_aged<Q>(&self, key: &Q, now: Instant) -> Option<(Arc<V>, Duration)>
     where
         Q: Hash + quick_cache::Equivalent<K> + ?Sized,
     {
         let slot = self.inner.entries.get(key)?;
-        let age = slot.fetched_at.elapsed();
+        let age = now.saturating_duration_since(slot.fetched_at);
         let fresh = !slot.invalidated && age < self.inner.ttl;
         if fresh {
             self.inner.counters.hit();
@@ -389,6 +392,22 @@ mod tests {
             2
         );
         assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[actix_rt::test]
+    async fn freshness_is_read_at_the_callers_clock() {
+        let cache = Cache::new("test", Duration::from_secs(60), 10);
+        let before = Instant::now();
+        let calls = Arc::new(AtomicUsize::new(0));
+        cache
+            .get_or_fetch("a", counting_fetch(&calls, 1))
+            .await
+            .unwrap();
+        let (value, age) = cache.get_fresh_aged(&"a", before).unwrap();
+        assert_eq!((*value, age), (1, Duration::ZERO), "fetched after the reading");
+        let later = Instant::now() + Duration::from_secs(61);
+        assert!(cache.get_fresh_aged(&"a", later).is_none(), "past the TTL then");
+        assert!(cache.get_fresh(&"a").is_some());
     }
 
     #[actix_rt::test]

@@ -86,8 +86,9 @@ impl AtlasClient {
         customer_id: &str,
         info: Option<&CustomerInfo>,
     ) -> Result<(Vec<CustomerFeature>, Provenance), AtlasError> {
-        let (customer, provenance) = self.customer_sourced(customer_id, info).await?;
-        let model = self.fetch_pricing_model().await?;
+        let mut clock = Instant::now();
+        let (customer, provenance) = self.customer_sourced(customer_id, info, &mut clock).await?;
+        let model = self.pricing_model_at(&mut clock).await?;
         let features = self
             .features_from(customer_id, &customer, &model, None)
             .await;
@@ -143,6 +144,7 @@ impl AtlasClient {
                 customer_id,
                 &quotas,
                 None,
+                Instant::now(),
                 |extra| extra.iter().map(|(_, units)| *units).collect(),
                 |extra| {
                     let pending = extra.iter().any(|(_, units)| *units > 0.0);
@@ -320,8 +322,11 @@ impl AtlasClient {
         self.inner.registrations.register(slugs.iter().copied());
         let checked = async {
             self.ensure_ready().await?;
-            let (customer, provenance) = self.customer_sourced(customer_id, None).await?;
-            let model = self.fetch_pricing_model().await?;
+            // One reading of the clock for the caches' freshness and the ledger.
+            let mut clock = Instant::now();
+            let (customer, provenance) =
+                self.customer_sourced(customer_id, None, &mut clock).await?;
+            let model = self.pricing_model_at(&mut clock).await?;
             Ok::<_, AtlasError>(
                 self.decide(
                     customer_id,
@@ -331,6 +336,7 @@ impl AtlasClient {
                     quantity,
                     hold,
                     provenance,
+                    clock,
                 )
                 .await,
             )
@@ -347,7 +353,8 @@ impl AtlasClient {
     /// database) run only for the limited features checked; reasons are built only for the
     /// features denied. A quota feature counts the usage pending in the ledger, and with
     /// `hold` must fit that many units (or `quantity`, if more); the check and the hold are
-    /// one step under the ledger's lock.
+    /// one step under the ledger's lock. The ledger reads time at `clock`, the check's reading
+    /// of the monotonic clock, unless the app's limit callbacks were awaited since.
     #[allow(clippy::too_many_arguments)] // one check's inputs, passed on by two callers
     pub(super) async fn decide(
         &self,
@@ -358,6 +365,7 @@ impl AtlasClient {
         quantity: f64,
         hold: Option<f64>,
         provenance: Provenance,
+        mut clock: Instant,
     ) -> Decision {
         let now = OffsetDateTime::now_utc();
         let limited: Vec<&str> = slugs
@@ -369,7 +377,9 @@ impl AtlasClient {
             HashMap::new()
         } else {
             // Boxed: the app's callbacks are joined only for limited features.
-            Box::pin(self.inner.limits.outcomes(customer_id, limited)).await
+            let outcomes = Box::pin(self.inner.limits.outcomes(customer_id, limited)).await;
+            clock = Instant::now();
+            outcomes
         };
         let outcome = |slug: &str| {
             outcomes
@@ -391,17 +401,31 @@ impl AtlasClient {
             let flags: Vec<bool> = slugs
                 .iter()
                 .map(|slug| {
-                    let metered = quotas.iter().any(|quota| quota.feature == *slug);
-                    is_allowed_over(
-                        customer,
-                        &overlay,
-                        model,
-                        now,
-                        slug,
-                        self.inner.allow_unknown_limits,
-                        outcome(slug),
-                        if metered { wanted } else { quantity },
-                    )
+                    let quota = quotas.iter().find(|quota| quota.feature == *slug);
+                    let units = if quota.is_some() { wanted } else { quantity };
+                    let (outcome, allow_unknown) = (outcome(slug), self.inner.allow_unknown_limits);
+                    quota
+                        .and_then(|quota| {
+                            quota.sole_grant_allows(
+                                customer,
+                                &overlay,
+                                outcome,
+                                allow_unknown,
+                                units,
+                            )
+                        })
+                        .unwrap_or_else(|| {
+                            is_allowed_over(
+                                customer,
+                                &overlay,
+                                model,
+                                now,
+                                slug,
+                                allow_unknown,
+                                outcome,
+                                units,
+                            )
+                        })
                 })
                 .collect();
             if !flags.contains(&false) {
@@ -441,7 +465,7 @@ impl AtlasClient {
         } else {
             self.inner
                 .pending
-                .decide(customer_id, &quotas, hold, room, evaluate_pending)
+                .decide(customer_id, &quotas, hold, clock, room, evaluate_pending)
                 .await
         };
         let hold = hold.filter(|_| reasons.is_empty()).map(|units| {

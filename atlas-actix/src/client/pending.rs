@@ -11,6 +11,7 @@
 use std::sync::Arc;
 #[cfg(feature = "redis")]
 use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
 
 use crate::client::fleet::FleetTier;
 use crate::client::keys;
@@ -94,19 +95,25 @@ impl PendingUsage {
         customer: &str,
         figures: &[impl Figure],
         hold: Option<f64>,
+        clock: Instant,
         room: impl Fn(&[(&str, f64)]) -> Vec<f64>,
         decide: impl Fn(&[(&str, f64)]) -> (T, bool),
     ) -> (T, Vec<Entry>) {
         #[cfg(feature = "redis")]
-        if let Some(tier) = self.fleet() {
-            // Boxed: inline, the round trips to Redis would grow every check's future.
-            let in_fleet = self.decide_in_fleet(tier, customer, figures, hold, &room, &decide);
-            if let Some(decided) = Box::pin(in_fleet).await {
-                return decided;
+        let clock = match self.fleet() {
+            Some(tier) => {
+                // Boxed: inline, the round trips to Redis would grow every check's future.
+                let in_fleet = self.decide_in_fleet(tier, customer, figures, hold, &room, &decide);
+                if let Some(decided) = Box::pin(in_fleet).await {
+                    return decided;
+                }
+                // Redis was awaited: the clock moved on.
+                Instant::now()
             }
-        }
+            None => clock,
+        };
         let _ = room;
-        let (answer, held) = self.local.decide(customer, figures, hold, decide);
+        let (answer, held) = self.local.decide(customer, figures, hold, clock, decide);
         (answer, held.into_iter().map(Entry::Local).collect())
     }
 

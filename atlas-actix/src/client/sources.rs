@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::client::fleet::FleetKey;
 use crate::client::hooks::Provenance;
@@ -22,21 +23,23 @@ impl AtlasClient {
         customer_id: &str,
         info: Option<&CustomerInfo>,
     ) -> Result<Arc<Customer>, AtlasError> {
-        self.customer_sourced(customer_id, info)
+        self.customer_sourced(customer_id, info, &mut Instant::now())
             .await
             .map(|(customer, _)| customer)
     }
 
     /// The customer, and where it came from: the cache (with its age), the fleet's Redis tier,
-    /// or the platform (for this call, or a concurrent one it waited for).
+    /// or the platform (for this call, or a concurrent one it waited for). The cache is read
+    /// at `clock`, the caller's reading of the clock, which a fetch moves on to its end.
     pub(super) async fn customer_sourced(
         &self,
         customer_id: &str,
         info: Option<&CustomerInfo>,
+        clock: &mut Instant,
     ) -> Result<(Arc<Customer>, Provenance), AtlasError> {
         check_id("customer id", customer_id)?;
         self.ensure_ready().await?;
-        if let Some((customer, age)) = self.inner.customers.get_fresh_aged(customer_id) {
+        if let Some((customer, age)) = self.inner.customers.get_fresh_aged(customer_id, *clock) {
             let age_ms = age.as_millis() as u64;
             return Ok((customer, Provenance::Cached { age_ms }));
         }
@@ -46,7 +49,9 @@ impl AtlasClient {
         }
         // Boxed: a cache miss is rare, and its fetch inline would grow every check's future
         // (a few KB, allocated and moved per request) for the hits.
-        Box::pin(self.fetch_customer(customer_id, info)).await
+        let fetched = Box::pin(self.fetch_customer(customer_id, info)).await;
+        *clock = Instant::now();
+        fetched
     }
 
     /// A cache miss: the customer from the fleet's tier or the platform, created there when
@@ -91,14 +96,24 @@ impl AtlasClient {
     }
 
     pub(super) async fn fetch_pricing_model(&self) -> Result<Arc<PricingModel>, AtlasError> {
-        if let Some(model) = self.inner.pricing_model.get_fresh(&()) {
+        self.pricing_model_at(&mut Instant::now()).await
+    }
+
+    /// The pricing model, the cache read at `clock` (as [`customer_sourced`] reads it).
+    ///
+    /// [`customer_sourced`]: Self::customer_sourced
+    pub(super) async fn pricing_model_at(
+        &self,
+        clock: &mut Instant,
+    ) -> Result<Arc<PricingModel>, AtlasError> {
+        if let Some((model, _)) = self.inner.pricing_model.get_fresh_aged(&(), *clock) {
             return Ok(model);
         }
         let api = Arc::clone(&self.inner.api);
         let shared = Arc::clone(&self.inner.fleet);
         let ttl = self.inner.pricing_model.ttl();
         // Boxed, as a customer's fetch is.
-        Box::pin(
+        let fetched = Box::pin(
             self.inner
                 .pricing_model
                 .get_or_fetch((), move || async move {
@@ -109,7 +124,9 @@ impl AtlasClient {
                         .await
                 }),
         )
-        .await
+        .await;
+        *clock = Instant::now();
+        fetched
     }
 
     /// The merchant's whole pricing model.

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::client::checks::Decision;
 use crate::client::fleet::FleetKey;
@@ -102,7 +102,7 @@ impl AtlasClient {
                     let stale = self
                         .serve_stale(customer_id, max_age, err.clone(), |customer, model, err, provenance| async move {
                             let stale = self
-                                .decide(customer_id, &[*slug], &customer, &model, quantity, hold, provenance)
+                                .decide(customer_id, &[*slug], &customer, &model, quantity, hold, provenance, Instant::now())
                                 .await;
                             let allowed = stale.flags[0];
                             telemetry::outage_decision(

@@ -390,7 +390,7 @@ pub(crate) fn credit_unit(kind: FeatureType, grant: &PlanEntitlement) -> Option<
 /// Whether one grant of one subscription allows the feature: `included`, replaced by the
 /// limit check when the grant has a limit, then denied by a usage-based access entry that
 /// says so, or by an exhausted credit balance that blocks overage.
-fn grant_allows(
+pub(crate) fn grant_allows(
     customer: &Customer,
     overlay: &Overlay<'_>,
     subscription_id: &str,

@@ -7,7 +7,7 @@ use smallvec::SmallVec;
 use time::OffsetDateTime;
 
 use crate::entitlements::overlay::Overlay;
-use crate::entitlements::{credit_unit, grants, FeatureType};
+use crate::entitlements::{credit_unit, grant_allows, grants, FeatureType, LimitOutcome};
 use crate::models::{Customer, PlanEntitlement, PricingModel};
 
 /// A feature the platform meters against a maximum, and where its figure is.
@@ -54,6 +54,35 @@ pub(crate) struct Metered<'a> {
     pub(crate) figure: f64,
     subscription: &'a str,
     grant: &'a PlanEntitlement,
+    /// Whether the metered grant is the feature's only grant in the customer's valid
+    /// subscriptions: then the check's answer is that grant's, with no second pass.
+    sole: bool,
+}
+
+impl Metered<'_> {
+    /// [`is_allowed_over`](crate::entitlements::is_allowed_over) of this quota's feature,
+    /// from the metered grant when it is the feature's only one (the pass that read the figure
+    /// found every grant); `None` when others may allow it too.
+    pub(crate) fn sole_grant_allows(
+        &self,
+        customer: &Customer,
+        overlay: &Overlay<'_>,
+        outcome: LimitOutcome,
+        allow_unknown_limits: bool,
+        quantity: f64,
+    ) -> Option<bool> {
+        self.sole.then(|| {
+            grant_allows(
+                customer,
+                overlay,
+                self.subscription,
+                self.grant,
+                outcome,
+                allow_unknown_limits,
+                quantity,
+            )
+        })
+    }
 }
 
 /// The feature's quota, when it has one. One pass over the grants: every quota check reads it.
@@ -71,20 +100,28 @@ pub(crate) fn metered<'a>(
             .and_then(|access| access.current_usage)
             .unwrap_or(0.0)
     };
+    let mut sole = true;
     let figure = match quota {
         Quota::Usage => {
             usage(subscription, grant)
                 + granted
-                    .map(|(subscription, grant, _)| usage(subscription, grant))
+                    .map(|(subscription, grant, _)| {
+                        sole = false;
+                        usage(subscription, grant)
+                    })
                     .sum::<f64>()
         }
-        Quota::Credits(unit) => -customer.balance(unit),
+        Quota::Credits(unit) => {
+            sole = granted.next().is_none();
+            -customer.balance(unit)
+        }
     };
     Some(Metered {
         feature,
         figure,
         subscription,
         grant,
+        sole,
     })
 }
 
@@ -268,7 +305,7 @@ mod tests {
     #[test]
     fn the_overlay_decides_as_the_projected_customer() {
         let model = model();
-        let mut decided = 0;
+        let (mut decided, mut sole_answers) = (0, 0);
         for usage in [0.0, 50.0, 95.0, 99.0, 100.0, 120.0] {
             for balance in [0.0, 1.0, 3.0, 10.0] {
                 let mut customers = vec![customer(usage, balance)];
@@ -276,6 +313,12 @@ mod tests {
                 bare.conditional_billable_access.clear();
                 bare.custom_pricing_units.clear();
                 customers.push(bare);
+                // Two subscriptions grant each feature: the second's tokens are unused.
+                let mut twice = customer(usage, balance);
+                let mut second = twice.active_subscriptions[0].clone();
+                second.id = "s2".to_owned();
+                twice.active_subscriptions.push(second);
+                customers.push(twice);
                 for customer in &customers {
                     for extra in [0.0, 1.0, 4.0, 5.0, 10.0] {
                         let features = ["tokens", "images", "open"].into_iter();
@@ -296,11 +339,20 @@ mod tests {
                                     LimitOutcome::NoCallback,
                                     quantity,
                                 );
-                                assert_eq!(
-                                    over,
-                                    allows(&projected, feature, quantity),
-                                    "{feature} ×{quantity}, usage {usage}, balance {balance}, pending {extra}"
-                                );
+                                let case = format!("{feature} ×{quantity}, usage {usage}, balance {balance}, pending {extra}, {} subscriptions", customer.active_subscriptions.len());
+                                assert_eq!(over, allows(&projected, feature, quantity), "{case}");
+                                let quota = quotas.iter().find(|quota| quota.feature == feature);
+                                let sole = quota.and_then(|quota| {
+                                    quota.sole_grant_allows(
+                                        customer,
+                                        &overlay,
+                                        LimitOutcome::NoCallback,
+                                        false,
+                                        quantity,
+                                    )
+                                });
+                                assert!(sole.is_none_or(|sole| sole == over), "{case}");
+                                sole_answers += usize::from(sole.is_some());
                                 decided += usize::from(over);
                             }
                         }
@@ -309,8 +361,14 @@ mod tests {
             }
         }
         assert!(
-            decided > 0 && decided < 6 * 4 * 2 * 5 * 3 * 3,
+            decided > 0 && decided < 6 * 4 * 3 * 5 * 3 * 3,
             "both answers occur"
+        );
+        // The quotas of the customers with one subscription: tokens and images.
+        assert_eq!(
+            sole_answers,
+            6 * 4 * 2 * 5 * 2 * 3,
+            "a sole grant answers alone"
         );
     }
 

@@ -109,15 +109,16 @@ impl Ledger {
     /// The units to add to each figure: pending entries, and how far the figure is below the
     /// highest one seen. `decide` answers from them, under the ledger's lock; when it allows
     /// and `hold` is given, `hold` units of each feature are held in the same step. Returns
-    /// `decide`'s answer and the ids of the holds taken, in the order of `figures`.
+    /// `decide`'s answer and the ids of the holds taken, in the order of `figures`. `now` is
+    /// the caller's reading of the clock: a check reads it once.
     pub(crate) fn decide<T>(
         &self,
         customer: &str,
         figures: &[impl Figure],
         hold: Option<f64>,
+        now: Instant,
         decide: impl FnOnce(&[(&str, f64)]) -> (T, bool),
     ) -> (T, Vec<u64>) {
-        let now = Instant::now();
         let mut state = self.state();
         let state = &mut *state;
         self.sweep(state, now);
@@ -309,9 +310,13 @@ mod tests {
 
     /// Whether `units` more fit under `max` with the platform at `figure`; held when they do.
     fn check(ledger: &Ledger, figure: f64, units: f64, max: f64) -> Option<u64> {
-        let (_, held) = ledger.decide("c", &[("f", figure)], Some(units), |extra| {
-            ((), figure + extra[0].1 + units <= max)
-        });
+        let (_, held) = ledger.decide(
+            "c",
+            &[("f", figure)],
+            Some(units),
+            Instant::now(),
+            |extra| ((), figure + extra[0].1 + units <= max),
+        );
         held.first().copied()
     }
 
@@ -337,12 +342,18 @@ mod tests {
         }
         assert_eq!(ledger.pending("c", "f"), 16.0);
         // The platform counted two events: 8 more, and the ledger stops counting them.
-        let (extra, _) = ledger.decide("c", &[("f", 8.0)], None, |extra| (extra[0].1, true));
+        let (extra, _) = ledger.decide("c", &[("f", 8.0)], None, Instant::now(), |extra| {
+            (extra[0].1, true)
+        });
         assert_eq!(extra, 8.0);
         // A request that read the customer before the refresh still sees 16 in all.
-        let (extra, _) = ledger.decide("c", &[("f", 0.0)], None, |extra| (extra[0].1, true));
+        let (extra, _) = ledger.decide("c", &[("f", 0.0)], None, Instant::now(), |extra| {
+            (extra[0].1, true)
+        });
         assert_eq!(extra, 16.0);
-        let (extra, _) = ledger.decide("c", &[("f", 16.0)], None, |extra| (extra[0].1, true));
+        let (extra, _) = ledger.decide("c", &[("f", 16.0)], None, Instant::now(), |extra| {
+            (extra[0].1, true)
+        });
         assert_eq!(extra, 0.0);
         assert_eq!(ledger.pending("c", "f"), 0.0);
     }
@@ -357,7 +368,9 @@ mod tests {
         ledger.refused(&[event("a", 1.0)]);
         assert_eq!(ledger.pending("c", "f"), 1.0);
         ledger.accepted(&[event("b", 1.0)]);
-        let (extra, _) = ledger.decide("c", &[("f", 0.0)], None, |extra| (extra[0].1, true));
+        let (extra, _) = ledger.decide("c", &[("f", 0.0)], None, Instant::now(), |extra| {
+            (extra[0].1, true)
+        });
         assert_eq!(
             extra, 0.0,
             "past the lag, an accepted event is taken as counted"
@@ -372,7 +385,9 @@ mod tests {
             ledger.report("c", "f", Some(id), &event("retried", 5.0));
         }
         assert_eq!(ledger.pending("c", "f"), 5.0, "the platform stores it once");
-        let (extra, _) = ledger.decide("c", &[("f", 5.0)], None, |extra| (extra[0].1, true));
+        let (extra, _) = ledger.decide("c", &[("f", 5.0)], None, Instant::now(), |extra| {
+            (extra[0].1, true)
+        });
         assert_eq!(extra, 0.0);
     }
 
@@ -382,7 +397,9 @@ mod tests {
         let ledger = Ledger::new(Duration::from_secs(300), lag);
         let extra = |figure: f64| {
             ledger
-                .decide("c", &[("f", figure)], None, |extra| (extra[0].1, true))
+                .decide("c", &[("f", figure)], None, Instant::now(), |extra| {
+                    (extra[0].1, true)
+                })
                 .0
         };
         assert_eq!(extra(100.0), 0.0);
@@ -397,9 +414,13 @@ mod tests {
     fn ids_that_would_join_alike_keep_their_own_accounts() {
         let ledger = Ledger::new(Duration::from_secs(300), Duration::from_secs(60));
         let held = |customer: &str, feature: &str| {
-            let (_, held) = ledger.decide(customer, &[(feature, 0.0)], Some(1.0), |extra| {
-                ((), extra[0].1 + 1.0 <= 1.0)
-            });
+            let (_, held) = ledger.decide(
+                customer,
+                &[(feature, 0.0)],
+                Some(1.0),
+                Instant::now(),
+                |extra| ((), extra[0].1 + 1.0 <= 1.0),
+            );
             !held.is_empty()
         };
         assert!(held("a", "b:c"));
