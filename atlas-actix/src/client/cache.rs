@@ -404,9 +404,16 @@ mod tests {
             .await
             .unwrap();
         let (value, age) = cache.get_fresh_aged(&"a", before).unwrap();
-        assert_eq!((*value, age), (1, Duration::ZERO), "fetched after the reading");
+        assert_eq!(
+            (*value, age),
+            (1, Duration::ZERO),
+            "fetched after the reading"
+        );
         let later = Instant::now() + Duration::from_secs(61);
-        assert!(cache.get_fresh_aged(&"a", later).is_none(), "past the TTL then");
+        assert!(
+            cache.get_fresh_aged(&"a", later).is_none(),
+            "past the TTL then"
+        );
         assert!(cache.get_fresh(&"a").is_some());
     }
 

@@ -365,7 +365,7 @@ impl AtlasClient {
         quantity: f64,
         hold: Option<f64>,
         provenance: Provenance,
-        mut clock: Instant,
+        clock: Instant,
     ) -> Decision {
         let now = OffsetDateTime::now_utc();
         let limited: Vec<&str> = slugs
@@ -373,13 +373,12 @@ impl AtlasClient {
             .copied()
             .filter(|slug| self.inner.limits.has(slug) && is_limited(customer, model, now, slug))
             .collect();
+        let callbacks_awaited = !limited.is_empty();
         let outcomes = if limited.is_empty() {
             HashMap::new()
         } else {
             // Boxed: the app's callbacks are joined only for limited features.
-            let outcomes = Box::pin(self.inner.limits.outcomes(customer_id, limited)).await;
-            clock = Instant::now();
-            outcomes
+            Box::pin(self.inner.limits.outcomes(customer_id, limited)).await
         };
         let outcome = |slug: &str| {
             outcomes
@@ -463,6 +462,11 @@ impl AtlasClient {
         let ((flags, reasons), held) = if quotas.is_empty() {
             (evaluate(&[]), Vec::new())
         } else {
+            let clock = if callbacks_awaited {
+                Instant::now()
+            } else {
+                clock
+            };
             self.inner
                 .pending
                 .decide(customer_id, &quotas, hold, clock, room, evaluate_pending)
