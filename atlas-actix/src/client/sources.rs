@@ -30,7 +30,8 @@ impl AtlasClient {
 
     /// The customer, and where it came from: the cache (with its age), the fleet's Redis tier,
     /// or the platform (for this call, or a concurrent one it waited for). The cache is read
-    /// at `clock`, the caller's reading of the clock, which a fetch moves on to its end.
+    /// at `clock`, the caller's reading of the clock, which a wait (for initialisation, for a
+    /// fetch) moves on to its end.
     pub(super) async fn customer_sourced(
         &self,
         customer_id: &str,
@@ -38,7 +39,12 @@ impl AtlasClient {
         clock: &mut Instant,
     ) -> Result<(Arc<Customer>, Provenance), AtlasError> {
         check_id("customer id", customer_id)?;
+        let initialising = !self.inner.ready.load(Ordering::Acquire);
         self.ensure_ready().await?;
+        if initialising {
+            // The wait for initialisation moved the clock on.
+            *clock = Instant::now();
+        }
         if let Some((customer, age)) = self.inner.customers.get_fresh_aged(customer_id, *clock) {
             let age_ms = age.as_millis() as u64;
             return Ok((customer, Provenance::Cached { age_ms }));
