@@ -202,18 +202,17 @@ pub(crate) fn headroom(
     feature: &str,
     wanted: f64,
 ) -> f64 {
-    let left = match quota_of(customer, model, now, feature) {
-        Some(Quota::Usage) => {
-            metered_grant(customer, model, now, feature).and_then(|(subscription, grant)| {
+    let left = metered_grant(customer, model, now, feature).and_then(|(subscription, grant)| {
+        match grant_quota(grant)? {
+            Quota::Usage => {
                 let used = crate::entitlements::access(customer, subscription, grant)
                     .and_then(|access| access.current_usage)
                     .unwrap_or(0.0);
                 Some(grant.max_usage? - used)
-            })
+            }
+            Quota::Credits(unit) => Some(customer.balance(unit)),
         }
-        Some(Quota::Credits(unit)) => Some(customer.balance(unit)),
-        None => None,
-    };
+    });
     left.map_or(0.0, |left| (left - wanted).max(0.0))
 }
 
