@@ -77,6 +77,48 @@ fn engine(c: &mut Criterion) {
             })
         });
     }
+    // A larger pricing model: every plan grants 40 features, and the one checked is the last.
+    let (model, feature) = forty_features(&data);
+    let customer = data
+        .customers
+        .iter()
+        .find(|c| c.external_id == "user_erin")
+        .unwrap();
+    c.bench_function("engine/is_allowed/40 features, the last one", |b| {
+        b.iter(|| {
+            is_allowed(
+                black_box(customer),
+                &model,
+                now,
+                black_box(&feature),
+                false,
+                LimitOutcome::NoCallback,
+                1.0,
+            )
+        })
+    });
+}
+
+/// The example's pricing model with 35 more features, each granted by every plan, and the slug
+/// of the last one.
+fn forty_features(data: &AtlasData) -> (atlas_actix::models::PricingModel, String) {
+    let mut model = data.pricing_model.clone();
+    let template = model.entitlements[0].clone();
+    let mut last = String::new();
+    for i in 0..35 {
+        let mut feature = template.clone();
+        feature.id = format!("ent_more_{i:02}");
+        feature.slug = format!("more-{i:02}");
+        for plan in &mut model.plans {
+            let mut grant = plan.entitlements[0].clone();
+            grant.id = feature.id.clone();
+            grant.included = true;
+            plan.entitlements.push(grant);
+        }
+        last = feature.slug.clone();
+        model.entitlements.push(feature);
+    }
+    (model, last)
 }
 
 fn allowed(c: &mut Criterion) {

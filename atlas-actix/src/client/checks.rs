@@ -15,11 +15,11 @@ use crate::client::pending::{Entry, HeldFeature, Hold};
 use crate::client::telemetry::{otel, CheckResult};
 use crate::client::{Allowed, AtlasClient};
 use crate::entitlements::overlay::Overlay;
-use crate::entitlements::quota::{figures, headroom, overlay, projected};
+use crate::entitlements::quota::{figures, headroom, projected};
 use crate::entitlements::reasons::{denial_reason, DenialReason};
 use crate::entitlements::{
     customer_features, is_allowed_over, is_limited, limited_features, usage_event_name,
-    CustomerFeature, LimitOutcome,
+    CustomerFeature, FeatureId, LimitOutcome,
 };
 use crate::error::AtlasError;
 use crate::models::{Customer, CustomerInfo, PricingModel};
@@ -391,12 +391,7 @@ impl AtlasClient {
         // Pending usage (`extra`) is laid over the customer's figures; only a denial's reasons
         // read the projected copy of the customer.
         let evaluate = |extra: &[(&str, f64)]| {
-            let pending = extra.iter().any(|(_, units)| *units > 0.0);
-            let overlay = if pending {
-                overlay(&quotas, extra)
-            } else {
-                Overlay::default()
-            };
+            let overlay = Overlay::new(&quotas, extra);
             let flags: Vec<bool> = slugs
                 .iter()
                 .map(|slug| {
@@ -419,7 +414,7 @@ impl AtlasClient {
                                 &overlay,
                                 model,
                                 now,
-                                slug,
+                                FeatureId::of(model, slug),
                                 allow_unknown,
                                 outcome,
                                 units,
@@ -430,6 +425,7 @@ impl AtlasClient {
             if !flags.contains(&false) {
                 return (flags, Vec::new());
             }
+            let pending = extra.iter().any(|(_, units)| *units > 0.0);
             let projected = pending.then(|| projected(customer, &quotas, extra));
             let at = projected.as_ref().unwrap_or(customer);
             let reasons: Vec<DenialReason> = slugs
@@ -467,10 +463,16 @@ impl AtlasClient {
             } else {
                 clock
             };
-            self.inner
-                .pending
-                .decide(customer_id, &quotas, hold, clock, room, evaluate_pending)
-                .await
+            let pending = &self.inner.pending;
+            match pending.decide_at_once(customer_id, &quotas, hold, clock, evaluate_pending) {
+                Some(decided) => decided,
+                // Boxed: the future that may await the fleet's Redis is built only for a fleet.
+                None => {
+                    let in_fleet =
+                        pending.decide(customer_id, &quotas, hold, clock, room, evaluate_pending);
+                    Box::pin(in_fleet).await
+                }
+            }
         };
         let hold = hold.filter(|_| reasons.is_empty()).map(|units| {
             let entries: Vec<(&str, Entry)> =

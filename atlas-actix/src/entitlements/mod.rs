@@ -6,6 +6,7 @@
 //! warning, so one bad plan cannot lock a customer out of what its other plans grant.
 
 pub(crate) mod findings;
+pub(crate) mod grants;
 pub(crate) mod named_in_code;
 pub(crate) mod overlay;
 pub(crate) mod quota;
@@ -18,6 +19,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+pub(crate) use crate::entitlements::grants::{grants, grants_of, FeatureId};
 use crate::entitlements::overlay::Overlay;
 use crate::models::{Customer, PlanEntitlement, PriceKind, PricingModel};
 
@@ -184,55 +186,6 @@ pub fn limited_features<'a>(
         }
     }
     slugs
-}
-
-/// The valid subscriptions' grants, in order, with the slug of each feature: the entitlement
-/// of each plan of each subscription without an end date or ending after `now`. Grants of an
-/// unknown feature, and subscriptions to an unknown plan, are skipped with a warning.
-/// `warn` logs what is skipped; the per-request checks pass `false`, so a customer with a bad
-/// plan cannot flood the logs at the request rate ([`customer_features`] still reports it).
-pub(crate) fn grants<'a>(
-    customer: &'a Customer,
-    model: &'a PricingModel,
-    now: OffsetDateTime,
-    warn: bool,
-) -> impl Iterator<Item = (&'a str, &'a PlanEntitlement, &'a str)> + 'a {
-    customer
-        .active_subscriptions
-        .iter()
-        .filter(move |subscription| subscription.is_valid_at(now))
-        .filter_map(move |subscription| {
-            let plan = model.plan(&subscription.plan_id);
-            if plan.is_none() && warn {
-                tracing::warn!(
-                    customer = ?customer.external_id,
-                    subscription = %subscription.id,
-                    plan = %subscription.plan_id,
-                    "a subscription's plan is not in the pricing model; skipping it"
-                );
-            }
-            plan.map(|plan| (subscription, plan))
-        })
-        .flat_map(move |(subscription, plan)| {
-            plan.entitlements
-                .iter()
-                .filter_map(move |grant| match model.entitlement(&grant.id) {
-                    Some(entitlement) => {
-                        Some((subscription.id.as_str(), grant, entitlement.slug.as_str()))
-                    }
-                    None => {
-                        if !warn {
-                            return None;
-                        }
-                        tracing::warn!(
-                            customer = ?customer.external_id,
-                            entitlement = %grant.id,
-                            "a plan grants a feature the pricing model does not define; skipping it"
-                        );
-                        None
-                    }
-                })
-        })
 }
 
 /// Everything the customer may use, from its valid subscriptions.
@@ -467,7 +420,7 @@ pub fn is_allowed(
         &Overlay::default(),
         model,
         now,
-        feature,
+        FeatureId::of(model, feature),
         allow_unknown_limits,
         outcome,
         quantity,
@@ -482,24 +435,22 @@ pub(crate) fn is_allowed_over(
     overlay: &Overlay<'_>,
     model: &PricingModel,
     now: OffsetDateTime,
-    feature: &str,
+    feature: FeatureId<'_>,
     allow_unknown_limits: bool,
     outcome: LimitOutcome,
     quantity: f64,
 ) -> bool {
-    grants(customer, model, now, false)
-        .filter(|(_, _, slug)| *slug == feature)
-        .any(|(subscription_id, grant, _)| {
-            grant_allows(
-                customer,
-                overlay,
-                subscription_id,
-                grant,
-                outcome,
-                allow_unknown_limits,
-                quantity,
-            )
-        })
+    grants_of(customer, model, now, feature).any(|(subscription_id, grant)| {
+        grant_allows(
+            customer,
+            overlay,
+            subscription_id,
+            grant,
+            outcome,
+            allow_unknown_limits,
+            quantity,
+        )
+    })
 }
 
 /// The internal id to report a feature's usage under, when the customer's valid
@@ -512,10 +463,10 @@ pub(crate) fn usage_event_name<'a>(
     now: OffsetDateTime,
     feature: &str,
 ) -> Option<&'a str> {
-    let mut granted = grants(customer, model, now, false).filter(|(_, _, slug)| *slug == feature);
-    let (_, first, _) = granted.next()?;
+    let mut granted = grants_of(customer, model, now, FeatureId::of(model, feature));
+    let (_, first) = granted.next()?;
     let reports = FeatureType::of(first).reports_events()
-        || granted.any(|(_, grant, _)| FeatureType::of(grant).reports_events());
+        || granted.any(|(_, grant)| FeatureType::of(grant).reports_events());
     reports.then_some(first.id.as_str())
 }
 
@@ -526,8 +477,8 @@ pub fn is_limited(
     now: OffsetDateTime,
     feature: &str,
 ) -> bool {
-    grants(customer, model, now, false)
-        .any(|(_, grant, slug)| slug == feature && grant.limit.is_some())
+    grants_of(customer, model, now, FeatureId::of(model, feature))
+        .any(|(_, grant)| grant.limit.is_some())
 }
 
 /// Merges another subscription's grant of the same feature: the least restrictive wins.

@@ -6,18 +6,12 @@
 use smallvec::SmallVec;
 use time::OffsetDateTime;
 
-use crate::entitlements::overlay::Overlay;
-use crate::entitlements::{credit_unit, grant_allows, grants, FeatureType, LimitOutcome};
+use crate::entitlements::overlay::{pending, Overlay};
+pub(crate) use crate::entitlements::overlay::{Metered, Quota};
+use crate::entitlements::{
+    credit_unit, grant_allows, grants_of, FeatureId, FeatureType, LimitOutcome,
+};
 use crate::models::{Customer, PlanEntitlement, PricingModel};
-
-/// A feature the platform meters against a maximum, and where its figure is.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Quota<'a> {
-    /// Usage-based with a maximum: usage grows towards it.
-    Usage,
-    /// Credit-based, blocking overage: the balance of this unit shrinks towards zero.
-    Credits(&'a str),
-}
 
 /// Whether the customer's valid subscriptions meter `feature` against a maximum: the grant
 /// its usage events are reported under (the first, as
@@ -40,23 +34,6 @@ fn grant_quota(grant: &PlanEntitlement) -> Option<Quota<'_>> {
     credit_unit(kind, grant)
         .filter(|_| grant.block_overage.unwrap_or(false))
         .map(Quota::Credits)
-}
-
-/// A quota feature of a check: the platform's figure for it, and where its pending units
-/// count (the metered grant), found in the same pass over the grants. Small: a check holds a
-/// few across its await on the fleet's ledger, in the future Actix allocates per request.
-#[derive(Debug, Clone)]
-pub(crate) struct Metered<'a> {
-    pub(crate) feature: &'a str,
-    /// How much of the quota the platform counts as used: the usage of every grant of the
-    /// feature (usage-based), or the credits spent, as minus the balance (credit-based). It
-    /// only grows as the platform counts usage; a new period or a top-up makes it fall.
-    pub(crate) figure: f64,
-    subscription: &'a str,
-    grant: &'a PlanEntitlement,
-    /// Whether the metered grant is the feature's only grant in the customer's valid
-    /// subscriptions: then the check's answer is that grant's, with no second pass.
-    sole: bool,
 }
 
 impl Metered<'_> {
@@ -92,8 +69,8 @@ pub(crate) fn metered<'a>(
     now: OffsetDateTime,
     feature: &'a str,
 ) -> Option<Metered<'a>> {
-    let mut granted = grants(customer, model, now, false).filter(|(_, _, slug)| *slug == feature);
-    let (subscription, grant, _) = granted.next()?;
+    let mut granted = grants_of(customer, model, now, FeatureId::of(model, feature));
+    let (subscription, grant) = granted.next()?;
     let quota = grant_quota(grant)?;
     let usage = |subscription: &str, grant: &PlanEntitlement| {
         crate::entitlements::access(customer, subscription, grant)
@@ -105,7 +82,7 @@ pub(crate) fn metered<'a>(
         Quota::Usage => {
             usage(subscription, grant)
                 + granted
-                    .map(|(subscription, grant, _)| {
+                    .map(|(subscription, grant)| {
                         sole = false;
                         usage(subscription, grant)
                     })
@@ -119,6 +96,7 @@ pub(crate) fn metered<'a>(
     Some(Metered {
         feature,
         figure,
+        quota,
         subscription,
         grant,
         sole,
@@ -147,8 +125,8 @@ pub(crate) fn projected(
     extra: &[(&str, f64)],
 ) -> Customer {
     let mut projected = customer.rules_copy();
-    for (metered, quota, units) in pending(quotas, extra) {
-        match quota {
+    for (metered, units) in pending(quotas, extra) {
+        match metered.quota {
             Quota::Usage => {
                 let grant = metered.grant;
                 projected.count_usage(metered.subscription, &grant.id, grant.max_usage, units);
@@ -159,36 +137,6 @@ pub(crate) fn projected(
         }
     }
     projected
-}
-
-/// The pending `extra` units of each of `quotas`, laid where [`projected`] would count them,
-/// for [`is_allowed_over`](crate::entitlements::is_allowed_over): the projection without the
-/// copy of the customer.
-pub(crate) fn overlay<'a>(quotas: &[Metered<'a>], extra: &[(&str, f64)]) -> Overlay<'a> {
-    let mut overlay = Overlay::default();
-    for (metered, quota, units) in pending(quotas, extra) {
-        match quota {
-            Quota::Usage => overlay.count_usage(metered.subscription, &metered.grant.id, units),
-            Quota::Credits(unit) => overlay.spend_credits(unit, units),
-        }
-    }
-    overlay
-}
-
-/// The quotas with pending units, each with its quota: `extra` follows the quotas' order, as
-/// the ledger answers. No pass over the grants: [`metered`] found each grant.
-fn pending<'q, 'a>(
-    quotas: &'q [Metered<'a>],
-    extra: &'q [(&str, f64)],
-) -> impl Iterator<Item = (&'q Metered<'a>, Quota<'a>, f64)> + 'q {
-    quotas
-        .iter()
-        .zip(extra)
-        .filter_map(|(metered, (feature, units))| {
-            debug_assert_eq!(metered.feature, *feature, "extra follows the quotas' order");
-            let units = Some(*units).filter(|units| *units > 0.0)?;
-            Some((metered, grant_quota(metered.grant)?, units))
-        })
 }
 
 /// What a quota has left once `wanted` more units are used: the metered grant's maximum
@@ -224,9 +172,7 @@ pub(crate) fn metered_grant<'a>(
     now: OffsetDateTime,
     feature: &str,
 ) -> Option<(&'a str, &'a PlanEntitlement)> {
-    grants(customer, model, now, false)
-        .find(|(_, _, slug)| *slug == feature)
-        .map(|(subscription, grant, _)| (subscription, grant))
+    grants_of(customer, model, now, FeatureId::of(model, feature)).next()
 }
 
 #[cfg(test)]
@@ -325,7 +271,7 @@ mod tests {
                         let pending: Vec<(&str, f64)> =
                             quotas.iter().map(|quota| (quota.feature, extra)).collect();
                         let projected = projected(customer, &quotas, &pending);
-                        let overlay = overlay(&quotas, &pending);
+                        let overlay = Overlay::new(&quotas, &pending);
                         for feature in ["tokens", "images", "open"] {
                             for quantity in [1.0, 2.0, 5.0] {
                                 let over = crate::entitlements::is_allowed_over(
@@ -333,7 +279,7 @@ mod tests {
                                     &overlay,
                                     &model,
                                     NOW,
-                                    feature,
+                                    FeatureId::of(&model, feature),
                                     false,
                                     LimitOutcome::NoCallback,
                                     quantity,

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::entitlements::{
-    access, credit_unit, grants, CustomerFeature, FeatureType, LimitOutcome,
+    access, credit_unit, grants_of, CustomerFeature, FeatureId, FeatureType, LimitOutcome,
 };
 use crate::models::{Customer, PlanEntitlement, PricingModel};
 
@@ -166,10 +166,8 @@ pub fn denial_reason(
     if !model.entitlements.iter().any(|e| e.slug == feature) {
         return DenialReason::UnknownFeature { id };
     }
-    let granted: Vec<(&str, &PlanEntitlement)> = grants(customer, model, now, false)
-        .filter(|(_, _, slug)| *slug == feature)
-        .map(|(subscription, grant, _)| (subscription, grant))
-        .collect();
+    let granted: Vec<(&str, &PlanEntitlement)> =
+        grants_of(customer, model, now, FeatureId::of(model, feature)).collect();
     if !granted
         .iter()
         .any(|(_, grant)| grant.included || grant.limit.is_some())

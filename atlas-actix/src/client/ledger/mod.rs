@@ -124,18 +124,18 @@ impl Ledger {
         self.sweep(state, now);
         let lag = self.metering_lag;
         let accounts = accounts_of(&mut state.customers, customer);
-        let extra: SmallVec<[(&str, f64); 4]> = figures
-            .iter()
-            .map(|quota| {
-                let (feature, figure) = (quota.feature(), quota.figure());
-                let open = |feature| Account::new(feature, Some(figure), now);
-                let account = accounts.account(feature, open);
-                account.touched = now;
-                account.expire(now, lag, &mut state.by_event);
-                let units = account.reconcile(figure, now, lag, &mut state.by_event);
-                (feature, units)
-            })
-            .collect();
+        // Pushed in place: collected, the vector was moved after it was written, and the
+        // move's wide loads stalled on the narrow stores just made (4 ns of a check).
+        let mut extra: SmallVec<[(&str, f64); 4]> = SmallVec::new();
+        for quota in figures {
+            let (feature, figure) = (quota.feature(), quota.figure());
+            let open = |feature| Account::new(feature, Some(figure), now);
+            let account = accounts.account(feature, open);
+            account.touched = now;
+            account.expire(now, lag, &mut state.by_event);
+            let units = account.reconcile(figure, now, lag, &mut state.by_event);
+            extra.push((feature, units));
+        }
         let (answer, allowed) = decide(&extra);
         let mut held = Vec::new();
         if let Some(units) = hold.filter(|_| allowed) {
