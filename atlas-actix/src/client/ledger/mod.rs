@@ -56,7 +56,9 @@ struct State {
     /// leaving its account leaves this index in the same step.
     by_event: HashMap<Arc<str>, Owner>,
     next_id: u64,
-    swept: Instant,
+    /// When the next sweep is due: a check compares instants, where a duration since the
+    /// last sweep cost it a subtraction of timespecs.
+    sweep_at: Instant,
 }
 
 /// One quota feature of a check: its id and the platform's figure for it.
@@ -97,7 +99,7 @@ impl Ledger {
                 customers: Customers::default(),
                 by_event: HashMap::new(),
                 next_id: 0,
-                swept: Instant::now(),
+                sweep_at: Instant::now() + SWEEP_EVERY,
             }),
         }
     }
@@ -263,10 +265,10 @@ impl Ledger {
 
     /// Forgets the accounts of customers not checked for a while whose entries are gone.
     fn sweep(&self, state: &mut State, now: Instant) {
-        if now.duration_since(state.swept) < SWEEP_EVERY {
+        if now < state.sweep_at {
             return;
         }
-        state.swept = now;
+        state.sweep_at = now + SWEEP_EVERY;
         let lag = self.metering_lag;
         let by_event = &mut state.by_event;
         state.customers.retain(|_, customer| {
