@@ -117,8 +117,8 @@ impl PendingUsage {
     }
 
     /// [`decide`](Self::decide) without a future, when no fleet's ledger is configured: a
-    /// check then has nothing to await, and building the future that could await Redis cost
-    /// it a tenth of its time over a check without a quota. `None` when there is a fleet.
+    /// check then has nothing to await, and building (and moving) the future that could await
+    /// Redis is work on every quota check. `None` when there is a fleet.
     pub(crate) fn decide_at_once<T>(
         &self,
         customer: &str,

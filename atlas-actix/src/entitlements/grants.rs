@@ -9,7 +9,8 @@ use crate::models::{Customer, PlanEntitlement, PricingModel};
 /// of each plan of each subscription without an end date or ending after `now`. Grants of an
 /// unknown feature, and subscriptions to an unknown plan, are skipped with a warning.
 /// `warn` logs what is skipped; the per-request checks pass `false`, so a customer with a bad
-/// plan cannot flood the logs at the request rate ([`customer_features`](crate::entitlements::customer_features) still reports it).
+/// plan cannot flood the logs at the request rate
+/// ([`customer_features`](crate::entitlements::customer_features) still reports it).
 pub(crate) fn grants<'a>(
     customer: &'a Customer,
     model: &'a PricingModel,
