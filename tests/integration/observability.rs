@@ -76,13 +76,17 @@ async fn the_metrics_count_what_happened() {
         401
     );
 
-    // The usage is sent within the flush interval (3 s).
+    // The usage is sent within the flush interval (3 s). The sent counter moves when the
+    // platform answers, the queue's gauges when the batch then leaves the queue and the spool:
+    // a scrape in between sees both, so the wait is for the state after the batch.
     let text = eventually(
-        "3 events sent, push connected",
+        "3 events sent and out of the queue and the spool, push connected",
         Duration::from_secs(10),
         || async {
             let text = scrape(&quickstart).await;
             (metric(&text, "atlas_events_sent_total", &[]) == Some(3.0)
+                && metric(&text, "atlas_events_queued", &[]) == Some(0.0)
+                && metric(&text, "atlas_events_spooled", &[]) == Some(0.0)
                 && metric(&text, "atlas_push_connected", &[]) == Some(1.0))
             .then_some(text)
         },
