@@ -56,9 +56,11 @@ pub(crate) fn grants<'a>(
 }
 
 /// The valid subscriptions' grants of a feature, in order: [`grants`] filtered to the
-/// feature. The feature's internal id is found once ([`FeatureId::of`], which a check shares
-/// between its passes) and each grant matched by it; `grants` looks each grant's id up among
-/// all the features (plans' grants times features, on every check).
+/// feature. The feature's internal id is found once ([`FeatureId::of`]) and each grant matched
+/// by it; `grants` looks each grant's id up among all the features (plans' grants times
+/// features, on every check). The walk to the valid subscriptions' plans is written out here
+/// as in `grants`: shared through a helper, `engine/is_allowed/1 subscription` read 22 ns
+/// against 17.
 pub(crate) fn grants_of<'a>(
     customer: &'a Customer,
     model: &'a PricingModel,
