@@ -62,7 +62,10 @@ fn fleet_of(emulator: EmulatorHandle, data_file: Option<&Path>, hold_ttl: Option
 fn metered_fleet(customer: &str, changes: Value, hold_ttl: Option<u64>) -> Fleet {
     let (data, path) = metered_data(customer, changes);
     let emulator = Emulator::builder(data).start().unwrap();
-    fleet_of(emulator, Some(&path), hold_ttl)
+    let fleet = fleet_of(emulator, Some(&path), hold_ttl);
+    // Each instance reads it once, before it listens.
+    let _ = std::fs::remove_file(&path);
+    fleet
 }
 
 impl Fleet {

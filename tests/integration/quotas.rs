@@ -35,7 +35,10 @@ fn start(customer: &str, changes: Value) -> (EmulatorHandle, Quickstart) {
     let emulator = Emulator::builder(data).start().unwrap();
     let mut command = quickstart_command(&emulator);
     command.env("ATLAS_DATA_FILE", &path);
-    (emulator, Quickstart::spawn(command))
+    let quickstart = Quickstart::spawn(command);
+    // The quickstart reads it once, before it listens.
+    let _ = std::fs::remove_file(&path);
+    (emulator, quickstart)
 }
 
 /// `count` requests at once: each answer's status and body.
